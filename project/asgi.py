@@ -1,0 +1,24 @@
+"""ASGI entry point: HTTP through Django, WebSocket through the origin policy and the router.
+
+Run with ``python -m daphne project.asgi:application`` (or any ASGI server).
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+# Django must be set up before importing anything that touches models.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from sessions_app.routing import websocket_urlpatterns  # noqa: E402
+from sessions_app.security import origin_validator  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": origin_validator(URLRouter(websocket_urlpatterns)),
+    }
+)

@@ -1,0 +1,14 @@
+"""App configuration: registers the states and the account signals."""
+
+from django.apps import AppConfig
+
+
+class SessionsAppConfig(AppConfig):
+    """Interactive sessions over WebSocket."""
+
+    name = "sessions_app"
+    verbose_name = "Interactive sessions"
+
+    def ready(self) -> None:
+        """Import the modules that register states and signal receivers."""
+        from . import handlers, signals  # noqa: F401

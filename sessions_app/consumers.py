@@ -1,0 +1,340 @@
+"""The socket protocol: handshake, decode, dispatch, reply, groups (docs/protocol.md).
+
+Domain work lives in services and selectors, reached through ``handlers.call``; this module only
+speaks the protocol. Every frame a client sends, however wrong, gets one reply or one error frame,
+and only the errors of protocol section 6 that close the socket close it.
+"""
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from rest_framework_simplejwt.tokens import Token
+
+from . import auth, events, heartbeat, protocol, services
+from .handlers import call
+from .protocol import ProtocolError
+from .registry import REGISTRY
+
+logger = logging.getLogger(__name__)
+
+
+class SessionConsumer(AsyncJsonWebsocketConsumer):
+    """One WebSocket connection: one user, at most one joined session at a time.
+
+    Public attributes, for state handlers: ``user`` (``{"id", "username"}`` once authenticated),
+    ``session_id`` / ``role`` / ``session_version`` of the joined session (None, None, 0 when none),
+    ``channel_name``, and ``close_after_reply`` (a close code to send after the current reply).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user: dict[str, Any] | None = None
+        self.session_id: Any = None
+        self.role: str | None = None
+        self.session_version = 0
+        self.close_after_reply: int | None = None
+        self.closing = False
+        self._session_group = ""
+        self._groups: set[str] = set()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._allowance = float(settings.SESSIONS_RATE_BURST)
+        self._checked_at = time.monotonic()
+        self._strikes = 0
+        self._cleaned_up = False
+
+    # --- dispatch ------------------------------------------------------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route an ASGI or channel-layer message through an explicit table (never ``getattr``).
+
+        Unlike Channels' ``AsyncConsumer.dispatch``, this does not hop to the database thread to
+        close old connections before every message (Channels >= 4.2): only handlers that touch the
+        database do so, through ``database_sync_to_async``, which closes them around each call.
+        """
+        handler = _DISPATCH.get(message.get("type"))
+        if handler is None:
+            logger.warning("ignored a message of unknown type %r", message.get("type"))
+            return
+        await handler(self, message)
+
+    # --- client frames -------------------------------------------------------------------------
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        """Called when the client opens the socket: accept, then wait for the token frame.
+
+        The origin is already checked (project.asgi). Accepting before authentication lets a
+        browser see the error frame and close code, which a refused handshake hides (1006).
+        """
+        await self.accept()
+        heartbeat.ensure_running()
+        self._after(settings.SESSIONS_AUTH_TIMEOUT, self._auth_deadline)
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        """Called for each frame from the client: one reply or error frame per frame."""
+        if self.closing:
+            return
+        text = message.get("text")
+        if self.user is None:
+            await self._handshake(text)
+            return
+        request_id = request_state = None
+        try:
+            self._check_rate()
+            if text is None or text == "":
+                raise ProtocolError(protocol.UNSUPPORTED_FRAME, "Only non-empty UTF-8 text frames are accepted.")
+            self._check_size(text)
+            try:
+                decoded = protocol.decode(text)
+            except ValueError as exc:
+                raise ProtocolError(protocol.INVALID_JSON, f"The frame is not valid JSON: {exc}") from None
+            if type(decoded) is dict and protocol.valid_id(decoded.get("id")):
+                request_id = decoded.get("id")
+            state_name, data, request_id = protocol.parse_envelope(decoded)
+            request_state = state_name
+            entry = REGISTRY.get(state_name)
+            if entry is None:
+                raise ProtocolError(protocol.UNKNOWN_STATE, f"Unknown state {state_name!r}.")
+            if entry.needs_session and self.session_id is None:
+                raise ProtocolError(protocol.NOT_JOINED, "Join or create a session first.")
+            result = await entry.handler(self, entry.validate(data))
+        except ProtocolError as exc:
+            await self.fail(exc, request_id=request_id, request_state=request_state)
+            return
+        except Exception:
+            logger.exception("state %r failed", request_state)
+            await self.fail(
+                ProtocolError(protocol.SERVER_ERROR, "The server failed to handle this request."),
+                request_id=request_id,
+                request_state=request_state,
+            )
+            return
+        await self.send_frame(protocol.reply(state_name, result, request_id))
+        if self.close_after_reply is not None:
+            await self.shut(self.close_after_reply)
+
+    async def _handshake(self, text: str | None) -> None:
+        """The first frame: ``{"token": "<access token>"}``; anything else fails with 4401."""
+        self._cancel_timers()
+        try:
+            if text is not None:
+                self._check_size(text)
+            try:
+                first = protocol.decode(text) if text else None
+            except ValueError:
+                first = None
+            raw = first.get("token") if type(first) is dict else None
+            token = auth.validate_access_token(raw)
+            user = await call(services.connection_open, token=token, channel_name=self.channel_name)
+            self.user = user
+            await self.subscribe_group(events.user_group(user["id"]))
+            expires_at = self.schedule_token_expiry(token)
+        except ProtocolError as exc:
+            await self.fail(exc)
+            return
+        except Exception:
+            logger.exception("handshake failed")
+            await self.fail(ProtocolError(protocol.UNAVAILABLE, "The server cannot authenticate now; retry later."))
+            return
+        data = {"user": user, "protocol": protocol.PROTOCOL_VERSION, "token_expires_at": protocol.utc_iso(expires_at)}
+        await self.send_frame({"state": "initialised", "data": data})
+
+    def _check_size(self, text: str) -> None:
+        limit = settings.SESSIONS_MAX_MESSAGE_BYTES
+        # A str of n characters encodes to n..4n bytes: encode only when it can matter.
+        if len(text) > limit // 4 and len(text.encode()) > limit:
+            raise ProtocolError(protocol.MESSAGE_TOO_LARGE, f"Frames are limited to {limit} bytes.")
+
+    def _check_rate(self) -> None:
+        """Token bucket: ``SESSIONS_RATE_LIMIT`` frames a second, bursts of ``SESSIONS_RATE_BURST``.
+
+        A refused frame gets ``rate_limited``; after ``SESSIONS_RATE_BURST`` refusals in a row the
+        client is taken to be flooding and the socket closes with 4429.
+        """
+        now = time.monotonic()
+        burst = settings.SESSIONS_RATE_BURST
+        self._allowance = min(burst, self._allowance + (now - self._checked_at) * settings.SESSIONS_RATE_LIMIT)
+        self._checked_at = now
+        if self._allowance >= 1:
+            self._allowance -= 1
+            self._strikes = 0
+            return
+        self._strikes += 1
+        flooding = self._strikes > burst
+        raise ProtocolError(
+            protocol.RATE_LIMITED,
+            "Too many messages; slow down.",
+            close_code=protocol.CLOSE_RATE_LIMITED if flooding else None,
+        )
+
+    # --- replies, errors and closing ---------------------------------------------------------------
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        """Send one JSON frame (protocol.encode: UUIDs, datetimes and decimals as strings)."""
+        await self.send(text_data=protocol.encode(frame))
+
+    async def fail(self, exc: ProtocolError, *, request_id: Any = None, request_state: str | None = None) -> None:
+        """Send ``exc`` as an error frame; close with the code protocol section 6 gives it, if any."""
+        if self.closing:
+            return
+        frame = protocol.error(
+            exc.code, exc.message, request_id=request_id, request_state=request_state, errors=exc.errors, data=exc.data
+        )
+        await self.send_frame(frame)
+        if exc.close_code is not None:
+            await self.shut(exc.close_code)
+
+    async def shut(self, code: int) -> None:
+        """Close the socket with ``code``; later frames from the client are ignored."""
+        if not self.closing:
+            self.closing = True
+            self._cancel_timers()
+            await self.close(code)
+
+    # --- timers: auth deadline and token expiry ----------------------------------------------------
+
+    def _after(self, delay: float, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``action`` in ``delay`` seconds (a TimerHandle, so waiting costs no task)."""
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(max(0.0, delay), self._start, action))
+
+    def _start(self, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = asyncio.ensure_future(action())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    def schedule_token_expiry(self, token: Token) -> datetime.datetime:
+        """(Re)arm the ``token_expiring`` push and the ``token_expired`` close; returns the expiry."""
+        self._cancel_timers()
+        expires_at = auth.token_expiry(token)
+        remaining = expires_at.timestamp() - time.time()
+        self._after(remaining - settings.SESSIONS_TOKEN_EXPIRY_WARNING, lambda: self._token_expiring(expires_at))
+        self._after(remaining, self._token_expired)
+        return expires_at
+
+    async def _auth_deadline(self) -> None:
+        if self.user is None:
+            await self.fail(ProtocolError(protocol.AUTH_TIMEOUT, "No token was sent in time."))
+
+    async def _token_expiring(self, expires_at: datetime.datetime) -> None:
+        if not self.closing:
+            await self.send_frame(
+                {"state": "token_expiring", "data": {"token_expires_at": protocol.utc_iso(expires_at)}}
+            )
+
+    async def _token_expired(self) -> None:
+        await self.fail(ProtocolError(protocol.TOKEN_EXPIRED, "The access token expired; authenticate again."))
+
+    # --- groups --------------------------------------------------------------------------------------
+
+    async def subscribe_group(self, group: str) -> None:
+        """Add this connection to ``group``; raises ProtocolError(UNAVAILABLE) if the layer fails."""
+        if group in self._groups:
+            return
+        try:
+            await self.channel_layer.group_add(group, self.channel_name)
+        except Exception:
+            # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
+            logger.warning("channel layer unavailable for group_add", exc_info=True)
+            raise ProtocolError(protocol.UNAVAILABLE, "Live updates are unavailable; reconnect later.") from None
+        self._groups.add(group)
+
+    async def unsubscribe_group(self, group: str) -> None:
+        """Remove this connection from ``group``; a layer failure is logged (the group expires)."""
+        if group not in self._groups:
+            return
+        self._groups.discard(group)
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception:
+            logger.warning("channel layer unavailable for group_discard", exc_info=True)
+
+    async def subscribe(self, session_id: Any) -> None:
+        """Subscribe to a session's pushes (before reading it, so that none is missed)."""
+        await self.subscribe_group(events.session_group(session_id))
+
+    async def unsubscribe_unless_joined(self, session_id: Any) -> None:
+        """Undo ``subscribe`` after a failed join, unless that session is the joined one."""
+        group = events.session_group(session_id)
+        if group != self._session_group:
+            await self.unsubscribe_group(group)
+
+    async def enter_session(self, outcome: services.Outcome) -> None:
+        """Make ``outcome``'s session the joined one, leaving the previous one's group."""
+        group = events.session_group(outcome.session_id)
+        await self.subscribe_group(group)
+        if self._session_group and self._session_group != group:
+            await self.unsubscribe_group(self._session_group)
+        self._session_group = group
+        self.session_id, self.role, self.session_version = outcome.session_id, outcome.role, outcome.version
+        await self.publish(outcome.pushes)
+
+    async def leave_session(self, pushes: list[events.Event]) -> None:
+        """Forget the joined session and leave its group."""
+        await self.unsubscribe_group(self._session_group)
+        self._session_group, self.session_id, self.role, self.session_version = "", None, None, 0
+        await self.publish(pushes)
+
+    async def publish(self, pushes: list[events.Event]) -> None:
+        """Broadcast events after their change committed; a layer failure is logged, not raised."""
+        await events.apublish(pushes)
+
+    # --- channel-layer messages ----------------------------------------------------------------------
+
+    async def session_push(self, message: dict[str, Any]) -> None:
+        """Called for a push to a joined session's group: forward its pre-encoded text."""
+        if self.closing or message["exclude"] == self.channel_name or message.get("group") != self._session_group:
+            return
+        version = message.get("version", 0)
+        if version:
+            if version <= self.session_version:
+                return  # already in this connection's snapshot or reply
+            self.session_version = version
+        await self.send(text_data=message["text"])
+
+    async def user_deactivated(self, message: dict[str, Any]) -> None:
+        """Called when the user is deactivated or deleted, on every process: close 4401."""
+        await self.fail(ProtocolError(protocol.NOT_AUTHENTICATED, "This account is no longer active."))
+
+    # --- disconnect --------------------------------------------------------------------------------
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Called when the socket closes for any reason (client, server, dropped TCP): clean up once."""
+        self.closing = True
+        self._cancel_timers()
+        if not self._cleaned_up:
+            self._cleaned_up = True
+            await self._cleanup()
+        raise StopConsumer()
+
+    async def _cleanup(self) -> None:
+        if self.user is not None:
+            try:
+                await self.publish(await call(services.connection_close, channel_name=self.channel_name))
+            except ProtocolError:
+                logger.warning("could not remove connection %s; its process heartbeat will", self.channel_name)
+        for group in list(self._groups):
+            await self.unsubscribe_group(group)
+        for task in list(self._tasks):
+            task.cancel()
+
+
+_DISPATCH: dict[str, Callable[[SessionConsumer, dict[str, Any]], Coroutine[Any, Any, None]]] = {
+    "websocket.connect": SessionConsumer.websocket_connect,
+    "websocket.receive": SessionConsumer.websocket_receive,
+    "websocket.disconnect": SessionConsumer.websocket_disconnect,
+    events.SESSION_PUSH: SessionConsumer.session_push,
+    events.USER_DEACTIVATED: SessionConsumer.user_deactivated,
+}

@@ -1,0 +1,165 @@
+"""The protocol's states (docs/protocol.md, section 4), registered by name.
+
+Each handler gets the consumer and its validated ``data`` and returns the reply ``data``; expected
+failures raise ProtocolError. Database work goes through ``call`` (one hop per operation).
+"""
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from channels.db import database_sync_to_async
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
+from . import auth, protocol, selectors, services
+from .protocol import ProtocolError
+from .registry import state
+from .serializers import CreateSchema, InviteSchema, JoinSchema, PatchSchema, SaveSchema, TokenSchema
+
+if TYPE_CHECKING:
+    from .consumers import SessionConsumer
+
+logger = logging.getLogger(__name__)
+
+_async_services: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+async def call(service: Callable[..., Any], **kwargs: Any) -> Any:
+    """Run a synchronous service or selector in Channels' database thread; returns its result.
+
+    ``database_sync_to_async`` closes unusable and expired database connections before and after
+    the call, so a connection dropped between messages is replaced. A database that cannot be
+    reached raises ProtocolError(UNAVAILABLE) (close 4503; the client reconnects with backoff).
+    """
+    wrapped = _async_services.get(service)
+    if wrapped is None:
+        wrapped = _async_services[service] = database_sync_to_async(service)
+    try:
+        return await wrapped(**kwargs)
+    except (OperationalError, InterfaceError):
+        logger.warning("database unavailable in %s", service.__name__, exc_info=True)
+        raise ProtocolError(protocol.UNAVAILABLE, "The database is unreachable; reconnect later.") from None
+
+
+# --- built-in states -----------------------------------------------------------------------------
+
+
+@state("ping")
+async def ping(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+    """Liveness and latency probe: ``{}`` -> ``{"server_time": ISO 8601 UTC}``. Extra data is ignored."""
+    return {"server_time": protocol.utc_iso(timezone.now())}
+
+
+@state("authenticate", schema=TokenSchema)
+async def authenticate(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+    """Renew the connection's access token: ``{"token"}`` -> ``{"token_expires_at"}``.
+
+    The token must be a valid access token of the same user, else NOT_AUTHENTICATED (close 4401).
+    """
+    token = auth.validate_access_token(data["token"])
+    if str(auth.token_user_id(token)) != str(conn.user["id"]):
+        raise ProtocolError(protocol.NOT_AUTHENTICATED, "The token belongs to another user.")
+    await call(services.user_check, token=token)
+    expires_at = conn.schedule_token_expiry(token)
+    return {"token_expires_at": protocol.utc_iso(expires_at)}
+
+
+# --- session states ------------------------------------------------------------------------------
+
+
+@state("create", schema=CreateSchema)
+async def create(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+    """Create a session owned by the caller and join it; returns the snapshot."""
+    outcome = await call(
+        services.session_create, user=conn.user, channel_name=conn.channel_name, title=data["title"], data=data["data"]
+    )
+    await conn.enter_session(outcome)
+    return outcome.data
+
+
+@state("list")
+async def list_sessions(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+    """The sessions the caller may open: ``{"sessions": [{"id", "title", "role", "version", "updated_at"}]}``."""
+    return {"sessions": await call(selectors.session_list_for_user, user_id=conn.user["id"])}
+
+
+@state("join", schema=JoinSchema)
+async def join(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+    """Join a session (leaving any other); returns the snapshot or the changes after ``since``.
+
+    The connection subscribes to the session's group before reading it, so no push between the
+    read and the subscription is missed; pushes the snapshot already holds are dropped by version.
+    """
+    await conn.subscribe(data["session"])
+    try:
+        outcome = await call(
+            services.session_join,
+            user=conn.user,
+            channel_name=conn.channel_name,
+            session_id=data["session"],
+            since=data["since"],
+        )
+    except ProtocolError:
+        await conn.unsubscribe_unless_joined(data["session"])
+        raise
+    await conn.enter_session(outcome)
+    return outcome.data
+
+
+@state("patch", schema=PatchSchema, needs_session=True)
+async def patch(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+    """Apply an RFC 6902 patch at ``version``: ``{"version", "ops"}`` -> ``{"version": new}``."""
+    outcome = await call(
+        services.session_patch,
+        user=conn.user,
+        channel_name=conn.channel_name,
+        session_id=conn.session_id,
+        version=data["version"],
+        ops=data["ops"],
+    )
+    conn.session_version = outcome.version
+    await conn.publish(outcome.pushes)
+    return outcome.data
+
+
+@state("presence", needs_session=True)
+async def presence(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+    """Users present in the joined session: ``{"present": [{"id", "username"}]}``."""
+    return {"present": await call(selectors.presence_for_session, session_id=conn.session_id)}
+
+
+@state("invite", schema=InviteSchema, needs_session=True)
+async def invite(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+    """Owner only: add a member or change their role; returns ``{"members": [...]}``."""
+    outcome = await call(
+        services.member_invite, user=conn.user, session_id=conn.session_id, username=data["username"], role=data["role"]
+    )
+    return outcome.data
+
+
+@state("leave")
+async def leave(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+    """Leave the joined session (no-op when none): ``{}``."""
+    if conn.session_id is not None:
+        outcome = await call(services.session_leave, user=conn.user, channel_name=conn.channel_name)
+        await conn.leave_session(outcome.pushes)
+    return {}
+
+
+@state("save", schema=SaveSchema)
+async def save(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+    """Record a revision, reply ``{"revision", "version"}`` (``{}`` with no session), then close 1000."""
+    if conn.session_id is None:
+        conn.close_after_reply = protocol.CLOSE_NORMAL
+        return {}
+    outcome = await call(
+        services.revision_create,
+        user=conn.user,
+        channel_name=conn.channel_name,
+        session_id=conn.session_id,
+        message=data["message"],
+    )
+    await conn.publish(outcome.pushes)
+    conn.close_after_reply = protocol.CLOSE_NORMAL
+    return outcome.data

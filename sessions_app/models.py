@@ -1,0 +1,115 @@
+"""Interactive sessions: the shared document, its members, change log, revisions and presence."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Role(models.TextChoices):
+    """A member's role: owner (everything), editor (patch, save), viewer (read and receive pushes)."""
+
+    OWNER = "owner", "Owner"
+    EDITOR = "editor", "Editor"
+    VIEWER = "viewer", "Viewer"
+
+
+class Session(models.Model):
+    """A shared JSON document. ``version`` counts the accepted patches since creation."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    title = models.CharField(max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owned_sessions")
+    data = models.JSONField(default=dict)
+    version = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Membership(models.Model):
+    """A user's role in a session. The owner has a membership row too."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="session_memberships")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "user"], name="membership_unique_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role})"
+
+
+class Change(models.Model):
+    """One accepted patch: the RFC 6902 operations that took the session to ``version``."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="changes")
+    version = models.PositiveBigIntegerField()
+    ops = models.JSONField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["session", "version"]
+        constraints = [models.UniqueConstraint(fields=["session", "version"], name="change_unique_version")]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} v{self.version}"
+
+
+class Revision(models.Model):
+    """A named snapshot of ``data`` at ``version``, recorded by ``save``. Numbered from 1 per session."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    version = models.PositiveBigIntegerField()
+    data = models.JSONField()
+    message = models.CharField(max_length=500, blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["session", "-number"]
+        constraints = [models.UniqueConstraint(fields=["session", "number"], name="revision_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} r{self.number}"
+
+
+class ServerProcess(models.Model):
+    """A running server process, kept alive by its heartbeat.
+
+    When a process dies without cleaning up (SIGKILL), its connections stop counting once its
+    heartbeat is older than ``SESSIONS_PRESENCE_TTL``; the next live process's heartbeat deletes it.
+    """
+
+    id = models.CharField(primary_key=True, max_length=64)
+    started_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Connection(models.Model):
+    """An open, authenticated socket: counts towards the user's limit, and is presence when joined."""
+
+    channel_name = models.CharField(primary_key=True, max_length=120)
+    server = models.ForeignKey(ServerProcess, on_delete=models.CASCADE, related_name="connections")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="connections")
+    opened_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "user"]), models.Index(fields=["user"])]
+
+    def __str__(self) -> str:
+        return self.channel_name

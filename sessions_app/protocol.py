@@ -1,0 +1,207 @@
+"""The wire protocol: error codes, close codes, JSON encoding and envelope validation.
+
+The contract is docs/protocol.md (from shared/spec/protocol.md). Nothing here touches the database
+or the channel layer; the consumer calls these helpers for every frame, so they are kept cheap.
+"""
+
+import datetime
+import decimal
+import json
+import math
+import re
+import uuid
+from typing import Any
+
+import orjson
+
+PROTOCOL_VERSION = 1
+
+# Error codes (protocol section 6).
+NOT_AUTHENTICATED = "not_authenticated"
+AUTH_TIMEOUT = "auth_timeout"
+TOKEN_EXPIRED = "token_expired"  # noqa: S105 (an error code, not a secret)
+INVALID_JSON = "invalid_json"
+INVALID_MESSAGE = "invalid_message"
+UNSUPPORTED_FRAME = "unsupported_frame"
+MESSAGE_TOO_LARGE = "message_too_large"
+UNKNOWN_STATE = "unknown_state"
+INVALID_DATA = "invalid_data"
+NOT_FOUND = "not_found"
+PERMISSION_DENIED = "permission_denied"
+NOT_JOINED = "not_joined"
+CONFLICT = "conflict"
+RATE_LIMITED = "rate_limited"
+TOO_MANY_CONNECTIONS = "too_many_connections"
+SERVER_ERROR = "server_error"
+UNAVAILABLE = "unavailable"
+
+# Close codes. daphne (autobahn) lets an application send only 1000 or 3000-4999.
+CLOSE_NORMAL = 1000
+CLOSE_AUTH = 4401
+CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_TOO_LARGE = 4413
+CLOSE_RATE_LIMITED = 4429
+CLOSE_UNAVAILABLE = 4503
+
+# The close code that follows each fatal error; codes not listed leave the connection open.
+CLOSE_FOR = {
+    NOT_AUTHENTICATED: CLOSE_AUTH,
+    TOKEN_EXPIRED: CLOSE_AUTH,
+    AUTH_TIMEOUT: CLOSE_AUTH_TIMEOUT,
+    MESSAGE_TOO_LARGE: CLOSE_TOO_LARGE,
+    TOO_MANY_CONNECTIONS: CLOSE_RATE_LIMITED,
+    UNAVAILABLE: CLOSE_UNAVAILABLE,
+}
+
+STATE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+MAX_ID_LENGTH = 64
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class ProtocolError(Exception):
+    """An expected failure, turned into one error frame by the consumer.
+
+    ``code`` is one of the error codes above; ``message`` is the human text sent as ``error``;
+    ``errors`` ({field: [messages]}) and ``data`` (machine-readable details, e.g. the current
+    version on a conflict) are optional and must be JSON-serialisable. ``close_code`` overrides
+    the close code ``CLOSE_FOR`` gives the error (e.g. 4429 for a client that keeps flooding).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        errors: dict[str, list[str]] | None = None,
+        data: dict[str, Any] | None = None,
+        close_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.errors = errors
+        self.data = data
+        self.close_code = close_code if close_code is not None else CLOSE_FOR.get(code)
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+# orjson parses integers beyond 64 bits as floats (silently rewriting the value), so a frame with a
+# run of 19+ digits takes the standard library's exact parser instead.
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:32]}")
+    return value
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode(text: str) -> Any:
+    """Parse one JSON text exactly as sent (RFC 8259).
+
+    Refuses ``NaN``, ``Infinity`` and numbers that overflow a double, which are not JSON; keeps
+    integers of any size exact. Raises ``ValueError`` (json.JSONDecodeError or orjson's) on
+    invalid input.
+    """
+    if _LONG_DIGITS.search(text) is None:
+        return orjson.loads(text)
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def encode(value: Any) -> str:
+    """Serialise to compact JSON text: UUIDs as strings, datetimes ISO 8601, decimals as strings.
+
+    Aware datetimes keep their offset (the server only produces UTC). Integers beyond 64 bits,
+    which orjson refuses, go through the standard library. ``NaN`` and infinities raise
+    ``ValueError`` instead of becoming invalid JSON. Falsy values are kept as they are.
+    """
+    try:
+        return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=_default, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def utc_iso(moment: datetime.datetime) -> str:
+    """An aware datetime as ISO 8601 in UTC with a ``Z`` suffix, e.g. ``2026-11-30T05:41:27.123456Z``."""
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def json_size(value: Any) -> int:
+    """Size in bytes of the compact UTF-8 JSON encoding of ``value``."""
+    return len(encode(value).encode())
+
+
+# --- envelope ---------------------------------------------------------------------------------
+
+
+def valid_id(value: Any) -> bool:
+    """True for a request id the server echoes: a string of at most 64 characters or a 64-bit int."""
+    if isinstance(value, str):
+        return len(value) <= MAX_ID_LENGTH
+    return type(value) is int and INT64_MIN <= value <= INT64_MAX
+
+
+def parse_envelope(message: Any) -> tuple[str, dict[str, Any], Any]:
+    """Validate a decoded request ``{state, data?, id?}`` and return ``(state, data, id)``.
+
+    ``data`` defaults to ``{}``; ``id`` is None when absent. Raises ProtocolError(INVALID_MESSAGE)
+    when the frame is not an object, or a field is missing or of the wrong type (``null`` included).
+    """
+    if type(message) is not dict:
+        raise ProtocolError(INVALID_MESSAGE, "A request must be a JSON object.")
+    state = message.get("state")
+    if type(state) is not str or STATE_RE.fullmatch(state) is None:
+        raise ProtocolError(INVALID_MESSAGE, "'state' must be a string of 1-64 letters, digits, '_', '-' or '.'.")
+    data = message.get("data", {})
+    if type(data) is not dict:
+        raise ProtocolError(INVALID_MESSAGE, "'data' must be a JSON object.")
+    request_id = message.get("id")
+    if "id" in message and not valid_id(request_id):
+        raise ProtocolError(INVALID_MESSAGE, "'id' must be a string of at most 64 characters or an integer.")
+    return state, data, request_id
+
+
+def reply(state: str, data: dict[str, Any], request_id: Any = None) -> dict[str, Any]:
+    """A reply frame ``{state, data, id?}``."""
+    frame: dict[str, Any] = {"state": state, "data": data}
+    if request_id is not None:
+        frame["id"] = request_id
+    return frame
+
+
+def error(
+    code: str,
+    message: str,
+    *,
+    request_id: Any = None,
+    request_state: str | None = None,
+    errors: dict[str, list[str]] | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An error frame ``{state: "error", code, error, id?, request_state?, errors?, data?}``."""
+    frame: dict[str, Any] = {"state": "error", "code": code, "error": message}
+    if request_id is not None:
+        frame["id"] = request_id
+    if request_state is not None:
+        frame["request_state"] = request_state
+    if errors:
+        frame["errors"] = errors
+    if data is not None:
+        frame["data"] = data
+    return frame

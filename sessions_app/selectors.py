@@ -1,0 +1,118 @@
+"""Reads. Synchronous ORM code: the consumer calls these through ``database_sync_to_async``."""
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from . import protocol
+from .models import Change, Connection, Membership, Session
+from .protocol import ProtocolError
+
+
+def user_summary(user: Any) -> dict[str, Any]:
+    """``{"id", "username"}`` of a user."""
+    return {"id": user.pk, "username": user.get_username()}
+
+
+def live_connections() -> QuerySet[Connection]:
+    """Connections whose server process has a heartbeat younger than ``SESSIONS_PRESENCE_TTL``."""
+    cutoff = timezone.now() - timedelta(seconds=settings.SESSIONS_PRESENCE_TTL)
+    return Connection.objects.filter(server__heartbeat_at__gte=cutoff)
+
+
+def presence_for_session(*, session_id: UUID) -> list[dict[str, Any]]:
+    """Users with a live connection joined to the session, ``[{"id", "username"}]`` by username."""
+    rows = (
+        live_connections()
+        .filter(session_id=session_id)
+        .values_list("user_id", "user__username")
+        .distinct()
+        .order_by("user__username")
+    )
+    return [{"id": user_id, "username": username} for user_id, username in rows]
+
+
+def user_present_elsewhere(*, session_id: UUID, user_id: int, channel_name: str) -> bool:
+    """True when the user has another live connection joined to the session (another tab)."""
+    return live_connections().filter(session_id=session_id, user_id=user_id).exclude(channel_name=channel_name).exists()
+
+
+def membership_get(*, session_id: UUID, user_id: int, for_update: bool = False) -> Membership:
+    """The user's membership with its session loaded.
+
+    Raises ProtocolError(NOT_FOUND) when the session does not exist or the user is not a member:
+    a session the user may not see is not revealed. ``for_update`` locks the session row
+    (PostgreSQL; a no-op on SQLite, whose writers are serialised anyway).
+    """
+    queryset = Membership.objects.select_related("session")
+    if for_update:
+        queryset = queryset.select_for_update(of=("session",))
+    membership = queryset.filter(session_id=session_id, user_id=user_id).first()
+    if membership is None:
+        raise ProtocolError(protocol.NOT_FOUND, "No such session.")
+    return membership
+
+
+def members_of(*, session_id: UUID) -> list[dict[str, Any]]:
+    """``[{"id", "username", "role"}]`` of a session, owner first, then by username."""
+    rows = Membership.objects.filter(session_id=session_id).values_list("user_id", "user__username", "role")
+    order = {"owner": 0, "editor": 1, "viewer": 2}
+    members = [{"id": uid, "username": name, "role": role} for uid, name, role in rows]
+    members.sort(key=lambda m: (order.get(m["role"], 3), m["username"]))
+    return members
+
+
+def session_snapshot(*, session: Session, role: str) -> dict[str, Any]:
+    """The protocol's session snapshot: ``{"id", "title", "version", "data", "role", "members", "present"}``."""
+    return {
+        "id": str(session.pk),
+        "title": session.title,
+        "version": session.version,
+        "data": session.data,
+        "role": role,
+        "members": members_of(session_id=session.pk),
+        "present": presence_for_session(session_id=session.pk),
+    }
+
+
+def changes_since(*, session_id: UUID, since: int, version: int) -> list[dict[str, Any]] | None:
+    """The changes after ``since`` up to ``version``, oldest first, or None when some are no longer kept.
+
+    Each change is ``{"version", "ops", "by": {"id", "username"} | None, "at"}``.
+    """
+    rows = list(
+        Change.objects.filter(session_id=session_id, version__gt=since, version__lte=version)
+        .order_by("version")
+        .values_list("version", "ops", "author_id", "author__username", "created_at")
+    )
+    if len(rows) != version - since:
+        return None
+    return [
+        {
+            "version": number,
+            "ops": ops,
+            "by": {"id": author_id, "username": username} if author_id is not None else None,
+            "at": protocol.utc_iso(created_at),
+        }
+        for number, ops, author_id, username, created_at in rows
+    ]
+
+
+def session_list_for_user(*, user_id: int) -> list[dict[str, Any]]:
+    """Sessions the user may open, most recently updated first.
+
+    ``[{"id", "title", "role", "version", "updated_at"}]``.
+    """
+    rows = (
+        Membership.objects.filter(user_id=user_id)
+        .order_by("-session__updated_at")
+        .values_list("session_id", "session__title", "role", "session__version", "session__updated_at")
+    )
+    return [
+        {"id": str(sid), "title": title, "role": role, "version": version, "updated_at": protocol.utc_iso(updated)}
+        for sid, title, role, version, updated in rows
+    ]

@@ -1,0 +1,60 @@
+"""Input schemas of the states (DRF serializers). Values come back exactly as sent."""
+
+from rest_framework import serializers
+
+from .models import Role
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses non-strings (DRF's turns ``5`` into ``"5"``) and keeps whitespace."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class TokenSchema(serializers.Serializer):
+    """``authenticate``: ``{"token": "<access token>"}``."""
+
+    token = StrictCharField()
+
+
+class CreateSchema(serializers.Serializer):
+    """``create``: ``{"title": str 1..200, "data": object = {}}``."""
+
+    title = StrictCharField(min_length=1, max_length=200)
+    data = serializers.DictField(required=False, default=dict)
+
+
+class JoinSchema(serializers.Serializer):
+    """``join``: ``{"session": uuid, "since": int >= 0?}``."""
+
+    session = serializers.UUIDField()
+    since = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+
+
+class PatchSchema(serializers.Serializer):
+    """``patch``: ``{"version": int >= 0, "ops": [RFC 6902 operation, ...]}`` (at least one)."""
+
+    version = serializers.IntegerField(min_value=0)
+    ops = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=1000)
+
+
+class InviteSchema(serializers.Serializer):
+    """``invite``: ``{"username": str, "role": "editor" | "viewer"}``."""
+
+    username = StrictCharField(max_length=150)
+    role = serializers.ChoiceField(choices=[Role.EDITOR.value, Role.VIEWER.value])
+
+
+class SaveSchema(serializers.Serializer):
+    """``save``: ``{"message": str = ""}``."""
+
+    message = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
