@@ -14,6 +14,8 @@ from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from rest_framework_simplejwt.tokens import Token
 
@@ -49,8 +51,50 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         self._checked_at = time.monotonic()
         self._strikes = 0
         self._cleaned_up = False
+        self._layer_failed = False
 
     # --- dispatch ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the connection: client frames and channel-layer messages, one at a time, in order.
+
+        As Channels' ``AsyncConsumer.__call__``, except that the channel layer is read through
+        ``_layer_receive``, which survives a Redis outage instead of ending the consumer (and the
+        socket, with 1011) on the first connection error.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive, self._layer_receive], self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def _layer_receive(self) -> dict[str, Any]:
+        """The next channel-layer message for this connection, retrying while the layer is down.
+
+        After an outage the connection's groups are added again: a restarted Redis (which keeps
+        nothing on disk here) has forgotten them, and group_add is idempotent.
+        """
+        delay = 0.2
+        while True:
+            try:
+                if self._layer_failed:
+                    for group in list(self._groups):
+                        await self.channel_layer.group_add(group, self.channel_name)
+                    self._layer_failed = False
+                    logger.info("channel layer is back; groups restored for %s", self.channel_name)
+                return await self.channel_layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
+                if not self._layer_failed:
+                    logger.warning("channel layer receive failed; retrying", exc_info=True)
+                self._layer_failed = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route an ASGI or channel-layer message through an explicit table (never ``getattr``).

@@ -1,0 +1,46 @@
+# The project's tasks. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint format bench install install-dev
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.runtime  ## Create .venv and install the runtime requirements
+
+install-dev: $(VENV)/.dev  ## Also install the test, lint and benchmark tools
+
+run: $(VENV)/.runtime  ## Migrate, create the demo users on first run, serve daphne on $(HOST):$(PORT)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo_users
+	$(PY) -m daphne -b $(HOST) -p $(PORT) project.asgi:application
+
+test: $(VENV)/.dev  ## Every test: lint, pytest (SQLite, PostgreSQL, Redis, Chromium), node, conformance
+	PYTHON=$(abspath $(PY)) scripts/test.sh
+
+lint: $(VENV)/.dev  ## ruff check and ruff format --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev  ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(VENV)/.dev  ## The benchmark against peers (bench/README.md); ARGS=--quick for a short run
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) bench/run.py $(ARGS)
