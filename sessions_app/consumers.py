@@ -19,7 +19,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from rest_framework_simplejwt.tokens import Token
 
-from . import auth, events, heartbeat, protocol, services
+from . import auth, events, process, protocol, services
 from .handlers import call
 from .protocol import ProtocolError
 from .registry import REGISTRY
@@ -52,6 +52,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         self._strikes = 0
         self._cleaned_up = False
         self._layer_failed = False
+        self._layer_wanted: asyncio.Future[None] | None = None
 
     # --- dispatch ------------------------------------------------------------------------------
 
@@ -77,6 +78,11 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         After an outage the connection's groups are added again: a restarted Redis (which keeps
         nothing on disk here) has forgotten them, and group_add is idempotent.
         """
+        if not self._groups:
+            # Nothing can arrive before the first group_add: wait for it without touching the
+            # layer (no receive buffer, no BRPOP) — most of an idle connection's layer cost.
+            self._layer_wanted = asyncio.get_running_loop().create_future()
+            await self._layer_wanted
         delay = 0.2
         while True:
             try:
@@ -118,7 +124,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         browser see the error frame and close code, which a refused handshake hides (1006).
         """
         await self.accept()
-        heartbeat.ensure_running()
+        process.ensure_running()
         self._after(settings.SESSIONS_AUTH_TIMEOUT, self._auth_deadline)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
@@ -178,7 +184,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             token = auth.validate_access_token(raw)
             user = await call(services.connection_open, token=token, channel_name=self.channel_name)
             self.user = user
-            await self.subscribe_group(events.user_group(user["id"]))
+            process.register(self)
             expires_at = self.schedule_token_expiry(token)
         except ProtocolError as exc:
             await self.fail(exc)
@@ -294,6 +300,17 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             logger.warning("channel layer unavailable for group_add", exc_info=True)
             raise ProtocolError(protocol.UNAVAILABLE, "Live updates are unavailable; reconnect later.") from None
         self._groups.add(group)
+        if self._layer_wanted is not None and not self._layer_wanted.done():
+            self._layer_wanted.set_result(None)
+
+    async def refresh_groups(self) -> None:
+        """Add this connection to its groups again (they expire in channels_redis); failures are logged."""
+        for group in list(self._groups):
+            try:
+                await self.channel_layer.group_add(group, self.channel_name)
+            except Exception:
+                logger.warning("channel layer unavailable for a group refresh", exc_info=True)
+                return
 
     async def unsubscribe_group(self, group: str) -> None:
         """Remove this connection from ``group``; a layer failure is logged (the group expires)."""
@@ -349,7 +366,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         await self.send(text_data=message["text"])
 
     async def user_deactivated(self, message: dict[str, Any]) -> None:
-        """Called when the user is deactivated or deleted, on every process: close 4401."""
+        """Called by this process's account listener when the user is deactivated or deleted: close 4401."""
         await self.fail(ProtocolError(protocol.NOT_AUTHENTICATED, "This account is no longer active."))
 
     # --- disconnect --------------------------------------------------------------------------------
@@ -365,6 +382,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
 
     async def _cleanup(self) -> None:
         if self.user is not None:
+            process.unregister(self)
             try:
                 await self.publish(await call(services.connection_close, channel_name=self.channel_name))
             except ProtocolError:
@@ -380,5 +398,4 @@ _DISPATCH: dict[str, Callable[[SessionConsumer, dict[str, Any]], Coroutine[Any, 
     "websocket.receive": SessionConsumer.websocket_receive,
     "websocket.disconnect": SessionConsumer.websocket_disconnect,
     events.SESSION_PUSH: SessionConsumer.session_push,
-    events.USER_DEACTIVATED: SessionConsumer.user_deactivated,
 }

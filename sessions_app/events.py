@@ -22,9 +22,13 @@ from . import protocol
 
 logger = logging.getLogger(__name__)
 
-# Layer message types, handled by the consumer's explicit dispatch table.
+# Layer message types: session pushes go to the consumers (an explicit dispatch table), account
+# events to each process's account listener (sessions_app.process).
 SESSION_PUSH = "session.push"
 USER_DEACTIVATED = "user.deactivated"
+
+# One member per server process: its account listener.
+ACCOUNTS_GROUP = "accounts"
 
 
 def session_group(session_id: Any) -> str:
@@ -34,11 +38,6 @@ def session_group(session_id: Any) -> str:
     """
     hex_id = session_id.hex if hasattr(session_id, "hex") else str(session_id).replace("-", "")
     return f"session.{hex_id}"
-
-
-def user_group(user_id: int) -> str:
-    """The group of every authenticated connection of one user, on every process: ``user.<id>``."""
-    return f"user.{user_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +69,8 @@ def push(session_id: Any, state: str, data: dict[str, Any], *, exclude: str = ""
 
 
 def user_deactivated(user_id: int) -> Event:
-    """Tells every connection of ``user_id`` that the account was deactivated or deleted."""
-    return Event(user_group(user_id), {"type": USER_DEACTIVATED})
+    """Tells every process to close the sockets of ``user_id``: deactivated or deleted."""
+    return Event(ACCOUNTS_GROUP, {"type": USER_DEACTIVATED, "user_id": user_id})
 
 
 async def apublish(events: list[Event]) -> bool:

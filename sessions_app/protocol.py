@@ -111,7 +111,11 @@ def decode(text: str) -> Any:
     """
     if _LONG_DIGITS.search(text) is None:
         return orjson.loads(text)
-    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    # The standard library accepts lone surrogate escapes ("\ud800"), which are not Unicode
+    # scalar values and cannot be stored (orjson refuses them): re-encoding finds them.
+    encode(value).encode()
+    return value
 
 
 def _default(value: Any) -> Any:
@@ -128,8 +132,9 @@ def encode(value: Any) -> str:
     """Serialise to compact JSON text: UUIDs as strings, datetimes ISO 8601, decimals as strings.
 
     Aware datetimes keep their offset (the server only produces UTC). Integers beyond 64 bits,
-    which orjson refuses, go through the standard library. ``NaN`` and infinities raise
-    ``ValueError`` instead of becoming invalid JSON. Falsy values are kept as they are.
+    which orjson refuses, go through the standard library. Falsy values are kept as they are.
+    ``NaN`` and infinities never reach this from a client (``decode`` refuses them); orjson would
+    write them as ``null``, so server code must not produce them.
     """
     try:
         return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()

@@ -1,0 +1,56 @@
+"""``GET /healthz``: is this process able to serve sessions (database and channel layer)?"""
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+logger = logging.getLogger(__name__)
+
+CHECK_TIMEOUT = 2.0  # seconds per check
+
+
+def _database_ping() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def _check_database() -> None:
+    await database_sync_to_async(_database_ping)()
+
+
+async def _check_channel_layer() -> None:
+    """A message through the layer and back, on a channel of this process."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel("healthz.")
+    await layer.send(channel, {"type": "healthz.ping"})
+    message = await layer.receive(channel)
+    if message.get("type") != "healthz.ping":
+        raise RuntimeError(f"unexpected message {message.get('type')!r}")
+
+
+async def _timed(check: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - any failure is reported as this component's state
+        logger.warning("health check %s failed: %s", check.__name__, type(exc).__name__)
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """200 ``{"status": "ok", "database": {...}, "channel_layer": {...}}`` when both answer, else 503.
+
+    Each component reports ``{"ok": true, "ms": float}`` or ``{"ok": false, "error": class name}``;
+    each check gives up after 2 seconds.
+    """
+    database, layer = await asyncio.gather(_timed(_check_database), _timed(_check_channel_layer))
+    ok = database["ok"] and layer["ok"]
+    body = {"status": "ok" if ok else "unavailable", "database": database, "channel_layer": layer}
+    return JsonResponse(body, status=200 if ok else 503)

@@ -1,0 +1,126 @@
+"""This server process's own state: its open connections, its heartbeat, its account listener.
+
+- **Heartbeat.** Every ``SESSIONS_PRESENCE_HEARTBEAT`` seconds the process refreshes its
+  ServerProcess row and removes processes whose heartbeat is older than ``SESSIONS_PRESENCE_TTL``
+  (killed with SIGKILL, or stalled), with their connections, pushing ``presence`` for the sessions
+  their users left. A dead process's users vanish from presence listings within the TTL, and the
+  others are told within TTL + one heartbeat.
+- **Accounts.** One channel per process listens to the ``accounts`` group; a user deactivated or
+  deleted anywhere is disconnected from every process at once. One group membership per process
+  instead of one per connection keeps the handshake free of channel-layer round trips.
+- **Group refresh.** channels_redis forgets a group member after ``group_expiry`` (a day by
+  default) and a restarted Redis forgets them all; every ``GROUP_REFRESH`` seconds the heartbeat
+  adds this process's connections to their groups again (``group_add`` is idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from . import events, services
+
+if TYPE_CHECKING:
+    from .consumers import SessionConsumer
+
+logger = logging.getLogger(__name__)
+
+GROUP_REFRESH = 3600.0  # seconds; well under channels_redis's default group_expiry of 86400
+
+_connections: dict[int, set[SessionConsumer]] = defaultdict(set)
+_tasks: dict[str, asyncio.Task[None]] = {}
+_layer: Any = None
+_accounts_channel = ""
+
+
+def register(consumer: SessionConsumer) -> None:
+    """Called when a connection authenticates."""
+    _connections[consumer.user["id"]].add(consumer)
+
+
+def unregister(consumer: SessionConsumer) -> None:
+    """Called when an authenticated connection closes."""
+    user_id = consumer.user["id"]
+    mine = _connections.get(user_id)
+    if mine is not None:
+        mine.discard(consumer)
+        if not mine:
+            del _connections[user_id]
+
+
+def ensure_running() -> None:
+    """Start the heartbeat and the account listener on the running loop, unless they run there.
+
+    They restart when the loop or the channel layer instance changed (tests make new ones).
+    """
+    global _layer
+    loop = asyncio.get_running_loop()
+    layer = get_channel_layer()
+    for name, factory in (("heartbeat", _heartbeat), ("accounts", _listen_accounts)):
+        task = _tasks.get(name)
+        if task is None or task.done() or task.get_loop() is not loop or _layer is not layer:
+            if task is not None and not task.done() and task.get_loop() is loop:
+                task.cancel()
+            _tasks[name] = loop.create_task(factory(layer), name=f"sessions-{name}")
+    _layer = layer
+
+
+async def _heartbeat(layer: Any) -> None:
+    beat = database_sync_to_async(services.server_heartbeat)
+    refreshed_at = time.monotonic()
+    while True:
+        try:
+            await events.apublish(await beat())
+            if time.monotonic() - refreshed_at > GROUP_REFRESH:
+                refreshed_at = time.monotonic()
+                await _refresh_groups(layer)
+        except Exception:
+            # Broad on purpose: the database or Redis may be down (any driver error); the next beat retries.
+            logger.warning("heartbeat failed", exc_info=True)
+        await asyncio.sleep(settings.SESSIONS_PRESENCE_HEARTBEAT)
+
+
+async def _refresh_groups(layer: Any) -> None:
+    if _accounts_channel:
+        await layer.group_add(events.ACCOUNTS_GROUP, _accounts_channel)
+    for consumers in list(_connections.values()):
+        for consumer in list(consumers):
+            await consumer.refresh_groups()
+
+
+async def _listen_accounts(layer: Any) -> None:
+    """Receive ``user.deactivated`` on this process's channel and close that user's sockets here."""
+    global _accounts_channel
+    channel = _accounts_channel = await layer.new_channel("accounts.")
+    delay = 0.2
+    joined = False
+    while True:
+        try:
+            if not joined:
+                await layer.group_add(events.ACCOUNTS_GROUP, channel)
+                joined = True
+            message = await layer.receive(channel)
+            delay = 0.2
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
+            logger.warning("account listener: channel layer failed; retrying", exc_info=True)
+            joined = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        if message.get("type") == events.USER_DEACTIVATED:
+            for consumer in list(_connections.get(message.get("user_id"), ())):
+                try:
+                    await consumer.user_deactivated(message)
+                except Exception:
+                    # One socket that cannot be closed must not stop the others from closing.
+                    logger.exception("could not close a socket of a deactivated user")
