@@ -1,12 +1,16 @@
 """HTTP routes: the admin, the token API, health, and the browser pages."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
+
+from sessions_app.health import healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/v1/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("api/v1/token/revoke/", TokenBlacklistView.as_view(), name="token_revoke"),
+    path("healthz", healthz, name="healthz"),
+    path("", include("sessions_app.page_urls")),
 ]
