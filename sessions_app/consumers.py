@@ -35,24 +35,24 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     ``channel_name``, and ``close_after_reply`` (a close code to send after the current reply).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.user: dict[str, Any] | None = None
-        self.session_id: Any = None
-        self.role: str | None = None
-        self.session_version = 0
-        self.close_after_reply: int | None = None
-        self.closing = False
-        self._session_group = ""
-        self._groups: set[str] = set()
-        self._timers: list[asyncio.TimerHandle] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._allowance = float(settings.SESSIONS_RATE_BURST)
-        self._checked_at = time.monotonic()
-        self._strikes = 0
-        self._cleaned_up = False
-        self._layer_failed = False
-        self._layer_wanted: asyncio.Future[None] | None = None
+    # Per-connection state. Class-level defaults keep an idle connection's instance dict small
+    # (memory per connection is a requirement, see bench/); an instance sets what it changes.
+    user: dict[str, Any] | None = None
+    session_id: Any = None
+    role: str | None = None
+    session_version = 0
+    close_after_reply: int | None = None
+    closing = False
+    _session_group = ""
+    _groups: tuple[str, ...] = ()  # channel-layer groups joined (at most the session's, briefly two)
+    _timers: tuple[asyncio.TimerHandle, ...] = ()
+    _tasks: tuple[asyncio.Task[None], ...] = ()
+    _allowance: float | None = None  # rate-limit bucket; None: full
+    _checked_at = 0.0
+    _strikes = 0
+    _cleaned_up = False
+    _layer_failed = False
+    _layer_wanted: asyncio.Future[None] | None = None
 
     # --- dispatch ------------------------------------------------------------------------------
 
@@ -87,7 +87,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         while True:
             try:
                 if self._layer_failed:
-                    for group in list(self._groups):
+                    for group in self._groups:
                         await self.channel_layer.group_add(group, self.channel_name)
                     self._layer_failed = False
                     logger.info("channel layer is back; groups restored for %s", self.channel_name)
@@ -210,7 +210,11 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         """
         now = time.monotonic()
         burst = settings.SESSIONS_RATE_BURST
-        self._allowance = min(burst, self._allowance + (now - self._checked_at) * settings.SESSIONS_RATE_LIMIT)
+        if self._allowance is None:
+            allowance = float(burst)
+        else:
+            allowance = min(burst, self._allowance + (now - self._checked_at) * settings.SESSIONS_RATE_LIMIT)
+        self._allowance = allowance
         self._checked_at = now
         if self._allowance >= 1:
             self._allowance -= 1
@@ -253,17 +257,20 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     def _after(self, delay: float, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``action`` in ``delay`` seconds (a TimerHandle, so waiting costs no task)."""
         loop = asyncio.get_running_loop()
-        self._timers.append(loop.call_later(max(0.0, delay), self._start, action))
+        self._timers = (*self._timers, loop.call_later(max(0.0, delay), self._start, action))
 
     def _start(self, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
         task = asyncio.ensure_future(action())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks = (*self._tasks, task)  # a strong reference while it runs
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks = tuple(t for t in self._tasks if t is not task)
 
     def _cancel_timers(self) -> None:
         for timer in self._timers:
             timer.cancel()
-        self._timers.clear()
+        self._timers = ()
 
     def schedule_token_expiry(self, token: Token) -> datetime.datetime:
         """(Re)arm the ``token_expiring`` push and the ``token_expired`` close; returns the expiry."""
@@ -299,13 +306,13 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
             logger.warning("channel layer unavailable for group_add", exc_info=True)
             raise ProtocolError(protocol.UNAVAILABLE, "Live updates are unavailable; reconnect later.") from None
-        self._groups.add(group)
+        self._groups = (*self._groups, group)
         if self._layer_wanted is not None and not self._layer_wanted.done():
             self._layer_wanted.set_result(None)
 
     async def refresh_groups(self) -> None:
         """Add this connection to its groups again (they expire in channels_redis); failures are logged."""
-        for group in list(self._groups):
+        for group in self._groups:
             try:
                 await self.channel_layer.group_add(group, self.channel_name)
             except Exception:
@@ -316,7 +323,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         """Remove this connection from ``group``; a layer failure is logged (the group expires)."""
         if group not in self._groups:
             return
-        self._groups.discard(group)
+        self._groups = tuple(g for g in self._groups if g != group)
         try:
             await self.channel_layer.group_discard(group, self.channel_name)
         except Exception:
@@ -387,9 +394,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
                 await self.publish(await call(services.connection_close, channel_name=self.channel_name))
             except ProtocolError:
                 logger.warning("could not remove connection %s; its process heartbeat will", self.channel_name)
-        for group in list(self._groups):
+        for group in self._groups:
             await self.unsubscribe_group(group)
-        for task in list(self._tasks):
+        for task in self._tasks:
             task.cancel()
 
 

@@ -98,7 +98,9 @@ async def _refresh_groups(layer: Any) -> None:
 async def _listen_accounts(layer: Any) -> None:
     """Receive ``user.deactivated`` on this process's channel and close that user's sockets here."""
     global _accounts_channel
-    channel = _accounts_channel = await layer.new_channel("accounts.")
+    # The default prefix: channels_redis reads all of one layer instance's channels from one
+    # list ("specific.<client prefix>!"); another prefix would starve the connections' channels.
+    channel = _accounts_channel = await layer.new_channel()
     delay = 0.2
     joined = False
     while True:

@@ -20,6 +20,26 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """An IntegerField that refuses strings, floats and booleans (DRF's turns ``"1"`` into ``1``)."""
+
+    default_error_messages = {"not_an_integer": "Must be an integer."}
+
+    def to_internal_value(self, data: object) -> int:
+        if type(data) is not int:
+            self.fail("not_an_integer")
+        return super().to_internal_value(data)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUIDField that takes only its canonical string form (DRF's also turns ``0`` into a UUID)."""
+
+    def to_internal_value(self, data: object) -> object:
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
 class TokenSchema(serializers.Serializer):
     """``authenticate``: ``{"token": "<access token>"}``."""
 
@@ -36,14 +56,14 @@ class CreateSchema(serializers.Serializer):
 class JoinSchema(serializers.Serializer):
     """``join``: ``{"session": uuid, "since": int >= 0?}``."""
 
-    session = serializers.UUIDField()
-    since = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    session = StrictUUIDField()
+    since = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
 
 
 class PatchSchema(serializers.Serializer):
     """``patch``: ``{"version": int >= 0, "ops": [RFC 6902 operation, ...]}`` (at least one)."""
 
-    version = serializers.IntegerField(min_value=0)
+    version = StrictIntegerField(min_value=0)
     ops = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=1000)
 
 

@@ -233,8 +233,19 @@ def check_document(data: Any) -> None:
     limit = settings.SESSIONS_MAX_DOCUMENT_BYTES
     if len(text) > limit // 4 and len(text.encode()) > limit:
         raise ProtocolError(protocol.INVALID_DATA, f"The document would exceed {limit} bytes.", data={"limit": limit})
-    if "\\u0000" in text:
+    if "\\u0000" in text and _holds_nul(data):  # the text test is a cheap pre-filter
         raise ProtocolError(protocol.INVALID_DATA, "The document must not contain the character U+0000.")
+
+
+def _holds_nul(value: Any) -> bool:
+    """True when a key or string anywhere in ``value`` contains U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 @transaction.atomic

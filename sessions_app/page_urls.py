@@ -1,0 +1,10 @@
+"""Routes of the browser pages; the project includes them at the root path."""
+
+from django.urls import path
+
+from sessions_app.pages import HomePageView, SessionPageView
+
+urlpatterns = [
+    path("", HomePageView.as_view(), name="home"),
+    path("sessions/<uuid:session_id>/", SessionPageView.as_view(), name="session"),
+]

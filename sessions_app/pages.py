@@ -1,0 +1,21 @@
+"""The browser pages: plain templates whose data all comes over the socket.
+
+The pages need no server-side authentication: the JavaScript client signs in through the token
+API, keeps the tokens in ``sessionStorage`` and sends the access token as the socket's first
+frame (see docs/client.md). A page only tells the script which page it is and, for a session,
+which session to join.
+"""
+
+from django.views.generic import TemplateView
+
+
+class HomePageView(TemplateView):
+    """Sign in, then the list of the user's sessions with a form to create one."""
+
+    template_name = "sessions/home.html"
+
+
+class SessionPageView(TemplateView):
+    """The live page of one session: the shared checklist, presence, invite and save."""
+
+    template_name = "sessions/session.html"

@@ -1,0 +1,148 @@
+"""The back office: sessions with members inline, read-only history, search, filters, presence."""
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from sessions_app import selectors, services
+from sessions_app.models import Connection, ServerProcess, Session
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:sessions_app_session_changelist")
+
+
+@pytest.fixture
+def staff(client: Any, django_user_model: Any) -> Any:
+    # No password: force_login needs none, and hashing one is most of a test's time.
+    client.force_login(django_user_model.objects.create(username="root", is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.fixture
+def people(django_user_model: Any) -> dict[str, dict[str, Any]]:
+    return {
+        name: selectors.user_summary(django_user_model.objects.create(username=name))
+        for name in ("alice", "bob", "carol")
+    }
+
+
+def make_session(owner: dict[str, Any], title: str) -> Session:
+    outcome = services.session_create(user=owner, channel_name="", title=title, data={"k": "v"})
+    return Session.objects.get(pk=outcome.session_id)
+
+
+def listed(response: Any) -> list[str]:
+    assert response.status_code == 200
+    return sorted(session.title for session in response.context["cl"].result_list)
+
+
+def test_the_session_changelist_lists_every_session(staff: Any, people: Any) -> None:
+    make_session(people["alice"], "Roadmap")
+    make_session(people["bob"], "Budget")
+    response = staff.get(CHANGELIST)
+    assert listed(response) == ["Budget", "Roadmap"]
+    assert b"present now" in response.content
+
+
+def test_the_session_changelist_searches_titles_and_owner_usernames(staff: Any, people: Any) -> None:
+    make_session(people["alice"], "Roadmap 2027")
+    make_session(people["bob"], "Budget")
+    make_session(people["carol"], "Bob's party")
+    assert listed(staff.get(CHANGELIST, {"q": "roadmap"})) == ["Roadmap 2027"]
+    assert listed(staff.get(CHANGELIST, {"q": "bob"})) == ["Bob's party", "Budget"]
+    assert listed(staff.get(CHANGELIST, {"q": "nothing-like-this"})) == []
+
+
+def test_the_present_filter_splits_sessions_with_someone_connected(staff: Any, people: Any, settings: Any) -> None:
+    busy = make_session(people["alice"], "Busy")
+    make_session(people["alice"], "Quiet")
+    stale = make_session(people["bob"], "Stale")
+    services.server_heartbeat()
+    ServerProcess.objects.create(id="dead", heartbeat_at=timezone.now() - timedelta(days=1))
+    Connection.objects.create(
+        channel_name="a1", server_id=services.SERVER_ID, user_id=people["alice"]["id"], session=busy
+    )
+    Connection.objects.create(channel_name="b1", server_id="dead", user_id=people["bob"]["id"], session=stale)
+
+    assert listed(staff.get(CHANGELIST, {"present": "yes"})) == ["Busy"]
+    assert listed(staff.get(CHANGELIST, {"present": "no"})) == ["Quiet", "Stale"]
+    response = staff.get(CHANGELIST)
+    assert listed(response) == ["Busy", "Quiet", "Stale"]
+    assert b"Someone present" in response.content
+
+
+def test_the_session_change_page_shows_members_inline_and_history_read_only(staff: Any, people: Any) -> None:
+    session = make_session(people["alice"], "Roadmap")
+    services.member_invite(user=people["alice"], session_id=session.pk, username="bob", role="editor")
+    services.session_patch(
+        user=people["bob"],
+        channel_name="",
+        session_id=session.pk,
+        version=0,
+        ops=[{"op": "add", "path": "/marker", "value": "patched-by-bob"}],
+    )
+    services.revision_create(user=people["alice"], channel_name="", session_id=session.pk, message="first milestone")
+    services.server_heartbeat()
+    Connection.objects.create(
+        channel_name="b1", server_id=services.SERVER_ID, user_id=people["bob"]["id"], session=session
+    )
+
+    response = staff.get(reverse("admin:sessions_app_session_change", args=[session.pk]))
+
+    assert response.status_code == 200
+    inlines = {inline.formset.prefix: inline for inline in response.context["inline_admin_formsets"]}
+    assert set(inlines) == {"memberships", "revisions", "changes"}
+    members = inlines["memberships"]
+    assert members.has_add_permission and members.has_change_permission
+    assert sorted(form.instance.user.username for form in members.formset.forms) == ["alice", "bob"]
+    for prefix in ("revisions", "changes"):
+        history = inlines[prefix]
+        assert not history.has_add_permission, prefix
+        assert not history.has_change_permission, prefix
+        assert not history.formset.can_delete, prefix
+    assert [form.instance.number for form in inlines["revisions"].formset.forms] == [1]
+    assert [form.instance.version for form in inlines["changes"].formset.forms] == [1]
+
+    page = response.content.decode()
+    assert "first milestone" in page
+    assert "patched-by-bob" in page
+    assert 'name="revisions-0-message"' not in page  # shown, not editable
+    assert 'name="changes-0-ops"' not in page
+    assert 'name="revisions-0-DELETE"' not in page
+    assert 'name="memberships-0-role"' in page
+    assert response.context["adminform"].form.instance.pk == session.pk
+    assert "bob" in page  # present now
+
+
+def test_the_admin_change_page_of_an_unknown_session_redirects(staff: Any) -> None:
+    response = staff.get(reverse("admin:sessions_app_session_change", args=[uuid.uuid4()]))
+    assert response.status_code == 302
+
+
+def test_the_user_admin_changelist_loads(staff: Any, people: Any) -> None:
+    response = staff.get(reverse("admin:auth_user_changelist"), {"q": "ali"})
+    assert response.status_code == 200
+    assert [user.username for user in response.context["cl"].result_list] == ["alice"]
+
+
+def test_the_connection_admin_changelist_loads_read_only(staff: Any, people: Any) -> None:
+    session = make_session(people["alice"], "Roadmap")
+    services.server_heartbeat()
+    Connection.objects.create(
+        channel_name="a1", server_id=services.SERVER_ID, user_id=people["alice"]["id"], session=session
+    )
+    response = staff.get(reverse("admin:sessions_app_connection_changelist"))
+    assert response.status_code == 200
+    assert [c.channel_name for c in response.context["cl"].result_list] == ["a1"]
+    assert staff.get(reverse("admin:sessions_app_connection_add")).status_code == 403
+
+
+def test_the_admin_is_for_staff_only(client: Any, people: Any) -> None:
+    response = client.get(CHANGELIST)
+    assert response.status_code == 302
+    assert reverse("admin:login") in response["Location"]

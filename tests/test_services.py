@@ -1,0 +1,339 @@
+"""Services and selectors, called directly: plain synchronous tests named as sentences."""
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from sessions_app import protocol, selectors, services
+from sessions_app.models import Change, Connection, Membership, Revision, ServerProcess, Session
+from sessions_app.protocol import ProtocolError
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def users(django_user_model: Any) -> dict[str, dict[str, Any]]:
+    made = {name: django_user_model.objects.create(username=name) for name in ("alice", "bob", "carol")}
+    return {name: selectors.user_summary(user) for name, user in made.items()}
+
+
+def create(user: dict[str, Any], data: dict[str, Any] | None = None, channel: str = "") -> Any:
+    return services.session_create(user=user, channel_name=channel, title="Doc", data=data or {})
+
+
+def patch(user: dict[str, Any], session_id: Any, version: int, ops: list[Any]) -> services.Outcome:
+    return services.session_patch(user=user, channel_name="", session_id=session_id, version=version, ops=ops)
+
+
+def add(key: str, value: Any = 1) -> list[dict[str, Any]]:
+    return [{"op": "add", "path": f"/{key}", "value": value}]
+
+
+def open_connection(user: dict[str, Any], channel: str, server: str | None = None) -> None:
+    Connection.objects.create(channel_name=channel, server_id=server or services.SERVER_ID, user_id=user["id"])
+
+
+def raised(code: str, call: Any, *args: Any, **kwargs: Any) -> ProtocolError:
+    with pytest.raises(ProtocolError) as info:
+        call(*args, **kwargs)
+    assert info.value.code == code, info.value.message
+    return info.value
+
+
+# --- create, patch, change log -------------------------------------------------------------------
+
+
+def test_session_create_makes_the_user_owner_member(users: Any) -> None:
+    outcome = create(users["alice"], {"a": 0})
+    session = Session.objects.get()
+    assert (session.title, session.owner_id, session.data, session.version) == (
+        "Doc",
+        users["alice"]["id"],
+        {"a": 0},
+        0,
+    )
+    assert list(Membership.objects.values_list("user_id", "role")) == [(users["alice"]["id"], "owner")]
+    assert (outcome.session_id, outcome.role, outcome.version) == (session.pk, "owner", 0)
+
+
+def test_a_patch_bumps_the_version_stores_the_document_and_logs_the_change(users: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    outcome = patch(users["alice"], session_id, 0, add("a", [0, ""]))
+    assert outcome.data == {"version": 1}
+    session = Session.objects.get()
+    assert (session.version, session.data) == (1, {"a": [0, ""]})
+    change = Change.objects.get()
+    assert (change.version, change.ops, change.author_id) == (1, add("a", [0, ""]), users["alice"]["id"])
+
+
+def test_a_patch_returns_one_patched_push_excluding_the_sender(users: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    outcome = services.session_patch(
+        user=users["alice"], channel_name="chan!1", session_id=session_id, version=0, ops=add("a")
+    )
+    [event] = outcome.pushes
+    assert event.message["exclude"] == "chan!1"
+    assert event.message["version"] == 1
+    assert json.loads(event.message["text"])["state"] == "patched"
+
+
+def test_the_change_log_is_trimmed_to_the_kept_number_of_changes(users: Any, settings: Any) -> None:
+    settings.SESSIONS_CHANGE_LOG_KEEP = 3
+    session_id = create(users["alice"]).session_id
+    for version in range(5):
+        patch(users["alice"], session_id, version, add(f"k{version}"))
+    assert list(Change.objects.values_list("version", flat=True)) == [3, 4, 5]
+    assert selectors.changes_since(session_id=session_id, since=2, version=5) is not None
+    assert selectors.changes_since(session_id=session_id, since=1, version=5) is None
+
+
+def test_the_change_log_of_one_session_does_not_trim_another(users: Any, settings: Any) -> None:
+    settings.SESSIONS_CHANGE_LOG_KEEP = 1
+    first = create(users["alice"]).session_id
+    second = create(users["alice"]).session_id
+    patch(users["alice"], first, 0, add("a"))
+    patch(users["alice"], second, 0, add("a"))
+    patch(users["alice"], second, 1, add("b"))
+    assert sorted(Change.objects.values_list("session_id", "version")) == sorted([(first, 1), (second, 2)])
+
+
+def test_a_patch_on_an_old_version_is_a_conflict_carrying_the_current_version(users: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    patch(users["alice"], session_id, 0, add("a"))
+    error = raised(protocol.CONFLICT, patch, users["alice"], session_id, 0, add("b"))
+    assert error.data == {"version": 1}
+    assert Session.objects.get().data == {"a": 1}
+
+
+def test_the_conditional_update_refuses_a_version_bumped_after_it_was_read(users: Any) -> None:
+    # Another writer commits between this patch's read and its UPDATE ... WHERE version = n:
+    # run that writer's statement just before the conditional update reaches the database.
+    session_id = create(users["alice"]).session_id
+
+    bumped = []
+
+    def concurrent_writer(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.startswith('UPDATE "sessions_app_session"') and not bumped:
+            bumped.append(sql)
+            context["cursor"].execute('UPDATE "sessions_app_session" SET "version" = "version" + 1')
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(concurrent_writer):
+        error = raised(protocol.CONFLICT, patch, users["alice"], session_id, 0, add("lost"))
+    assert bumped, "the conditional update never ran"
+    assert error.data == {"version": 1}
+    assert Change.objects.count() == 0
+    assert "lost" not in Session.objects.get().data
+
+
+@pytest.mark.parametrize("role, allowed", [("editor", True), ("viewer", False)])
+def test_patch_rights_follow_the_role(users: Any, role: str, allowed: bool) -> None:
+    session_id = create(users["alice"]).session_id
+    services.member_invite(user=users["alice"], session_id=session_id, username="bob", role=role)
+    if allowed:
+        assert patch(users["bob"], session_id, 0, add("a")).data == {"version": 1}
+    else:
+        raised(protocol.PERMISSION_DENIED, patch, users["bob"], session_id, 0, add("a"))
+        assert Session.objects.get().version == 0
+
+
+def test_a_stranger_cannot_patch_a_session_it_cannot_see(users: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    raised(protocol.NOT_FOUND, patch, users["carol"], session_id, 0, add("a"))
+
+
+# --- check_document ------------------------------------------------------------------------------
+
+
+def test_check_document_accepts_an_object_up_to_the_limit_in_bytes(settings: Any) -> None:
+    settings.SESSIONS_MAX_DOCUMENT_BYTES = 100
+    services.check_document({"t": "x" * 92})  # exactly 100 bytes
+    services.check_document({"t": "é" * 46})  # 92 bytes of two-byte characters
+    error = raised(protocol.INVALID_DATA, services.check_document, {"t": "x" * 93})
+    assert error.data == {"limit": 100}
+    raised(protocol.INVALID_DATA, services.check_document, {"t": "é" * 47})
+    raised(protocol.INVALID_DATA, services.check_document, {"t": "€" * 32})  # 48 characters, 104 bytes
+
+
+@pytest.mark.parametrize("document", [[], [1], "text", 0, None, True], ids=repr)
+def test_check_document_refuses_anything_but_an_object(document: Any) -> None:
+    raised(protocol.INVALID_DATA, services.check_document, document)
+
+
+@pytest.mark.parametrize("document", [{"a": "\u0000"}, {"\u0000": 1}, {"a": [{"b": "x\u0000y"}]}])
+def test_check_document_refuses_U0000_anywhere(document: Any) -> None:
+    raised(protocol.INVALID_DATA, services.check_document, document)
+
+
+def test_check_document_accepts_the_text_backslash_u0000(settings: Any) -> None:
+    services.check_document({"a": "\\u0000", "b": "C:\\u0000dir"})
+
+
+# --- join, leave, list, invite -------------------------------------------------------------------
+
+
+def test_session_join_returns_the_changes_after_since_while_they_are_kept(users: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    services.member_invite(user=users["alice"], session_id=session_id, username="bob", role="viewer")
+    for version in range(3):
+        patch(users["alice"], session_id, version, add(f"k{version}"))
+    outcome = services.session_join(user=users["bob"], channel_name="", session_id=session_id, since=1)
+    assert [c["version"] for c in outcome.data["changes"]] == [2, 3]
+    assert outcome.data["changes"][0]["by"] == users["alice"]
+    assert (outcome.role, outcome.version) == ("viewer", 3)
+    snapshot = services.session_join(user=users["bob"], channel_name="", session_id=session_id, since=None)
+    assert snapshot.data["data"] == {"k0": 1, "k1": 1, "k2": 1}
+
+
+def test_session_join_of_a_session_the_user_is_not_in_is_not_found(users: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    raised(
+        protocol.NOT_FOUND, services.session_join, user=users["bob"], channel_name="", session_id=session_id, since=None
+    )
+
+
+def test_session_list_for_user_shows_memberships_most_recently_updated_first(users: Any) -> None:
+    first = create(users["alice"]).session_id
+    second = create(users["alice"]).session_id
+    services.member_invite(user=users["alice"], session_id=first, username="bob", role="editor")
+    services.member_invite(user=users["alice"], session_id=second, username="bob", role="viewer")
+    patch(users["alice"], first, 0, add("a"))
+    listed = selectors.session_list_for_user(user_id=users["bob"]["id"])
+    assert [(s["id"], s["role"], s["version"]) for s in listed] == [
+        (str(first), "editor", 1),
+        (str(second), "viewer", 0),
+    ]
+    assert selectors.session_list_for_user(user_id=users["carol"]["id"]) == []
+
+
+def test_member_invite_is_for_the_owner_and_changes_roles(users: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    invite = services.member_invite
+    invite(user=users["alice"], session_id=session_id, username="bob", role="editor")
+    raised(
+        protocol.PERMISSION_DENIED, invite, user=users["bob"], session_id=session_id, username="carol", role="viewer"
+    )
+    raised(protocol.NOT_FOUND, invite, user=users["alice"], session_id=session_id, username="nobody", role="viewer")
+    raised(protocol.INVALID_DATA, invite, user=users["alice"], session_id=session_id, username="alice", role="viewer")
+    members = invite(user=users["alice"], session_id=session_id, username="bob", role="viewer").data["members"]
+    assert members == [{**users["alice"], "role": "owner"}, {**users["bob"], "role": "viewer"}]
+    assert Membership.objects.count() == 2
+
+
+# --- revisions -----------------------------------------------------------------------------------
+
+
+def test_revisions_are_numbered_from_1_per_session(users: Any) -> None:
+    first = create(users["alice"], {"n": 0}).session_id
+    second = create(users["alice"]).session_id
+    patch(users["alice"], first, 0, [{"op": "replace", "path": "/n", "value": 1}])
+
+    def save(session_id: Any, message: str = "") -> dict[str, Any]:
+        return services.revision_create(user=users["alice"], channel_name="", session_id=session_id, message=message)
+
+    assert save(first, "one").data == {"revision": 1, "version": 1}
+    assert save(first).data == {"revision": 2, "version": 1}
+    assert save(second).data == {"revision": 1, "version": 0}
+    revision = Revision.objects.get(session_id=first, number=1)
+    assert (revision.data, revision.message, revision.author_id) == ({"n": 1}, "one", users["alice"]["id"])
+
+
+def test_a_viewer_cannot_record_a_revision(users: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    services.member_invite(user=users["alice"], session_id=session_id, username="bob", role="viewer")
+    raised(
+        protocol.PERMISSION_DENIED,
+        services.revision_create,
+        user=users["bob"],
+        channel_name="",
+        session_id=session_id,
+        message="",
+    )
+    assert Revision.objects.count() == 0
+
+
+# --- connections, presence and the heartbeat -----------------------------------------------------
+
+
+def test_presence_counts_each_user_once_and_ignores_connections_not_joined(users: Any) -> None:
+    services.server_heartbeat()
+    open_connection(users["bob"], "b1")
+    open_connection(users["alice"], "a1")
+    open_connection(users["alice"], "a2")
+    open_connection(users["carol"], "c1")
+    session_id = create(users["alice"], channel="a1").session_id
+    services.member_invite(user=users["alice"], session_id=session_id, username="bob", role="viewer")
+    services.session_join(user=users["alice"], channel_name="a2", session_id=session_id, since=None)
+    services.session_join(user=users["bob"], channel_name="b1", session_id=session_id, since=None)
+    assert selectors.presence_for_session(session_id=session_id) == [users["alice"], users["bob"]]
+
+
+def test_connection_close_pushes_presence_only_for_the_users_last_tab(users: Any) -> None:
+    services.server_heartbeat()
+    open_connection(users["alice"], "a1")
+    open_connection(users["alice"], "a2")
+    session_id = create(users["alice"], channel="a1").session_id
+    assert services.session_join(user=users["alice"], channel_name="a2", session_id=session_id, since=None).pushes == []
+    assert services.connection_close(channel_name="a1") == []
+    [left] = services.connection_close(channel_name="a2")
+    assert json.loads(left.message["text"])["data"] == {
+        "session": str(session_id),
+        "present": [],
+        "left": users["alice"],
+    }
+    assert services.connection_close(channel_name="a2") == []  # idempotent
+
+
+def test_connections_of_a_process_past_the_ttl_stop_counting_as_present(users: Any, settings: Any) -> None:
+    services.server_heartbeat()
+    stale = timezone.now() - timedelta(seconds=settings.SESSIONS_PRESENCE_TTL + 5)
+    ServerProcess.objects.create(id="stalled", heartbeat_at=stale)
+    open_connection(users["alice"], "a1")
+    open_connection(users["bob"], "b1", server="stalled")
+    session_id = create(users["alice"], channel="a1").session_id
+    services.member_invite(user=users["alice"], session_id=session_id, username="bob", role="viewer")
+    Connection.objects.filter(pk="b1").update(session_id=session_id)
+    assert selectors.presence_for_session(session_id=session_id) == [users["alice"]]
+
+
+def test_server_heartbeat_removes_a_dead_process_with_its_connections_and_returns_presence(
+    users: Any, settings: Any
+) -> None:
+    services.server_heartbeat()
+    ServerProcess.objects.create(
+        id="dead", heartbeat_at=timezone.now() - timedelta(seconds=settings.SESSIONS_PRESENCE_TTL + 5)
+    )
+    ServerProcess.objects.create(id="young", heartbeat_at=timezone.now() - timedelta(seconds=1))
+    open_connection(users["alice"], "a1")
+    session_id = create(users["alice"], channel="a1").session_id
+    for name in ("bob", "carol"):
+        services.member_invite(user=users["alice"], session_id=session_id, username=name, role="viewer")
+    open_connection(users["bob"], "b-dead", server="dead")
+    open_connection(users["carol"], "c-dead", server="dead")
+    open_connection(users["carol"], "c-young", server="young")  # carol is still there elsewhere
+    open_connection(users["bob"], "b-idle", server="dead")  # not joined: no presence change
+    Connection.objects.filter(pk__in=["b-dead", "c-dead", "c-young"]).update(session_id=session_id)
+
+    pushes = services.server_heartbeat()
+
+    assert set(ServerProcess.objects.values_list("pk", flat=True)) == {services.SERVER_ID, "young"}
+    assert set(Connection.objects.values_list("pk", flat=True)) == {"a1", "c-young"}
+    [event] = pushes
+    assert event.group == f"session.{session_id.hex}"
+    assert event.message["exclude"] == ""
+    assert json.loads(event.message["text"]) == {
+        "state": "presence",
+        "data": {"session": str(session_id), "present": [users["alice"], users["carol"]], "left": users["bob"]},
+    }
+    assert services.server_heartbeat() == []
+
+
+def test_server_heartbeat_refreshes_this_process(users: Any) -> None:
+    ServerProcess.objects.create(id=services.SERVER_ID, heartbeat_at=timezone.now() - timedelta(days=1))
+    assert services.server_heartbeat() == []
+    beat = ServerProcess.objects.get(pk=services.SERVER_ID).heartbeat_at
+    assert timezone.now() - beat < timedelta(seconds=5)
