@@ -1,0 +1,57 @@
+// Entry point of the pages: pick the page from <body data-page>, wire what all pages share
+// (connection indicator, who is signed in, sign out), and hand over to the page's module.
+
+import { SessionClient } from "./client.js";
+import { startHome } from "./home.js";
+import { startSession } from "./session-page.js";
+import { TokenStore } from "./tokens.js";
+import { $, bindIndicator, errorText, homeUrl, notify, setFlash, show, showFlash } from "./ui.js";
+
+/** A client for this page, with the shared chrome bound to it. */
+function makeClient(tokens) {
+  const client = new SessionClient({ tokens });
+  bindIndicator(client);
+  client.on("initialised", ({ user }) => {
+    const who = $("#whoami");
+    who.textContent = `Signed in as ${user.username}`;
+    show(who);
+  });
+  client.on("error", (err) => notify(errorText("The server reported a problem", err)));
+  client.on("closed", ({ code, reason, byClient }) => {
+    // Not for a close this page asked for, a save (which closes on purpose), or a sign-out
+    // (which has its own notice).
+    if (byClient || code === 4401 || document.body.dataset.saving) return;
+    notify(reason, { action: { label: "Reconnect", run: () => client.connect().catch(() => {}) } });
+  });
+  client.on("signedout", (err) => {
+    show($("#sign-out"), false);
+    show($("#whoami"), false);
+    notify(err.message, { action: { label: "Sign in", href: `${homeUrl()}?next=${encodeURIComponent(location.pathname)}` } });
+  });
+  return client;
+}
+
+function bindSignOut(tokens, getClient) {
+  const button = $("#sign-out");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    getClient()?.close();
+    const revoked = await tokens.signOut();
+    setFlash(revoked ? "You are signed out." : "You are signed out here, but the server could not be told; your sign-in lapses on its own within a day.");
+    window.location.assign(homeUrl());
+  });
+}
+
+function main() {
+  const tokens = new TokenStore();
+  let client = null;
+  const getClient = () => client;
+  const newClient = () => (client = makeClient(tokens));
+  bindSignOut(tokens, getClient);
+  showFlash();
+  const page = document.body.dataset.page;
+  if (page === "home") startHome({ tokens, newClient });
+  else if (page === "session") startSession({ tokens, newClient });
+}
+
+main();

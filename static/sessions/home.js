@@ -1,0 +1,127 @@
+// The home page: sign in, then the list of my sessions with a form to create one.
+
+import { $, errorText, go, h, notify, sessionUrl, show } from "./ui.js";
+
+const ROLE_LABELS = { owner: "Owner", editor: "Editor", viewer: "Viewer" };
+
+function formatWhen(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+function renderList(sessions) {
+  show($("#sessions-loading"), false);
+  show($("#sessions-empty"), sessions.length === 0);
+  $("#session-list").replaceChildren(
+    ...sessions.map((s) =>
+      h(
+        "li",
+        { className: "session-row", dataset: { sessionId: s.id } },
+        h("a", { href: sessionUrl(s.id), className: "session-link" }, s.title),
+        h(
+          "span",
+          { className: "session-meta" },
+          h("span", { className: `badge badge-${s.role}` }, ROLE_LABELS[s.role] ?? s.role),
+          h("span", {}, `version ${s.version}`),
+          s.updated_at ? h("time", { datetime: s.updated_at }, formatWhen(s.updated_at)) : null,
+        ),
+      ),
+    ),
+  );
+}
+
+// Where to go after signing in: only a session page of this site (never an open redirect).
+function nextUrl() {
+  const next = new URLSearchParams(location.search).get("next");
+  return next && /^\/sessions\/[0-9a-f-]{36}\/$/.test(next) ? next : null;
+}
+
+let afterSignIn = null; // what the sign-in form does on success (bound once)
+
+function showSignIn(tokens, onSignedIn) {
+  afterSignIn = onSignedIn;
+  show($("#sign-in"));
+  show($("#sessions"), false);
+  $("#username").focus();
+  const form = $("#sign-in-form");
+  if (form.dataset.bound) return;
+  form.dataset.bound = "1";
+  const error = $("#sign-in-error");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const username = form.username.value.trim();
+    const password = form.password.value;
+    if (!username || !password) {
+      error.textContent = "Enter your username and password.";
+      show(error);
+      return;
+    }
+    const button = form.querySelector("button");
+    button.disabled = true;
+    show(error, false);
+    try {
+      await tokens.signIn(username, password);
+      form.reset();
+      show($("#sign-in"), false);
+      afterSignIn();
+    } catch (err) {
+      error.textContent = err.message;
+      show(error);
+      form.password.select();
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+let client = null; // the client of the signed-in user (a new one after each sign-in)
+
+function showSessions(tokens, newClient) {
+  const next = nextUrl();
+  if (next) return go(next);
+  show($("#sessions"));
+  show($("#sessions-loading"));
+  show($("#sign-out"));
+  client = newClient();
+  client.on("signedout", () => showSignIn(tokens, () => showSessions(tokens, newClient)));
+  const mine = client;
+  client.on("connected", async () => {
+    // After every (re)connect, so the list is never stale.
+    try {
+      renderList((await mine.request("list")).sessions);
+    } catch (err) {
+      if (err.code !== "closed") notify(errorText("Your sessions could not be loaded", err));
+    }
+  });
+  client.connect().catch((err) => {
+    if (err.code === "offline") notify("The server cannot be reached yet; still trying.", { kind: "info" });
+    else if (err.code !== "closed") notify(errorText("Could not connect", err));
+  });
+}
+
+function bindCreate() {
+  $("#create-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = $("#new-title");
+    const title = input.value.trim();
+    if (!title) {
+      notify("Give the new session a title.");
+      return input.focus();
+    }
+    const button = event.target.querySelector("button");
+    button.disabled = true;
+    try {
+      const snapshot = await client.request("create", { title, data: { items: [] } });
+      go(sessionUrl(snapshot.id));
+    } catch (err) {
+      notify(errorText("The session could not be created", err));
+      button.disabled = false;
+    }
+  });
+}
+
+export function startHome({ tokens, newClient }) {
+  bindCreate();
+  if (tokens.signedIn) showSessions(tokens, newClient);
+  else showSignIn(tokens, () => showSessions(tokens, newClient));
+}

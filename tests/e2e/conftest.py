@@ -1,0 +1,101 @@
+"""Fixtures of the browser tests: real daphne servers and real headless Chromium.
+
+Chromium is Debian's package (``apt-get install chromium``), driven by Playwright for Python
+through ``executable_path``: Playwright's own browser download is never used. Every page a test
+opened is photographed at the end of the test into ``tests/e2e/artifacts/`` (look at them), and
+an uncaught JavaScript error on any page fails the test.
+"""
+
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.e2e.server import Server, prepare_database
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # as scripts/test.sh
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1100, "height": 800}
+
+expect.set_options(timeout=15_000)
+
+
+@pytest.fixture(scope="session")
+def secret_key() -> str:
+    return secrets.token_hex(32)
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory, secret_key: str) -> Path:
+    """A migrated database with the users alice, bob and carol; copied for every server."""
+    path = tmp_path_factory.mktemp("e2e-db") / "template.sqlite3"
+    prepare_database(path, secret_key)
+    return path
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, template_db: Path, secret_key: str) -> Iterator[Callable[..., Server]]:
+    """Start a daphne with extra settings (environment variables); stopped after the test."""
+    servers: list[Server] = []
+
+    def start(**settings: Any) -> Server:
+        server = Server(tmp_path / f"server{len(servers)}", template_db, secret_key, **settings)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., Server]) -> Server:
+    return start_server()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callable[..., Page]]:
+    """Open a page in a fresh browser context (its own sessionStorage: one user per context)."""
+    opened: list[tuple[Any, Page, list[str]]] = []
+
+    def open_page(viewport: dict[str, int] = PHONE) -> Page:
+        context = browser.new_context(viewport=viewport)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        opened.append((context, page, errors))
+        return page
+
+    yield open_page
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    for index, (context, page, _) in enumerate(opened, start=1):
+        if not page.is_closed():
+            page.screenshot(path=ARTIFACTS / f"{name}-{index}.png", full_page=True)
+        context.close()
+    uncaught = [error for _, _, errors in opened for error in errors]
+    assert not uncaught, f"uncaught JavaScript errors: {uncaught}"

@@ -1,0 +1,84 @@
+"""What a person does on the pages, as Playwright steps shared by the browser tests."""
+
+import json
+import re
+
+from playwright.sync_api import Page, expect
+
+from tests.e2e.server import PASSWORD, Server
+
+SESSION_URL = re.compile(r"/sessions/([0-9a-f-]{36})/$")
+
+
+def sign_in(page: Page, server: Server, username: str, password: str = PASSWORD) -> None:
+    """Sign in through the form on / and wait for the connected list of sessions."""
+    page.goto(server.url + "/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="My sessions")).to_be_visible()
+    expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
+
+
+def open_session(page: Page, server: Server, session_id: str) -> None:
+    """Go to a session page and wait until it is joined and connected."""
+    page.goto(f"{server.url}/sessions/{session_id}/")
+    expect(page.locator("#role-badge")).to_be_visible()
+    expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
+
+
+def item_texts(page: Page) -> list[str]:
+    return page.locator("#items .item-text").evaluate_all("(inputs) => inputs.map((i) => i.value)")
+
+
+def create_session(page: Page, title: str) -> str:
+    """Create a session from the list page; return its id once its page is open."""
+    page.get_by_label("Title").fill(title)
+    page.get_by_role("button", name="Create").click()
+    expect(page).to_have_url(SESSION_URL)
+    expect(page.locator("#session-title")).to_have_text(title)
+    expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
+    return SESSION_URL.search(page.url).group(1)
+
+
+def add_item(page: Page, text: str) -> None:
+    page.get_by_label("New item").fill(text)
+    page.get_by_label("New item").press("Enter")
+    expect(page.locator("#items .item-text").last).to_have_value(text)
+
+
+def expect_items(page: Page, texts: list[str]) -> None:
+    """The checklist shows exactly ``texts``, in order."""
+    rows = page.locator("#items .item-text")
+    expect(rows).to_have_count(len(texts))
+    for index, text in enumerate(texts):
+        expect(rows.nth(index)).to_have_value(text)
+
+
+def expect_all_sent(page: Page) -> None:
+    expect(page.locator("#sync-state")).to_have_text("All changes saved")
+
+
+def session_storage(page: Page) -> dict[str, str]:
+    return json.loads(page.evaluate("JSON.stringify(Object.assign({}, sessionStorage))"))
+
+
+def record_statuses(page: Page) -> None:
+    """From now on, keep every value the connection indicator takes in window.__statuses."""
+    page.evaluate(
+        """() => {
+            const node = document.querySelector("#connection");
+            window.__statuses = [node.dataset.status];
+            new MutationObserver(() => window.__statuses.push(node.dataset.status))
+                .observe(node, { attributes: true, attributeFilter: ["data-status"] });
+        }"""
+    )
+
+
+def statuses(page: Page) -> list[str]:
+    return page.evaluate("window.__statuses")
+
+
+def error_notices(page: Page) -> list[str]:
+    """The error notices on the page (information and success notices are not counted)."""
+    return page.locator("#notices .notice-error p").all_inner_texts()
