@@ -1,9 +1,9 @@
 """Helpers for scripts/test.sh: is a service up, and a fresh PostgreSQL database or Redis db.
 
-    python scripts/services.py redis-up URL       exit 0 when Redis answers PING
-    python scripts/services.py redis-flush URL    FLUSHDB on that Redis database
-    python scripts/services.py pg-up URL          exit 0 when PostgreSQL accepts a connection
-    python scripts/services.py pg-recreate URL    drop and create the database named in URL
+python scripts/services.py redis-up URL       exit 0 when Redis answers PING
+python scripts/services.py redis-flush URL    FLUSHDB on that Redis database
+python scripts/services.py pg-up URL          exit 0 when PostgreSQL accepts a connection
+python scripts/services.py pg-recreate URL    drop and create the database named in URL
 """
 
 import sys
