@@ -137,16 +137,23 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             return
         request_id = request_state = None
         try:
-            self._check_rate()
             if text is None or text == "":
+                self._check_rate()
                 raise ProtocolError(protocol.UNSUPPORTED_FRAME, "Only non-empty UTF-8 text frames are accepted.")
             self._check_size(text)
+            # Decode before the rate check, so that a rate_limited error echoes the request's id
+            # and state (protocol section 3); the size check above bounds the work.
             try:
                 decoded = protocol.decode(text)
             except ValueError as exc:
+                self._check_rate()
                 raise ProtocolError(protocol.INVALID_JSON, f"The frame is not valid JSON: {exc}") from None
-            if type(decoded) is dict and protocol.valid_id(decoded.get("id")):
-                request_id = decoded.get("id")
+            if type(decoded) is dict:
+                if protocol.valid_id(decoded.get("id")):
+                    request_id = decoded.get("id")
+                if type(decoded.get("state")) is str and protocol.STATE_RE.fullmatch(decoded["state"]):
+                    request_state = decoded["state"]
+            self._check_rate()
             state_name, data, request_id = protocol.parse_envelope(decoded)
             request_state = state_name
             entry = REGISTRY.get(state_name)

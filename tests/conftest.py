@@ -1,10 +1,13 @@
 """Shared fixtures: users, and the in-memory channel layer emptied between tests."""
 
+import asyncio
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 
+from sessions_app import process
 from tests.utils import make_user
 
 
@@ -14,6 +17,21 @@ def fresh_channel_layers() -> Any:
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
+async def stop_process_tasks() -> Any:
+    """After each test, stop this process's heartbeat and account listener and wait for the
+    database work they queued: pytest-django flushes the test database next, and SQLite fails
+    the flush while another thread holds a table lock.
+    """
+    yield
+    tasks = [task for task in process._tasks.values() if not task.done()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    process._tasks.clear()
+    await sync_to_async(lambda: None)()  # thread-sensitive: runs after the queued database work
 
 
 @pytest.fixture
