@@ -133,11 +133,12 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             return
         text = message.get("text")
         if self.user is None:
-            await self._handshake(text)
+            await self._handshake(text, message.get("bytes") or b"")
             return
         request_id = request_state = None
         try:
             if text is None or text == "":
+                self._check_size(message.get("bytes") or b"")
                 self._check_rate()
                 raise ProtocolError(protocol.UNSUPPORTED_FRAME, "Only non-empty UTF-8 text frames are accepted.")
             self._check_size(text)
@@ -145,6 +146,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             # and state (protocol section 3); the size check above bounds the work.
             try:
                 decoded = protocol.decode(text)
+            except protocol.TooDeep as exc:
+                self._check_rate()
+                raise ProtocolError(protocol.INVALID_MESSAGE, f"The request is {exc}.") from None
             except ValueError as exc:
                 self._check_rate()
                 raise ProtocolError(protocol.INVALID_JSON, f"The frame is not valid JSON: {exc}") from None
@@ -177,12 +181,11 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         if self.close_after_reply is not None:
             await self.shut(self.close_after_reply)
 
-    async def _handshake(self, text: str | None) -> None:
+    async def _handshake(self, text: str | None, message_bytes: bytes) -> None:
         """The first frame: ``{"token": "<access token>"}``; anything else fails with 4401."""
         self._cancel_timers()
         try:
-            if text is not None:
-                self._check_size(text)
+            self._check_size(text if text is not None else message_bytes)
             try:
                 first = protocol.decode(text) if text else None
             except ValueError:
@@ -203,10 +206,10 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         data = {"user": user, "protocol": protocol.PROTOCOL_VERSION, "token_expires_at": protocol.utc_iso(expires_at)}
         await self.send_frame({"state": "initialised", "data": data})
 
-    def _check_size(self, text: str) -> None:
+    def _check_size(self, frame: str | bytes) -> None:
         limit = settings.SESSIONS_MAX_MESSAGE_BYTES
         # A str of n characters encodes to n..4n bytes: encode only when it can matter.
-        if len(text) > limit // 4 and len(text.encode()) > limit:
+        if len(frame) > limit // 4 and len(frame if isinstance(frame, bytes) else frame.encode()) > limit:
             raise ProtocolError(protocol.MESSAGE_TOO_LARGE, f"Frames are limited to {limit} bytes.")
 
     def _check_rate(self) -> None:
@@ -228,7 +231,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             self._strikes = 0
             return
         self._strikes += 1
-        flooding = self._strikes > burst
+        flooding = self._strikes >= burst
         raise ProtocolError(
             protocol.RATE_LIMITED,
             "Too many messages; slow down.",
@@ -238,8 +241,12 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     # --- replies, errors and closing ---------------------------------------------------------------
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
-        """Send one JSON frame (protocol.encode: UUIDs, datetimes and decimals as strings)."""
-        await self.send(text_data=protocol.encode(frame))
+        """Send one JSON frame (protocol.encode: UUIDs, datetimes and decimals as strings).
+
+        Nothing is sent once the socket is closing (a reply finishing after a timer's close).
+        """
+        if not self.closing:
+            await self.send(text_data=protocol.encode(frame))
 
     async def fail(self, exc: ProtocolError, *, request_id: Any = None, request_state: str | None = None) -> None:
         """Send ``exc`` as an error frame; close with the code protocol section 6 gives it, if any."""

@@ -54,6 +54,10 @@ CLOSE_FOR = {
 }
 
 STATE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+# Deepest nesting of objects and arrays accepted in a frame or a document. Deep values cost
+# recursion in every library that walks them (deepcopy, json, jsonpatch); 64 levels is far beyond
+# what a document needs and far below Python's recursion limit.
+MAX_DEPTH = 64
 MAX_ID_LENGTH = 64
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -84,6 +88,10 @@ class ProtocolError(Exception):
         self.close_code = close_code if close_code is not None else CLOSE_FOR.get(code)
 
 
+class TooDeep(ValueError):
+    """A JSON text or value nested deeper than ``MAX_DEPTH``."""
+
+
 # --- JSON -------------------------------------------------------------------------------------
 
 # orjson parses integers beyond 64 bits as floats (silently rewriting the value), so a frame with a
@@ -107,15 +115,46 @@ def decode(text: str) -> Any:
 
     Refuses ``NaN``, ``Infinity`` and numbers that overflow a double, which are not JSON; keeps
     integers of any size exact. Raises ``ValueError`` (json.JSONDecodeError or orjson's) on
-    invalid input.
+    invalid input, and its subclass ``TooDeep`` for nesting deeper than ``MAX_DEPTH``.
     """
-    if _LONG_DIGITS.search(text) is None:
-        return orjson.loads(text)
-    value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    # The standard library accepts lone surrogate escapes ("\ud800"), which are not Unicode
-    # scalar values and cannot be stored (orjson refuses them): re-encoding finds them.
-    encode(value).encode()
+    long_digits = _LONG_DIGITS.search(text) is not None
+    if not long_digits:
+        value = orjson.loads(text)
+    else:
+        try:
+            value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        except RecursionError:
+            raise TooDeep(f"nested deeper than {MAX_DEPTH} levels") from None
+    # Nesting needs an opening bracket per level: count them before walking the value.
+    if text.count("[") + text.count("{") > MAX_DEPTH and depth(value) > MAX_DEPTH:
+        raise TooDeep(f"nested deeper than {MAX_DEPTH} levels")
+    if long_digits:
+        # The standard library accepts lone surrogate escapes (backslash-u-d800), which are not
+        # Unicode scalar values and cannot be stored (orjson refuses them): re-encoding finds them.
+        encode(value).encode()
     return value
+
+
+def depth(value: Any) -> int:
+    """Nesting depth of a JSON value (a scalar is 0, ``[]`` and ``{}`` are 1), without recursion.
+
+    Stops walking once past ``MAX_DEPTH`` (the result is then ``MAX_DEPTH + 1``).
+    """
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            return level
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _default(value: Any) -> Any:

@@ -2,7 +2,6 @@
 ``database_sync_to_async`` (one hop per operation) and publishes the returned events afterwards.
 """
 
-import copy
 import logging
 import os
 import socket
@@ -12,8 +11,6 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-import jsonpatch
-import jsonpointer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -23,7 +20,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.tokens import Token
 
-from . import events, protocol, selectors
+from . import documents, events, protocol, selectors
 from .models import Change, Connection, Membership, Revision, Role, ServerProcess, Session
 from .protocol import ProtocolError
 
@@ -31,18 +28,6 @@ logger = logging.getLogger(__name__)
 
 # This process's identity in the ServerProcess table (see models.ServerProcess).
 SERVER_ID = f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-# Errors the jsonpatch library raises for operations that cannot be applied to a document:
-# malformed operations, bad JSON Pointers (RFC 6901), failed "test" operations, type mismatches.
-PATCH_ERRORS = (
-    jsonpatch.JsonPatchException,
-    jsonpointer.JsonPointerException,
-    KeyError,
-    IndexError,
-    TypeError,
-    ValueError,
-    AttributeError,
-)
 
 
 @dataclass(slots=True)
@@ -93,8 +78,8 @@ def user_check(*, token: Token) -> dict[str, Any]:
     """
     try:
         user = JWTAuthentication().get_user(token)
-    except (InvalidToken, AuthenticationFailed) as exc:
-        raise ProtocolError(protocol.NOT_AUTHENTICATED, f"Authentication failed: {exc.detail}") from None
+    except (InvalidToken, AuthenticationFailed):
+        raise ProtocolError(protocol.NOT_AUTHENTICATED, "The token's user is unknown or inactive.") from None
     return selectors.user_summary(user)
 
 
@@ -182,11 +167,11 @@ def session_create(*, user: dict[str, Any], channel_name: str, title: str, data:
     Raises ProtocolError(INVALID_DATA) for a document over ``SESSIONS_MAX_DOCUMENT_BYTES`` or one
     holding U+0000, and ProtocolError(PERMISSION_DENIED) past ``SESSIONS_MAX_SESSIONS_PER_USER``.
     """
-    check_document(data)
+    documents.check_document(data)
     limit = settings.SESSIONS_MAX_SESSIONS_PER_USER
     if Session.objects.filter(owner_id=user["id"]).count() >= limit:
         raise ProtocolError(
-            protocol.PERMISSION_DENIED, f"You already own {limit} sessions; delete one first.", data={"limit": limit}
+            protocol.PERMISSION_DENIED, f"You already own {limit} sessions, the most allowed.", data={"limit": limit}
         )
     session = Session.objects.create(title=title, owner_id=user["id"], data=data)
     Membership.objects.create(session=session, user_id=user["id"], role=Role.OWNER)
@@ -222,32 +207,6 @@ def session_leave(*, user: dict[str, Any], channel_name: str) -> Outcome:
     return Outcome({}, _connection_move(channel_name=channel_name, user=user, session_id=None))
 
 
-def check_document(data: Any) -> None:
-    """Raise ProtocolError(INVALID_DATA) unless ``data`` is a JSON object within the size limit.
-
-    U+0000 is refused everywhere: PostgreSQL's jsonb cannot store it.
-    """
-    if not isinstance(data, dict):
-        raise ProtocolError(protocol.INVALID_DATA, "A session's data must be a JSON object.")
-    text = protocol.encode(data)
-    limit = settings.SESSIONS_MAX_DOCUMENT_BYTES
-    if len(text) > limit // 4 and len(text.encode()) > limit:
-        raise ProtocolError(protocol.INVALID_DATA, f"The document would exceed {limit} bytes.", data={"limit": limit})
-    if "\\u0000" in text and _holds_nul(data):  # the text test is a cheap pre-filter
-        raise ProtocolError(protocol.INVALID_DATA, "The document must not contain the character U+0000.")
-
-
-def _holds_nul(value: Any) -> bool:
-    """True when a key or string anywhere in ``value`` contains U+0000."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
-
-
 @transaction.atomic
 def session_patch(
     *, user: dict[str, Any], channel_name: str, session_id: UUID, version: int, ops: list[Any]
@@ -271,11 +230,7 @@ def session_patch(
             "The session has changed; rebase on the current version.",
             data={"version": session.version},
         )
-    try:
-        document = jsonpatch.JsonPatch(ops).apply(copy.deepcopy(session.data), in_place=True)
-    except PATCH_ERRORS as exc:
-        raise ProtocolError(protocol.INVALID_DATA, f"The patch cannot be applied: {exc}") from None
-    check_document(document)
+    document = documents.apply_patch(session.data, ops)  # session.data is this call's own copy
     new_version = version + 1
     now = timezone.now()
     updated = Session.objects.filter(pk=session_id, version=version).update(

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from sessions_app import protocol, selectors, services
+from sessions_app import documents, protocol, selectors, services
 from sessions_app.models import Change, Connection, Membership, Revision, ServerProcess, Session
 from sessions_app.protocol import ProtocolError
 
@@ -151,26 +151,26 @@ def test_a_stranger_cannot_patch_a_session_it_cannot_see(users: Any) -> None:
 
 def test_check_document_accepts_an_object_up_to_the_limit_in_bytes(settings: Any) -> None:
     settings.SESSIONS_MAX_DOCUMENT_BYTES = 100
-    services.check_document({"t": "x" * 92})  # exactly 100 bytes
-    services.check_document({"t": "é" * 46})  # 92 bytes of two-byte characters
-    error = raised(protocol.INVALID_DATA, services.check_document, {"t": "x" * 93})
+    documents.check_document({"t": "x" * 92})  # exactly 100 bytes
+    documents.check_document({"t": "é" * 46})  # 92 bytes of two-byte characters
+    error = raised(protocol.INVALID_DATA, documents.check_document, {"t": "x" * 93})
     assert error.data == {"limit": 100}
-    raised(protocol.INVALID_DATA, services.check_document, {"t": "é" * 47})
-    raised(protocol.INVALID_DATA, services.check_document, {"t": "€" * 32})  # 48 characters, 104 bytes
+    raised(protocol.INVALID_DATA, documents.check_document, {"t": "é" * 47})
+    raised(protocol.INVALID_DATA, documents.check_document, {"t": "€" * 32})  # 48 characters, 104 bytes
 
 
 @pytest.mark.parametrize("document", [[], [1], "text", 0, None, True], ids=repr)
 def test_check_document_refuses_anything_but_an_object(document: Any) -> None:
-    raised(protocol.INVALID_DATA, services.check_document, document)
+    raised(protocol.INVALID_DATA, documents.check_document, document)
 
 
 @pytest.mark.parametrize("document", [{"a": "\u0000"}, {"\u0000": 1}, {"a": [{"b": "x\u0000y"}]}])
 def test_check_document_refuses_U0000_anywhere(document: Any) -> None:
-    raised(protocol.INVALID_DATA, services.check_document, document)
+    raised(protocol.INVALID_DATA, documents.check_document, document)
 
 
 def test_check_document_accepts_the_text_backslash_u0000(settings: Any) -> None:
-    services.check_document({"a": "\\u0000", "b": "C:\\u0000dir"})
+    documents.check_document({"a": "\\u0000", "b": "C:\\u0000dir"})
 
 
 # --- join, leave, list, invite -------------------------------------------------------------------

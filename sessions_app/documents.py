@@ -1,0 +1,94 @@
+"""The rules of a session's document: a JSON object, bounded in size and depth, changed by
+RFC 6902 JSON Patch (the jsonpatch library) without ever growing past its bound on the way.
+"""
+
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+from django.conf import settings
+
+from . import protocol
+from .protocol import ProtocolError
+
+# Errors the jsonpatch and jsonpointer libraries raise for an operation that cannot be applied,
+# mapped to the reason the client is told (the libraries' own texts name Python internals).
+_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (jsonpatch.JsonPatchTestFailed, "its test failed"),
+    (jsonpatch.InvalidJsonPatch, "it is not a valid RFC 6902 operation"),
+    (jsonpatch.JsonPatchConflict, "its path does not exist or does not fit the document"),
+    (jsonpointer.JsonPointerException, "its path does not exist or does not fit the document"),
+    (jsonpatch.JsonPatchException, "it cannot be applied"),
+    (KeyError, "its path does not exist"),
+    (IndexError, "its path does not exist"),
+    (TypeError, "it does not fit the document"),
+    (ValueError, "it does not fit the document"),
+    (AttributeError, "it does not fit the document"),
+    (RecursionError, "it nests too deeply"),
+)
+_PATCH_ERRORS = tuple(kind for kind, _ in _REASONS)
+
+
+def check_document(data: Any) -> None:
+    """Raise ProtocolError(INVALID_DATA) unless ``data`` is a storable session document.
+
+    A JSON object, nested at most ``protocol.MAX_DEPTH`` levels, at most
+    ``SESSIONS_MAX_DOCUMENT_BYTES`` bytes of compact JSON, with no U+0000 in any key or string
+    (PostgreSQL's jsonb cannot store it).
+    """
+    if not isinstance(data, dict):
+        raise ProtocolError(protocol.INVALID_DATA, "A session's data must be a JSON object.")
+    if protocol.depth(data) > protocol.MAX_DEPTH:
+        raise ProtocolError(
+            protocol.INVALID_DATA, f"The document must not nest deeper than {protocol.MAX_DEPTH} levels."
+        )
+    text = protocol.encode(data)
+    limit = settings.SESSIONS_MAX_DOCUMENT_BYTES
+    if len(text) > limit // 4 and len(text.encode()) > limit:
+        raise ProtocolError(protocol.INVALID_DATA, f"The document would exceed {limit} bytes.", data={"limit": limit})
+    if "\\u0000" in text and _holds_nul(data):  # the text test is a cheap pre-filter
+        raise ProtocolError(protocol.INVALID_DATA, "The document must not contain the character U+0000.")
+
+
+def _holds_nul(value: Any) -> bool:
+    """True when a key or string anywhere in ``value`` contains U+0000 (depth already bounded)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def apply_patch(document: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Apply RFC 6902 ``ops`` to ``document`` in place, one operation at a time; returns the result.
+
+    ``document`` must be the caller's own copy (fresh from the database). ``copy`` is the one
+    operation that can grow a document beyond what the frame carries (20 copies of the root double
+    it 20 times), so each ``copy`` adds the size of its source to a running bound, and the patch is
+    refused as soon as the bound passes ``SESSIONS_MAX_DOCUMENT_BYTES``, before the copy is made.
+    Raises ProtocolError(INVALID_DATA) naming the first operation that cannot be applied, or for a
+    result that check_document refuses.
+    """
+    limit = settings.SESSIONS_MAX_DOCUMENT_BYTES
+    bound = protocol.json_size(document)
+    for index, op in enumerate(ops):
+        try:
+            if op.get("op") == "copy" and isinstance(op.get("from"), str):
+                source = jsonpointer.resolve_pointer(document, op["from"])
+                bound += protocol.json_size(source)
+                if bound > limit:
+                    raise ProtocolError(
+                        protocol.INVALID_DATA, f"The document would exceed {limit} bytes.", data={"limit": limit}
+                    )
+            document = jsonpatch.JsonPatch([op]).apply(document, in_place=True)
+        except _PATCH_ERRORS as exc:
+            reason = next(text for kind, text in _REASONS if isinstance(exc, kind))
+            name, path = op.get("op"), op.get("path")
+            label = f"{name} {path}" if isinstance(name, str) and isinstance(path, str) else "malformed"
+            raise ProtocolError(
+                protocol.INVALID_DATA, f"Operation {index} ({label[:80]}) cannot be applied: {reason}."
+            ) from None
+    check_document(document)
+    return document

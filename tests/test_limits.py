@@ -1,0 +1,52 @@
+"""Limits found by trying to break the server: frame depth, binary size, patch amplification."""
+
+import pytest
+from channels.db import database_sync_to_async
+from django.test import override_settings
+
+from sessions_app import protocol
+from tests.utils import access_for, connected, open_socket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_a_frame_nested_deeper_than_the_limit_gets_invalid_message_and_the_socket_stays_open(alice):
+    deep = "[" * 200 + "]" * 200
+    async with connected(alice) as client:
+        for frame in (
+            f'{{"state": "ping", "data": {{"a": {deep}}}, "id": 1}}',
+            f'{{"state": "ping", "data": {{"a": {deep}}}, "id": 2, "n": 12345678901234567890123}}',
+        ):
+            await client.send_text(frame)
+            error = await client.recv()
+            assert error["code"] == protocol.INVALID_MESSAGE, error
+        assert "server_time" in await client.ok("ping")
+
+
+async def test_an_oversized_binary_frame_gets_message_too_large_and_4413(alice):
+    with override_settings(SESSIONS_MAX_MESSAGE_BYTES=1024):
+        async with connected(alice) as client:
+            await client.ws.send_to(bytes_data=b"x" * 2048)
+            assert (await client.recv())["code"] == protocol.MESSAGE_TOO_LARGE
+            assert await client.closed() == protocol.CLOSE_TOO_LARGE
+
+
+async def test_a_patch_of_doubling_copies_is_refused_and_the_session_is_unchanged(alice):
+    async with connected(alice) as client:
+        snap = await client.ok("create", {"title": "dbl", "data": {"a": "x" * 10}})
+        ops = [{"op": "copy", "from": "", "path": f"/k{i}"} for i in range(30)]
+        reply = await client.request("patch", {"version": 0, "ops": ops})
+        assert reply["code"] == protocol.INVALID_DATA, reply
+        state = await client.ok("join", {"session": snap["id"]})
+        assert state["version"] == 0 and state["data"] == {"a": "x" * 10}
+
+
+async def test_an_inactive_users_token_is_refused_in_plain_words(alice):
+    alice.is_active = False
+    await database_sync_to_async(alice.save)()
+    client = await open_socket()
+    await client.send({"token": access_for(alice)})
+    error = await client.recv()
+    assert error["code"] == protocol.NOT_AUTHENTICATED
+    assert "ErrorDetail" not in error["error"] and "{" not in error["error"]
+    assert await client.closed() == protocol.CLOSE_AUTH
