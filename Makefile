@@ -27,7 +27,7 @@ install-dev: $(VENV)/.dev  ## Also install the test, lint and benchmark tools
 
 run: $(VENV)/.runtime  ## Migrate, create the demo users on first run, serve daphne on $(HOST):$(PORT)
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo_users
+	$(PY) manage.py demo_users --url http://$(HOST):$(PORT)/
 	$(PY) -m daphne -b $(HOST) -p $(PORT) project.asgi:application
 
 test: $(VENV)/.dev  ## Every test: lint, pytest (SQLite, PostgreSQL, Redis, Chromium), node, conformance

@@ -6,6 +6,7 @@ Every setting is listed, with its default, in the README's "Settings" table.
 """
 
 import os
+import secrets
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -54,12 +55,24 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def development_secret_key(path: Path) -> str:
+    """A random key kept in ``path`` (mode 600, made on first use) for development checkouts.
+
+    Never a key written in the code: a public key would let anyone forge access tokens (SimpleJWT
+    signs them with SECRET_KEY) on a server started with the defaults.
+    """
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
 DEBUG = env_bool("DJANGO_DEBUG", True)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0")
-    SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"  # noqa: S105
+    SECRET_KEY = development_secret_key(BASE_DIR / ".secret-key")
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 

@@ -8,6 +8,10 @@
 #   POSTGRES_TEST_URL  default postgres://postgres@127.0.0.1:5432/interactive
 #   REDIS_TEST_URL     default redis://127.0.0.1:6379/14 (the conformance run uses db 13)
 #   CONFORMANCE_DIR    default ../shared/conformance
+#   CONFORMANCE_REDIS_URL     Redis for the two-process conformance run (default: REDIS_TEST_URL's
+#                             server, db 13; flushed first)
+#   CONFORMANCE_DATABASE_URL  PostgreSQL database for it (default: POSTGRES_TEST_URL's server,
+#                             database interactive_conformance; dropped and created first)
 #   REQUIRE_ALL=1      fail instead of passing over a part whose service or tool is missing (CI)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -60,8 +64,8 @@ step "conformance: one daphne, in-memory layer, SQLite"
 if [[ -x $CONFORMANCE_DIR/run.sh ]]; then
   run conformance env -u REDIS_URL -u DATABASE_URL PYTHON="$PYTHON" "$CONFORMANCE_DIR/run.sh" -q
   step "conformance: two daphne processes, Redis layer, PostgreSQL"
-  redis_url=${REDIS_TEST_URL%/*}/13
-  pg_url=${POSTGRES_TEST_URL%/*}/interactive_conformance
+  redis_url=${CONFORMANCE_REDIS_URL:-${REDIS_TEST_URL%/*}/13}
+  pg_url=${CONFORMANCE_DATABASE_URL:-${POSTGRES_TEST_URL%/*}/interactive_conformance}
   if "$PYTHON" scripts/services.py redis-up "$redis_url" && "$PYTHON" scripts/services.py pg-up "$pg_url"; then
     "$PYTHON" scripts/services.py redis-flush "$redis_url" && "$PYTHON" scripts/services.py pg-recreate "$pg_url"
     run conformance-redis-postgres env REDIS_URL="$redis_url" DATABASE_URL="$pg_url" PYTHON="$PYTHON" \
@@ -72,4 +76,5 @@ else missing conformance "no conformance cases at $CONFORMANCE_DIR"; fi
 printf '\n=== summary\n'
 for item in "${passed_over[@]}"; do echo "not run: $item"; done
 if (( ${#failed[@]} )); then echo "FAILED: ${failed[*]}"; exit 1; fi
-echo "all parts passed"
+if (( ${#passed_over[@]} )); then echo "the parts that ran passed; ${#passed_over[@]} could not run here (above)"
+else echo "all parts passed"; fi

@@ -85,7 +85,9 @@ class SessionAdmin(admin.ModelAdmin):
     search_fields = ["title", "owner__username"]
     list_select_related = ["owner"]
     autocomplete_fields = ["owner"]
-    readonly_fields = ["id", "version", "created_at", "updated_at", "present_now"]
+    # The document and its version change only through the protocol (patch), which versions,
+    # logs and pushes every change; an edit here would do none of that.
+    readonly_fields = ["id", "data", "version", "created_at", "updated_at", "present_now"]
     fields = ["id", "title", "owner", "data", "version", "created_at", "updated_at", "present_now"]
     inlines = [MembershipInline, RevisionInline, ChangeInline]
 

@@ -386,7 +386,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             self.session_version = version
         await self.send(text_data=message["text"])
 
-    async def user_deactivated(self, message: dict[str, Any]) -> None:
+    async def user_deactivated(self) -> None:
         """Called by this process's account listener when the user is deactivated or deleted: close 4401."""
         await self.fail(ProtocolError(protocol.NOT_AUTHENTICATED, "This account is no longer active."))
 

@@ -6,8 +6,12 @@
   their users left. A dead process's users vanish from presence listings within the TTL, and the
   others are told within TTL + one heartbeat.
 - **Accounts.** One channel per process listens to the ``accounts`` group; a user deactivated or
-  deleted anywhere is disconnected from every process at once. One group membership per process
-  instead of one per connection keeps the handshake free of channel-layer round trips.
+  deleted through the ORM (the admin, ``user.save()``) is disconnected from every process once the
+  change commits. One group membership per process instead of one per connection keeps the
+  handshake free of channel-layer round trips. As a backstop for changes no signal reports
+  (``QuerySet.update()``, SQL, another process on the in-memory layer), each heartbeat asks the
+  database which of this process's users are no longer active: one query per heartbeat, so such a
+  user is disconnected within ``SESSIONS_PRESENCE_HEARTBEAT`` seconds.
 - **Group refresh.** channels_redis forgets a group member after ``group_expiry`` (a day by
   default) and a restarted Redis forgets them all; every ``GROUP_REFRESH`` seconds the heartbeat
   adds this process's connections to their groups again (``group_add`` is idempotent).
@@ -16,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import time
 from collections import defaultdict
@@ -24,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import DatabaseError, connections
 
-from . import events, services
+from . import events, selectors, services
+from .models import ServerProcess
 
 if TYPE_CHECKING:
     from .consumers import SessionConsumer
@@ -38,6 +45,7 @@ _connections: dict[int, set[SessionConsumer]] = defaultdict(set)
 _tasks: dict[str, asyncio.Task[None]] = {}
 _layer: Any = None
 _accounts_channel = ""
+_exit_hook = False
 
 
 def register(consumer: SessionConsumer) -> None:
@@ -55,12 +63,28 @@ def unregister(consumer: SessionConsumer) -> None:
             del _connections[user_id]
 
 
+def _forget_this_process() -> None:
+    """At interpreter exit (daphne stopped with SIGTERM or Ctrl-C): delete this process's row and,
+    by cascade, its connections, so a restart does not count them against the users' connection
+    limit nor show them present until the TTL passes. A SIGKILL skips this; the TTL covers it.
+    """
+    try:
+        ServerProcess.objects.filter(pk=services.SERVER_ID).delete()
+    except DatabaseError:
+        logger.debug("could not delete this process's row at exit", exc_info=True)
+    finally:
+        connections.close_all()
+
+
 def ensure_running() -> None:
     """Start the heartbeat and the account listener on the running loop, unless they run there.
 
     They restart when the loop or the channel layer instance changed (tests make new ones).
     """
-    global _layer
+    global _layer, _exit_hook
+    if not _exit_hook:
+        atexit.register(_forget_this_process)
+        _exit_hook = True
     loop = asyncio.get_running_loop()
     layer = get_channel_layer()
     for name, factory in (("heartbeat", _heartbeat), ("accounts", _listen_accounts)):
@@ -74,10 +98,14 @@ def ensure_running() -> None:
 
 async def _heartbeat(layer: Any) -> None:
     beat = database_sync_to_async(services.server_heartbeat)
+    not_active = database_sync_to_async(selectors.users_not_active)
     refreshed_at = time.monotonic()
     while True:
         try:
             await events.apublish(await beat())
+            if _connections:
+                for user_id in await not_active(user_ids=list(_connections)):
+                    await _close_user(user_id)
             if time.monotonic() - refreshed_at > GROUP_REFRESH:
                 refreshed_at = time.monotonic()
                 await _refresh_groups(layer)
@@ -120,9 +148,14 @@ async def _listen_accounts(layer: Any) -> None:
             delay = min(delay * 2, 5.0)
             continue
         if message.get("type") == events.USER_DEACTIVATED:
-            for consumer in list(_connections.get(message.get("user_id"), ())):
-                try:
-                    await consumer.user_deactivated(message)
-                except Exception:
-                    # One socket that cannot be closed must not stop the others from closing.
-                    logger.exception("could not close a socket of a deactivated user")
+            await _close_user(message.get("user_id"))
+
+
+async def _close_user(user_id: Any) -> None:
+    """Close every socket of ``user_id`` on this process (not_authenticated, 4401)."""
+    for consumer in list(_connections.get(user_id, ())):
+        try:
+            await consumer.user_deactivated()
+        except Exception:
+            # One socket that cannot be closed must not stop the others from closing.
+            logger.exception("could not close a socket of a deactivated user")

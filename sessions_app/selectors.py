@@ -5,6 +5,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -16,6 +17,12 @@ from .protocol import ProtocolError
 def user_summary(user: Any) -> dict[str, Any]:
     """``{"id", "username"}`` of a user."""
     return {"id": user.pk, "username": user.get_username()}
+
+
+def users_not_active(*, user_ids: list[int]) -> list[int]:
+    """Those of ``user_ids`` that are now inactive or deleted."""
+    active = set(get_user_model().objects.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True))
+    return [user_id for user_id in user_ids if user_id not in active]
 
 
 def live_connections() -> QuerySet[Connection]:

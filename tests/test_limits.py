@@ -2,6 +2,7 @@
 
 import pytest
 from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
 from django.test import override_settings
 
 from sessions_app import protocol
@@ -50,3 +51,14 @@ async def test_an_inactive_users_token_is_refused_in_plain_words(alice):
     assert error["code"] == protocol.NOT_AUTHENTICATED
     assert "ErrorDetail" not in error["error"] and "{" not in error["error"]
     assert await client.closed() == protocol.CLOSE_AUTH
+
+
+async def test_a_user_deactivated_without_a_signal_is_disconnected_within_a_heartbeat(alice):
+    with override_settings(SESSIONS_PRESENCE_HEARTBEAT=0.1):
+        async with connected(alice) as client:
+            await client.ok("ping")
+            # QuerySet.update() sends no post_save: only the heartbeat's check can notice.
+            await database_sync_to_async(get_user_model().objects.filter(pk=alice.pk).update)(is_active=False)
+            error = await client.recv(timeout=3)
+            assert error["code"] == protocol.NOT_AUTHENTICATED
+            assert await client.closed() == protocol.CLOSE_AUTH

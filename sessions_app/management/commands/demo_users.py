@@ -20,6 +20,9 @@ class Command(BaseCommand):
 
     help = "Create the demo users on first run and print their credentials."
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="where the server will listen")
+
     def handle(self, *args: Any, **options: Any) -> None:
         known = _read_credentials()
         users = get_user_model().objects
@@ -33,7 +36,7 @@ class Command(BaseCommand):
         self.stdout.write("Demo users (username / password), also in .demo-credentials:")
         for username in DEMO_USERNAMES:
             self.stdout.write(f"  {username} / {known.get(username, '(set by hand; not known here)')}")
-        self.stdout.write("Open http://127.0.0.1:8000/ and sign in, or see the README for curl and websockets.")
+        self.stdout.write(f"Open {options['url']} and sign in, or see the README for curl and websockets.")
 
 
 def _read_credentials() -> dict[str, str]:
