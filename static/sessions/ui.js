@@ -79,6 +79,8 @@ const FRIENDLY = {
 export function errorText(what, err) {
   const code = err?.code;
   let why = FRIENDLY[code];
+  // not_found is also the answer for an unknown username (invite): the server's text says which.
+  if (code === "not_found" && err?.requestState === "invite" && err?.message) why = err.message;
   if (code === "invalid_data" || code === "conflict" || (!why && err?.message)) why = err.message;
   if (code === "invalid_data" && err.errors) {
     why = Object.entries(err.errors)
