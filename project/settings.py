@@ -131,9 +131,15 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite: wait on a locked database instead of failing at once; WAL lets readers go on while
-    # one connection writes (Django 5.1+ "init_command" / "transaction_mode" options).
+    # one connection writes. IMMEDIATE transactions take the write lock at BEGIN: a deferred one
+    # that reads and then writes fails at once ("database is locked", no busy wait) when another
+    # connection wrote in between (Django 5.1+ "init_command" / "transaction_mode" options).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

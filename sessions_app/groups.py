@@ -37,6 +37,13 @@ class SessionGroupsMixin:
             await await_many_dispatch([receive, self._layer_receive], self.dispatch)
         except StopConsumer:
             pass
+        finally:
+            # daphne cancels an application still running application_close_timeout (10 s) after
+            # its client left, e.g. one stuck in a slow handler: clean up all the same (shielded,
+            # so the cancellation does not cut it short).
+            if not self._cleaned_up:
+                self._cleaned_up = True
+                await asyncio.shield(self._cleanup())
 
     async def _layer_receive(self) -> dict[str, Any]:
         """The next channel-layer message for this connection, retrying while the layer is down.

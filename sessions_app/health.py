@@ -27,7 +27,9 @@ async def _check_database() -> None:
 async def _check_channel_layer() -> None:
     """A message through the layer and back, on a channel of this process."""
     layer = get_channel_layer()
-    channel = await layer.new_channel("healthz.")
+    # The default prefix: channels_redis reads all of a layer instance's channels through one
+    # list; a channel of another prefix is never read while a consumer holds the receive lock.
+    channel = await layer.new_channel()
     await layer.send(channel, {"type": "healthz.ping"})
     message = await layer.receive(channel)
     if message.get("type") != "healthz.ping":

@@ -142,7 +142,8 @@ async def _listen_accounts(layer: Any) -> None:
             raise
         except Exception:
             # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
-            logger.warning("account listener: channel layer failed; retrying", exc_info=True)
+            # The traceback once per outage, not at every retry.
+            logger.warning("account listener: channel layer failed; retrying", exc_info=delay == 0.2)
             joined = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

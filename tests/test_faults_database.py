@@ -1,0 +1,111 @@
+"""Issue 5, item 3: the database connection drops between messages, on the real PostgreSQL.
+
+These tests run a live daphne on a fresh PostgreSQL database of their own (created and dropped
+here; the server's other databases are never touched), rather than communicators in the pytest
+process: what is under test is the server's own handling of its connections (Channels' database
+thread, ``CONN_MAX_AGE``, health checks), and every backend of that database in
+``pg_stat_activity`` is then the server's, so terminating them or counting them involves no
+connection of the test's.
+"""
+
+import asyncio
+
+import pytest
+
+from tests import live
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+CYCLES = 500
+PARALLEL = 10
+
+
+@pytest.fixture
+def started(tmp_path):
+    with live.processes(tmp_path) as processes:
+        yield processes
+
+
+def backends(database):
+    """The pids of the server's connections to ``database`` (queried from the maintenance database)."""
+    rows = live.pg_query("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))
+    return [pid for (pid,) in rows]
+
+
+def terminate(database):
+    """``pg_terminate_backend`` every connection to ``database``; returns how many there were."""
+    pids = backends(database)
+    for pid in pids:
+        live.pg_query("SELECT pg_terminate_backend(%s)", (pid,))
+    live.wait_until(lambda: not set(pids) & set(backends(database)), 5, "terminated backends to go")
+    return len(pids)
+
+
+async def test_the_next_request_on_a_long_lived_socket_succeeds_after_its_backend_is_terminated(started):
+    name, url = started.postgres()
+    server = started.daphne(url)
+    async with live.clients() as opened:
+        alice = await live.login(server.ws, server.token("alice"))
+        opened.append(alice)
+        session = (await alice.ok("create", {"title": "pg", "data": {"n": 0}}))["id"]
+        assert await alice.ok("patch", {"version": 0, "ops": [{"op": "replace", "path": "/n", "value": 1}]}) == {
+            "version": 1
+        }
+
+        assert terminate(name) >= 1
+        # The very next request needs the database: it gets a new connection instead of failing.
+        assert await alice.ok("patch", {"version": 1, "ops": [{"op": "replace", "path": "/n", "value": 2}]}) == {
+            "version": 2
+        }
+
+        # Again, with a read, a join and a patch after each termination.
+        for version in (2, 3):
+            assert terminate(name) >= 1
+            listed = await alice.ok("list")
+            assert [item["version"] for item in listed["sessions"]] == [version]
+            assert terminate(name) >= 1
+            assert (await alice.ok("join", {"session": session}))["data"] == {"n": version}
+            assert terminate(name) >= 1
+            ops = [{"op": "replace", "path": "/n", "value": version + 1}]
+            assert await alice.ok("patch", {"version": version, "ops": ops}) == {"version": version + 1}
+
+        # A new connection's handshake (a database hop) works too, and the socket is still usable.
+        assert terminate(name) >= 1
+        bob = await live.login(server.ws, server.token("bob"))
+        opened.append(bob)
+        assert "server_time" in await alice.ok("ping")
+    assert "Exception inside application" not in server.log()
+
+
+async def cycle(server, token):
+    """Connect, authenticate, disconnect."""
+    client = await live.login(server.ws, token)
+    await client.close()
+
+
+async def test_connect_authenticate_disconnect_cycles_leak_no_database_connections(started):
+    name, url = started.postgres()
+    server = started.daphne(url, SESSIONS_MAX_CONNECTIONS_PER_USER=PARALLEL * 2)
+    token = server.token("alice")
+    await cycle(server, token)  # warm up: the server's database thread has its connection
+    live.wait_until(lambda: backends(name), 5, "the server's connection")
+    before = len(backends(name))
+
+    for _ in range(CYCLES // PARALLEL):
+        await asyncio.gather(*(cycle(server, token) for _ in range(PARALLEL)))
+
+    # Every connection's cleanup ran (its row is gone) ...
+    def connection_rows():
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            return conn.execute("SELECT COUNT(*) FROM sessions_app_connection").fetchone()[0]
+
+    live.wait_until(lambda: connection_rows() == 0, 10, "every Connection row to be removed")
+    # ... and the server holds no more database connections than before (the check's own
+    # connection above is gone once PostgreSQL notices it closed).
+    live.wait_until(lambda: len(backends(name)) <= before, 5, f"at most {before} backend(s) for {name}")
+    async with live.clients() as opened:
+        opened.append(await live.login(server.ws, token))
+        assert "server_time" in await opened[0].ok("ping")
+    assert len(backends(name)) <= before

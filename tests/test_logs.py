@@ -1,0 +1,163 @@
+"""Issue 5, item 9: no secret in logs.
+
+All log output is captured while handshakes use valid, invalid, expired and refresh tokens, a
+``?token=`` query string, ``authenticate`` renewals and failures, and requests that fail; no token
+appears in it, nor any 20-character slice of one. Once in the pytest process (every logger at
+DEBUG, SQL logging on) and once from a live daphne's stdout and stderr (its access log on).
+"""
+
+import datetime
+import json
+import logging
+import time
+import uuid
+
+import jwt
+import pytest
+from channels.db import database_sync_to_async
+from django.test import override_settings
+
+from tests import live
+from tests.utils import PATH, access_for, connected, open_socket, refresh_for
+
+SLICE = 20
+
+
+def leaks(text, tokens):
+    """The (token index, slice) pairs of every 20-character slice of a token found in ``text``."""
+    found = []
+    for index, token in enumerate(tokens):
+        for start in range(len(token) - SLICE + 1):
+            piece = token[start : start + SLICE]
+            if piece in text:
+                found.append((index, piece))
+                break
+    return found
+
+
+def signed(claims, key):
+    return jwt.encode(claims, key, algorithm="HS256")
+
+
+def forged_tokens(user_id, key):
+    """An access token signed with another key, an expired one and one for a user that does not exist."""
+    now = int(time.time())
+    base = {"token_type": "access", "iat": now, "jti": uuid.uuid4().hex}
+    return [
+        signed({**base, "exp": now + 300, "user_id": str(user_id)}, "not-the-server-key-" + "x" * 32),
+        signed({**base, "exp": now - 60, "iat": now - 400, "user_id": str(user_id)}, key),
+        signed({**base, "exp": now + 300, "user_id": "999999"}, key),
+    ]
+
+
+async def handshake(first_frame, *, path=PATH):
+    client = await open_socket(path=path)
+    try:
+        await client.send_text(first_frame)
+        return await client.recv()
+    finally:
+        await client.ws.disconnect()
+
+
+# --- in the pytest process ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def every_logger_at_debug(caplog):
+    """caplog sees every record of every logger, at DEBUG (the project's own loggers included)."""
+    caplog.set_level(logging.DEBUG)
+    for name in list(logging.root.manager.loggerDict):
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_no_token_reaches_the_logs_of_handshakes_renewals_and_errors(every_logger_at_debug, alice, bob, settings):
+    caplog = every_logger_at_debug
+    valid, renewal, other_user = access_for(alice), access_for(alice), access_for(bob)
+    expired = access_for(alice, lifetime=datetime.timedelta(seconds=-30))
+    refresh = await database_sync_to_async(refresh_for)(alice)
+    forged = forged_tokens(alice.pk, settings.SECRET_KEY)
+    tokens = [valid, renewal, other_user, expired, refresh, *forged]
+
+    with override_settings(DEBUG=True):  # SQL statements are logged too (django.db.backends)
+        for bad in [expired, refresh, *forged, valid[:-4] + "abcd", valid + "x"]:
+            assert (await handshake(json.dumps({"token": bad})))["code"] == "not_authenticated"
+        # A token in the query string is ignored (and a frame that is not the token fails).
+        answer = await handshake(json.dumps({"state": "ping"}), path=f"{PATH}?token={valid}")
+        assert answer["code"] == "not_authenticated"
+        assert (await handshake('{"token": "' + valid + '"'))["code"] == "not_authenticated"  # broken JSON
+
+        async with connected(alice, token=valid) as client:
+            assert "token_expires_at" in await client.ok("authenticate", {"token": renewal})
+            for bad_request in [
+                {"state": "nope", "data": {"token": valid}},
+                {"state": "join", "data": {"session": valid}},
+                {"state": "create", "data": {"title": valid * 2}},
+                {"state": "patch", "data": {"version": 0, "ops": [{"op": "add", "path": "/t", "value": valid}]}},
+                {"state": "authenticate", "data": {"token": 12345}},
+            ]:
+                assert (await client.request(bad_request["state"], bad_request["data"]))["state"] == "error"
+            await client.send_text('{"state": "ping", "data": {"token": "' + valid + '"')
+            assert (await client.recv())["code"] == "invalid_json"
+            # (A document that holds a token is the user's content: with DEBUG on, Django's SQL log
+            # shows documents, so none is written here.)
+            expired_answer = await client.request("authenticate", {"token": expired})
+            assert expired_answer["code"] == "not_authenticated"
+            assert await client.closed() == 4401
+        async with connected(alice, token=valid) as client:
+            assert (await client.request("authenticate", {"token": other_user}))["code"] == "not_authenticated"
+            assert await client.closed() == 4401
+
+    assert caplog.records, "nothing was logged: the capture is not working"
+    everything = caplog.text + "\n".join(
+        f"{record.getMessage()} {record.exc_text or ''} {record.args!r}" for record in caplog.records
+    )
+    assert leaks(everything, tokens) == []
+
+
+# --- a live daphne ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def started(tmp_path):
+    with live.processes(tmp_path) as processes:
+        yield processes
+
+
+@pytest.mark.slow
+async def test_no_token_reaches_a_live_daphnes_output(started):
+    server = started.daphne(started.sqlite(), args=("--access-log", "-", "-v", "2"), LOG_LEVEL="DEBUG")
+    pair = server.token_pair("alice")
+    renewed = live.http_json(server.http + "/api/v1/token/refresh/", {"refresh": pair["refresh"]})[1]
+    bob = server.token("bob")
+    alice_id = 1
+    forged = forged_tokens(alice_id, live.SECRET_KEY)
+    tokens = [pair["access"], pair["refresh"], renewed["access"], renewed["refresh"], bob, *forged]
+    # The refresh token already rotated (blacklisted): using it again fails, and is logged by nobody.
+    assert live.http_json(server.http + "/api/v1/token/refresh/", {"refresh": pair["refresh"]})[0] == 401
+
+    async with live.clients() as opened:
+        for bad in [*forged, pair["refresh"], pair["access"] + "x"]:
+            client = await live.open_client(server.ws)
+            opened.append(client)
+            await client.send({"token": bad})
+            assert (await client.recv())["code"] == "not_authenticated"
+            assert await client.closed() == 4401
+        client = await live.login(server.ws, pair["access"], query=f"?token={pair['access']}")
+        opened.append(client)
+        assert "token_expires_at" in await client.ok("authenticate", {"token": renewed["access"]})
+        assert (await client.request("join", {"session": pair["access"]}))["code"] == "invalid_data"
+        await client.ws.send('{"token": "' + bob + '"')
+        assert (await client.recv())["code"] == "invalid_json"
+        assert (await client.request("authenticate", {"token": bob}))["code"] == "not_authenticated"
+        assert await client.closed() == 4401
+        client = await live.login(server.ws, renewed["access"])
+        opened.append(client)
+        client.abort()
+    server.stop()  # flush and close its output
+
+    output = server.log()
+    assert "WSCONNECT" in output, output[-2000:]  # the access log was on
+    assert "/api/v1/token/refresh/" in output
+    assert leaks(output, tokens) == []
