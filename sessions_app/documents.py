@@ -29,16 +29,16 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
 _PATCH_ERRORS = tuple(kind for kind, _ in _REASONS)
 
 
-def check_document(data: Any) -> None:
+def check_document(data: Any, *, depth_checked: bool = False) -> None:
     """Raise ProtocolError(INVALID_DATA) unless ``data`` is a storable session document.
 
-    A JSON object, nested at most ``protocol.MAX_DEPTH`` levels, at most
-    ``SESSIONS_MAX_DOCUMENT_BYTES`` bytes of compact JSON, with no U+0000 in any key or string
-    (PostgreSQL's jsonb cannot store it).
+    A JSON object, nested at most ``protocol.MAX_DEPTH`` levels (not walked again when
+    ``depth_checked``), at most ``SESSIONS_MAX_DOCUMENT_BYTES`` bytes of compact JSON, with no
+    U+0000 in any key or string (PostgreSQL's jsonb cannot store it).
     """
     if not isinstance(data, dict):
         raise ProtocolError(protocol.INVALID_DATA, "A session's data must be a JSON object.")
-    if protocol.depth(data) > protocol.MAX_DEPTH:
+    if not depth_checked and protocol.depth(data) > protocol.MAX_DEPTH:
         raise ProtocolError(
             protocol.INVALID_DATA, f"The document must not nest deeper than {protocol.MAX_DEPTH} levels."
         )
@@ -72,23 +72,43 @@ def apply_patch(document: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str
     result that check_document refuses.
     """
     limit = settings.SESSIONS_MAX_DOCUMENT_BYTES
-    bound = protocol.json_size(document)
+    bound = -1  # the size bound, measured at the first copy
     for index, op in enumerate(ops):
         try:
-            if op.get("op") == "copy" and isinstance(op.get("from"), str):
-                source = jsonpointer.resolve_pointer(document, op["from"])
-                bound += protocol.json_size(source)
-                if bound > limit:
-                    raise ProtocolError(
-                        protocol.INVALID_DATA, f"The document would exceed {limit} bytes.", data={"limit": limit}
-                    )
+            name = op.get("op")
+            if name in ("copy", "move") and isinstance(op.get("from"), str):
+                value = jsonpointer.resolve_pointer(document, op["from"])
+                if name == "copy":
+                    if bound < 0:
+                        bound = protocol.json_size(document)
+                    bound += protocol.json_size(value)
+                    if bound > limit:
+                        raise ProtocolError(
+                            protocol.INVALID_DATA, f"The document would exceed {limit} bytes.", data={"limit": limit}
+                        )
+            else:
+                value = op.get("value")
+            _check_depth(op.get("path"), value)
             document = jsonpatch.JsonPatch([op]).apply(document, in_place=True)
         except _PATCH_ERRORS as exc:
             reason = next(text for kind, text in _REASONS if isinstance(exc, kind))
-            name, path = op.get("op"), op.get("path")
+            path = op.get("path")
             label = f"{name} {path}" if isinstance(name, str) and isinstance(path, str) else "malformed"
             raise ProtocolError(
                 protocol.INVALID_DATA, f"Operation {index} ({label[:80]}) cannot be applied: {reason}."
             ) from None
-    check_document(document)
+    # The document was within MAX_DEPTH before, and _check_depth bounded every value placed in it.
+    check_document(document, depth_checked=True)
     return document
+
+
+def _check_depth(path: Any, value: Any) -> None:
+    """Refuse placing ``value`` at JSON Pointer ``path`` when the document would nest too deeply.
+
+    A value at a pointer of n tokens sits n containers below the root's level, so the document's
+    new depth is at most max(its old depth, n + depth(value)): checking the operations bounds the
+    result without walking the whole document.
+    """
+    if isinstance(path, str) and path.count("/") + protocol.depth(value) > protocol.MAX_DEPTH:
+        message = f"The document must not nest deeper than {protocol.MAX_DEPTH} levels."
+        raise ProtocolError(protocol.INVALID_DATA, message)
