@@ -35,6 +35,14 @@ DESKTOP = {"width": 1100, "height": 800}
 expect.set_options(timeout=15_000)
 
 
+@pytest.fixture(autouse=True)
+def stop_process_tasks() -> Iterator[None]:
+    """Overrides tests/conftest.py's async fixture: these tests run the server in another process,
+    and Playwright's sync API runs its own event loop in the test thread.
+    """
+    yield
+
+
 @pytest.fixture(scope="session")
 def secret_key() -> str:
     return secrets.token_hex(32)
