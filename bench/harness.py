@@ -1,0 +1,277 @@
+"""The state of one benchmark run: its parameters, data, servers side by side, load generator
+jobs and the rows it collects (used by bench/scenarios.py, driven by bench/run.py)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fixtures
+import metrics
+import report
+import servers
+from servers import SERVERS, Running, ServerSpec
+
+logger = logging.getLogger("bench")
+
+BENCH = Path(__file__).resolve().parent
+LOGS = BENCH / "results" / "logs"
+SERVER_CPU, LOADGEN_CPU = "0", "1"
+
+
+def settle(pids: list[int], limit: float = 15.0) -> None:
+    """Wait until the freshly started servers are done starting up (under 5% of a CPU over 0.5 s,
+    at most `limit` seconds), so that start-up work does not land in the first measured window."""
+    deadline = time.monotonic() + limit
+    last = metrics.cpu_seconds(pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = metrics.cpu_seconds(pids)
+        if now - last < 0.025:
+            return
+        last = now
+    logger.warning("servers still busy %.0f s after start", limit)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Sizes and durations of one run (full or --quick)."""
+
+    warmup: float = 1.0
+    duration: float = 3.0
+    repeats: int = 3
+    ping_connections: tuple[int, ...] = (50, 500)
+    connect_concurrency: int = 50
+    patch_connections: int = 10
+    fanout_members: tuple[int, ...] = (100, 1000)
+    fanout_samples: int = 20
+    fanout_warmup: int = 3
+    memory_steps: tuple[int, ...] = (1000, 5000)
+    memory_repeats: int = 2
+    users: int = 20
+    token_lifetime: int = 3600
+
+
+QUICK = Params(
+    warmup=1.0,
+    duration=1.5,
+    repeats=1,
+    fanout_members=(1000,),
+    fanout_samples=8,
+    fanout_warmup=2,
+    memory_steps=(1000,),
+    memory_repeats=1,
+)
+
+WORKLOAD_SERVERS = {
+    "ping": ("websockets", "fastapi", "channels", "channels-uvicorn", "ours-daphne", "ours-uvicorn"),
+    "connect": ("websockets", "fastapi", "channels", "ours-daphne", "ours-uvicorn"),
+    "patch": ("ours-daphne", "ours-uvicorn"),
+    "fanout": ("ours-daphne",),
+    "memory": ("websockets", "fastapi", "channels", "ours-daphne", "ours-uvicorn"),
+}
+
+
+class Bench:
+    """One benchmark run: its data, environment, and collected rows."""
+
+    def __init__(self, args: argparse.Namespace, params: Params, work: Path) -> None:
+        self.args, self.params, self.work = args, params, work
+        self.secret = fixtures.new_secret()
+        self.rows: list[report.Row] = []
+        self.notes: list[str] = []
+        self.sqlite = fixtures.sqlite_database(work)
+        fixtures.prepare(self.sqlite, self.env(), params.users)
+        self._postgres: fixtures.Database | None = None
+
+    def postgres(self) -> fixtures.Database | None:
+        """The run's throwaway PostgreSQL database (created on first use), or None if there is
+        no PostgreSQL on 127.0.0.1:5432."""
+        if self._postgres is None and fixtures.postgres_available():
+            self._postgres = fixtures.postgres_database()
+            fixtures.prepare(self._postgres, self.env(self._postgres), self.params.users)
+        return self._postgres
+
+    def close(self) -> None:
+        """Drop the PostgreSQL database and keep the servers' logs in bench/results/logs."""
+        if self._postgres is not None:
+            fixtures.drop_postgres(self._postgres)
+            self._postgres = None
+        LOGS.mkdir(parents=True, exist_ok=True)
+        for old in LOGS.glob("*.log"):
+            old.unlink()
+        for log in self.work.glob("*.log"):
+            shutil.copy(log, LOGS / log.name)
+
+    def env(self, db: fixtures.Database | None = None, **extra: str) -> dict[str, str]:
+        """The servers' environment (the protocol's settings, benchmark limits, `--env`)."""
+        db = db or self.sqlite
+        env = fixtures.base_env() | {
+            "DJANGO_SECRET_KEY": self.secret,
+            "DJANGO_DEBUG": "0",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATABASE_URL": db.url,
+            "BENCH_SQLITE_PATH": str(self.work / "bench.sqlite3"),
+            "SESSIONS_RATE_LIMIT": "1000000",
+            "SESSIONS_RATE_BURST": "1000000",
+            "SESSIONS_MAX_CONNECTIONS_PER_USER": "100000",
+            "JWT_ACCESS_LIFETIME": str(self.params.token_lifetime),
+            "PYTHONUNBUFFERED": "1",
+        }
+        return env | dict(kv.split("=", 1) for kv in self.args.env) | extra
+
+    def tokens(self, db: fixtures.Database) -> tuple[list[str], list[str]]:
+        """Access tokens and usernames of the benchmark users, in id order."""
+        users = sorted(db.users.items(), key=lambda item: item[1])
+        lifetime = self.params.token_lifetime
+        tokens = [fixtures.access_token(self.secret, uid, lifetime) for _, uid in users]
+        return tokens, [name for name, _ in users]
+
+    def specs_for(self, workload: str) -> list[ServerSpec]:
+        """The servers `workload` runs against, as selected on the command line, each followed by
+        its `--variant`s."""
+        specs = []
+        for key in WORKLOAD_SERVERS[workload]:
+            if key in self.args.servers:
+                specs.append(SERVERS[key])
+            specs += [v for v in self.args.variants if v.key.split("+")[0] == key]
+        skipped = [s.key for s in specs if s.ours and not fixtures.project_ready()]
+        if skipped:
+            self.note(f"{workload}: skipped {', '.join(skipped)} (project/asgi.py not there yet)")
+        return [s for s in specs if s.key not in skipped]
+
+    def note(self, text: str) -> None:
+        """Record a remark for the report."""
+        logger.warning(text)
+        self.notes.append(text)
+
+    def loadgen(self, job: dict[str, Any], runs: list[Running]) -> dict:
+        """Run one load generator job against `runs`, pinned to the load generator's CPU."""
+        job = {"server_pids": [r.pid for r in runs], "urls": [r.url for r in runs], **job}
+        timeout = job.setdefault("timeout", 300)
+        done = subprocess.run(
+            ["taskset", "-c", LOADGEN_CPU, sys.executable, str(BENCH / "loadgen.py")],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            cwd=BENCH,
+            timeout=timeout + 30,
+            check=False,
+        )
+        logger.debug("loadgen %s stderr: %s", job["job"], done.stderr)
+        if done.returncode:
+            lines = done.stderr.strip().splitlines() or ["(no output)"]
+            raise RuntimeError(f"loadgen {job['job']}: {lines[-1]}")
+        return json.loads(done.stdout)
+
+    def record(self, workload: str, variant: str, spec: ServerSpec, repeats: list[dict], **extra: Any) -> None:
+        """Add (or extend) the row of (workload, variant, server) with measured repeats."""
+        for row in self.rows:
+            if (row["workload"], row["variant"], row["server"]) == (workload, variant, spec.key):
+                row["repeats"] += repeats
+                row["median"] = report.summarise_repeats(row["repeats"])
+                return
+        self.rows.append(
+            {
+                "workload": workload,
+                "variant": variant,
+                "server": spec.key,
+                "label": spec.label,
+                "repeats": repeats,
+                "median": report.summarise_repeats(repeats),
+                "error": None,
+                **extra,
+            }
+        )
+
+    def measure(
+        self,
+        workload: str,
+        variant: str,
+        spec: ServerSpec,
+        job: dict[str, Any],
+        runs: list[Running],
+        repeat: int | None = None,
+        **extra: Any,
+    ) -> None:
+        """Run `job` against `runs` and add its repeats to the row (workload, variant, server), with
+        `extra` fields; record the failure instead if it fails."""
+        logger.info("%s %s on %s%s", workload, variant, spec.label, f", repeat {repeat}" if repeat else "")
+        try:
+            result = self.loadgen(job, runs)
+        except Exception as exc:  # noqa: BLE001 - record the failure, go on
+            self.failed(workload, variant, spec, exc)
+        else:
+            self.record(workload, variant, spec, result["repeats"], **extra)
+
+    def failed(self, workload: str, variant: str, spec: ServerSpec, exc: BaseException) -> None:
+        """Record a failed measurement instead of figures; the run goes on."""
+        logger.error("%s %s on %s failed: %s", workload, variant, spec.label, exc)
+        self.rows.append(
+            {
+                "workload": workload,
+                "variant": variant,
+                "server": spec.key,
+                "label": spec.label,
+                "repeats": [],
+                "median": {},
+                "error": str(exc),
+            }
+        )
+
+    @contextlib.contextmanager
+    def side_by_side(
+        self, specs: list[ServerSpec], env: dict[str, str], db: fixtures.Database
+    ) -> Iterator[dict[str, Running]]:
+        """Start every server of `specs` (pinned to the server CPU), probe each, stop all on exit.
+
+        On SQLite, each of our servers gets its own copy of the database: two processes writing one
+        file (sessions, heartbeats) would lock each other out and measure SQLite, not the server.
+        """
+        spawned: list[Running] = []
+        try:
+            for spec in specs:  # all at once: the Django imports overlap
+                own_env = env
+                if spec.ours and db.sqlite_path:
+                    copy = fixtures.sqlite_copy(db, self.work / f"{spec.key}.sqlite3")
+                    own_env = {**env, "DATABASE_URL": copy.url}
+                spawned.append(servers.spawn(spec, own_env, self.work, cpu=SERVER_CPU))
+            started: dict[str, Running] = {}
+            for run in spawned:
+                try:
+                    servers.wait_ready(run)
+                    self.probe([run], db)
+                    started[run.spec.key] = run
+                except Exception as exc:  # noqa: BLE001 - one broken server must not stop the run
+                    self.failed("start", "-", run.spec, exc)
+            settle([run.pid for run in started.values()])
+            yield started
+        finally:
+            for run in spawned:
+                servers.stop(run)
+
+    def probe(self, runs: list[Running], db: fixtures.Database | None = None) -> None:
+        """Check that `runs` speak the handshake and `ping` before measuring them.
+
+        Three tries, a second apart: listening on the port is not always being ready to serve.
+        """
+        tokens, _ = self.tokens(db or self.sqlite)
+        for attempt in range(3):
+            try:
+                self.loadgen({"job": "probe", "tokens": tokens, "timeout": 30}, runs)
+                return
+            except RuntimeError as exc:
+                if attempt == 2:
+                    raise
+                logger.warning("probe of %s failed (%s), trying again", runs[0].spec.label, exc)
+                time.sleep(1)
