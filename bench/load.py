@@ -2,7 +2,7 @@
 
 N authenticated WebSocket connections (default 2000) in sessions of 10 members, each connection
 patching its own key of the shared document at a steady rate (default one patch every 5 s, retried
-at once on ``conflict``), for a fixed duration (default 300 s). Reports:
+after a jittered pause on ``conflict``), for a fixed duration (default 300 s). Reports:
 
 - errors: anything but a successful reply or a ``conflict`` (error frames, closes, connect
   failures, replies slower than ``--reply-timeout``), which must be zero;
@@ -265,7 +265,7 @@ async def open_conn(port: int, token: str, stats: Stats) -> Conn:
 async def patcher(
     conn: Conn, key: str, args: argparse.Namespace, stop_at: float, acked: dict[str, int], sid: str
 ) -> None:
-    """Patch ``/k/<key>`` every ``interval`` seconds until ``stop_at``; retry at once on conflict."""
+    """Patch ``/k/<key>`` every ``interval`` seconds until ``stop_at``; rebase and retry on conflict."""
     stats = conn.stats
     await asyncio.sleep(random.uniform(0, args.interval))  # spread the connections over the interval
     value = 0
@@ -289,6 +289,9 @@ async def patcher(
             if reply.get("code") == "conflict":
                 stats.conflicts += 1
                 conn.version = max(conn.version, reply["data"]["version"])
+                # Rebase on the current version after a jittered, growing pause, as the browser
+                # client does: retrying at once makes every member of a busy session collide again.
+                await asyncio.sleep(random.uniform(0, min(1.0, 0.02 * 2**_attempt)))
                 continue
             stats.error(f"patch error {reply.get('code')}: {reply.get('error')}")
             break
