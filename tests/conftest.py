@@ -8,6 +8,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 
 from sessions_app import process
+from sessions_app.registry import REGISTRY
 from tests.utils import make_user
 
 
@@ -32,6 +33,15 @@ async def stop_process_tasks() -> Any:
     await asyncio.gather(*tasks, return_exceptions=True)
     process._tasks.clear()
     await sync_to_async(lambda: None)()  # thread-sensitive: runs after the queued database work
+
+
+@pytest.fixture
+def registry() -> Any:
+    """The live state registry; states a test registers are removed afterwards."""
+    before = dict(REGISTRY)
+    yield REGISTRY
+    REGISTRY.clear()
+    REGISTRY.update(before)
 
 
 @pytest.fixture

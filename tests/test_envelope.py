@@ -9,21 +9,12 @@ import uuid
 import pytest
 from django.test import override_settings
 
-from sessions_app.registry import REGISTRY, state
+from sessions_app.registry import state
 from tests.utils import connected
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LONG = 12345678901234567890  # 20 digits: the frame takes the exact (stdlib) JSON parser
-
-
-@pytest.fixture
-def registry():
-    """The live registry; states a test registers are removed afterwards."""
-    before = dict(REGISTRY)
-    yield REGISTRY
-    REGISTRY.clear()
-    REGISTRY.update(before)
 
 
 _NO_FRAME = object()

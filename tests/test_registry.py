@@ -14,15 +14,6 @@ from sessions_app.serializers import PatchSchema
 from tests.utils import connected
 
 
-@pytest.fixture
-def registry():
-    """The live registry; states a test registers are removed afterwards."""
-    before = dict(REGISTRY)
-    yield REGISTRY
-    REGISTRY.clear()
-    REGISTRY.update(before)
-
-
 class EchoSchema(serializers.Serializer):
     text = serializers.CharField(max_length=5)
     count = serializers.IntegerField(min_value=0, required=False, default=0)
