@@ -62,14 +62,14 @@ else missing node-test "no node"; fi
 
 step "conformance: one daphne, in-memory layer, SQLite"
 if [[ -x $CONFORMANCE_DIR/run.sh ]]; then
-  run conformance env -u REDIS_URL -u DATABASE_URL PYTHON="$PYTHON" "$CONFORMANCE_DIR/run.sh" -q
+  run conformance env -u REDIS_URL -u DATABASE_URL PYTHON="$PYTHON" "$CONFORMANCE_DIR/run.sh"
   step "conformance: two daphne processes, Redis layer, PostgreSQL"
   redis_url=${CONFORMANCE_REDIS_URL:-${REDIS_TEST_URL%/*}/13}
   pg_url=${CONFORMANCE_DATABASE_URL:-${POSTGRES_TEST_URL%/*}/interactive_conformance}
   if "$PYTHON" scripts/services.py redis-up "$redis_url" && "$PYTHON" scripts/services.py pg-up "$pg_url"; then
     "$PYTHON" scripts/services.py redis-flush "$redis_url" && "$PYTHON" scripts/services.py pg-recreate "$pg_url"
     run conformance-redis-postgres env REDIS_URL="$redis_url" DATABASE_URL="$pg_url" PYTHON="$PYTHON" \
-      "$CONFORMANCE_DIR/run.sh" -q
+      "$CONFORMANCE_DIR/run.sh"
   else missing conformance-redis-postgres "no Redis or PostgreSQL"; fi
 else missing conformance "no conformance cases at $CONFORMANCE_DIR"; fi
 
