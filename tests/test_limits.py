@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 
 from sessions_app import protocol
+from sessions_app.models import Membership
 from tests.utils import access_for, connected, open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,3 +63,19 @@ async def test_a_user_deactivated_without_a_signal_is_disconnected_within_a_hear
             error = await client.recv(timeout=3)
             assert error["code"] == protocol.NOT_AUTHENTICATED
             assert await client.closed() == protocol.CLOSE_AUTH
+
+
+async def test_a_patch_on_a_version_older_than_a_seen_push_conflicts_without_a_database_hop(alice, bob):
+    async with connected(alice) as a, connected(bob) as b:
+        snap = await a.ok("create", {"title": "stale", "data": {"n": 0}})
+        await a.ok("invite", {"username": "bob", "role": "editor"})
+        await b.ok("join", {"session": snap["id"]})
+        await a.ok("patch", {"version": 0, "ops": [{"op": "replace", "path": "/n", "value": 1}]})
+        assert (await b.push("patched"))["data"]["version"] == 1
+        # Remove bob's membership behind the consumer's back: a request that reaches the database
+        # now answers not_found, so a conflict proves the stale patch never got there.
+        await database_sync_to_async(Membership.objects.filter(user=bob).delete)()
+        stale = await b.request("patch", {"version": 0, "ops": [{"op": "replace", "path": "/n", "value": 2}]})
+        assert stale["code"] == protocol.CONFLICT and stale["data"] == {"version": 1}
+        fresh = await b.request("patch", {"version": 1, "ops": [{"op": "replace", "path": "/n", "value": 2}]})
+        assert fresh["code"] == protocol.NOT_FOUND
