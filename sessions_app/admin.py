@@ -1,14 +1,12 @@
 """Back office: sessions with their members inline, read-only change log and revisions, presence."""
 
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
+from . import selectors
 from .models import Change, Connection, Membership, Revision, Session
 
 
@@ -63,17 +61,12 @@ class PresentFilter(admin.SimpleListFilter):
         return [("yes", "Someone present"), ("no", "Nobody present")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session]:
-        live = _live_connections().values("session_id")
+        live = selectors.live_connections().filter(session__isnull=False).values("session_id")
         if self.value() == "yes":
             return queryset.filter(pk__in=live)
         if self.value() == "no":
             return queryset.exclude(pk__in=live)
         return queryset
-
-
-def _live_connections() -> QuerySet[Connection]:
-    cutoff = timezone.now() - timedelta(seconds=settings.SESSIONS_PRESENCE_TTL)
-    return Connection.objects.filter(server__heartbeat_at__gte=cutoff, session__isnull=False)
 
 
 @admin.register(Session)
@@ -94,7 +87,7 @@ class SessionAdmin(admin.ModelAdmin):
     @admin.display(description="present now")
     def present_now(self, obj: Session) -> str:
         """Usernames with a live connection joined to the session."""
-        names = _live_connections().filter(session=obj).values_list("user__username", flat=True).distinct()
+        names = selectors.live_connections().filter(session=obj).values_list("user__username", flat=True).distinct()
         return ", ".join(sorted(names)) or "-"
 
 
