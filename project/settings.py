@@ -146,16 +146,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: Redis when REDIS_URL is set (CHANNEL_LAYER_BACKEND picks the core or the pub/sub
 # layer of channels_redis), otherwise the in-memory layer, which only reaches one process.
+# CHANNEL_LAYER_CAPACITY bounds the messages waiting on one channel (core and in-memory layers; the
+# pub/sub layer has no bound). Each process reads all its pushes from one channel
+# (sessions_app.fanout), so this is the backlog a process can absorb during a stall.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+CHANNEL_LAYER_CAPACITY = env_number("CHANNEL_LAYER_CAPACITY", 1000)
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": os.environ.get("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer"),
-            "CONFIG": {"hosts": [REDIS_URL]},
-        }
-    }
+    _layer_backend = os.environ.get("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer")
+    _layer_config: dict[str, object] = {"hosts": [REDIS_URL]}
+    if _layer_backend == "channels_redis.core.RedisChannelLayer":
+        _layer_config["capacity"] = CHANNEL_LAYER_CAPACITY
+    CHANNEL_LAYERS = {"default": {"BACKEND": _layer_backend, "CONFIG": _layer_config}}
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": CHANNEL_LAYER_CAPACITY}}
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -195,6 +200,9 @@ SIMPLE_JWT = {
 # The session protocol (see docs/protocol.md). Each is overridable by the environment variable of
 # the same name. Units: seconds, bytes, messages, counts.
 SESSIONS_AUTH_TIMEOUT = env_number("SESSIONS_AUTH_TIMEOUT", 10.0, float)
+# Pushes held for a connection while it handles a request; beyond this they are dropped and the
+# client, seeing the version gap, re-joins with since (docs/protocol.md).
+SESSIONS_PUSH_BUFFER = env_number("SESSIONS_PUSH_BUFFER", 100)
 SESSIONS_TOKEN_EXPIRY_WARNING = env_number("SESSIONS_TOKEN_EXPIRY_WARNING", 30.0, float)
 SESSIONS_MAX_MESSAGE_BYTES = env_number("SESSIONS_MAX_MESSAGE_BYTES", 65536)
 SESSIONS_RATE_LIMIT = env_number("SESSIONS_RATE_LIMIT", 30.0, float)

@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,7 +18,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from rest_framework_simplejwt.tokens import Token
 
-from . import auth, events, process, protocol, services
+from . import auth, fanout, process, protocol, services
 from .groups import SessionGroupsMixin
 from .handlers import call
 from .protocol import ProtocolError
@@ -31,7 +32,8 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
 
     Public attributes, for state handlers: ``user`` (``{"id", "username"}`` once authenticated),
     ``session_id`` / ``role`` / ``session_version`` of the joined session (None, None, 0 when none),
-    ``channel_name``, and ``close_after_reply`` (a close code to send after the current reply).
+    ``channel_name`` (the connection's identity: nothing reads it from the channel layer, see
+    sessions_app.groups), and ``close_after_reply`` (a close code to send after the current reply).
     """
 
     # Per-connection state. Class-level defaults keep an idle connection's instance dict small
@@ -50,8 +52,10 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
     _checked_at = 0.0
     _strikes = 0
     _cleaned_up = False
-    _layer_failed = False
-    _layer_wanted: asyncio.Future[None] | None = None
+    _process_channel: fanout.ProcessChannel | None = None  # set on connect
+    _busy = False  # a frame is being handled: pushes are held
+    _held: list[dict[str, Any]] | None = None  # pushes held while busy
+    _outbox: deque[str] | None = None  # frames waiting behind a send the transport made wait
 
     # --- dispatch ------------------------------------------------------------------------------
 
@@ -77,7 +81,7 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
         browser see the error frame and close code, which a refused handshake hides (1006).
         """
         await self.accept()
-        process.ensure_running()
+        self._process_channel = process.ensure_running()
         self._after(settings.SESSIONS_AUTH_TIMEOUT, self._auth_deadline)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
@@ -199,7 +203,7 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
         Nothing is sent once the socket is closing (a reply finishing after a timer's close).
         """
         if not self.closing:
-            await self.send(text_data=protocol.encode(frame))
+            self.write(protocol.encode(frame))
 
     async def fail(self, exc: ProtocolError, *, request_id: Any = None, request_state: str | None = None) -> None:
         """Send ``exc`` as an error frame; close with the code protocol section 6 gives it, if any."""
@@ -295,5 +299,4 @@ _DISPATCH: dict[str, Callable[[SessionConsumer, dict[str, Any]], Coroutine[Any, 
     "websocket.connect": SessionConsumer.websocket_connect,
     "websocket.receive": SessionConsumer.websocket_receive,
     "websocket.disconnect": SessionConsumer.websocket_disconnect,
-    events.SESSION_PUSH: SessionConsumer.session_push,
 }

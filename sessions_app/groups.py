@@ -1,40 +1,64 @@
-"""The consumer's channel-layer side: reading the layer, session groups, and pushes.
+"""The consumer's delivery side: its read loop, its groups, and the frames it writes.
 
 A mixin of SessionConsumer (sessions_app.consumers), kept apart so that the consumer module holds
-the protocol only. It expects the consumer's ``channel_layer``, ``channel_name``, ``closing`` and
-``send``; the state it keeps is declared on SessionConsumer.
+the protocol only. It expects the consumer's ``closing``, ``session_version`` and ``_start``; the
+state it keeps is declared on SessionConsumer.
+
+Pushes do not come through the connection's own layer channel: the process channel
+(sessions_app.fanout) is the group member and calls ``push`` on each local subscriber. So a
+connection's ``channel_name`` is its identity (the ``exclude`` of its own pushes, its Connection
+row) and nothing reads it from the layer.
 """
 
 import asyncio
 import logging
+import types
+import uuid
+from collections import deque
+from collections.abc import Generator
 from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
+from django.conf import settings
 
 from . import events, services
 from .protocol import UNAVAILABLE, ProtocolError
 
 logger = logging.getLogger(__name__)
 
+# A connection's channel_name: unique, valid as a Channels channel name, never read from the layer.
+CONNECTION_PREFIX = "connection!"
+
 
 class SessionGroupsMixin:
-    """Channel-layer reading, group membership and push delivery for one connection."""
+    """The read loop, group membership through the process channel, and ordered writes."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Run the connection: client frames and channel-layer messages, one at a time, in order.
+        """Run the connection: the client's frames one at a time, in order; pushes between them.
 
-        As Channels' ``AsyncConsumer.__call__``, except that the channel layer is read through
-        ``_layer_receive``, which survives a Redis outage instead of ending the consumer (and the
-        socket, with 1011) on the first connection error.
+        Replaces Channels' ``AsyncConsumer.__call__``, which reads the client and the connection's
+        layer channel together through ``await_many_dispatch`` (a new task and an ``asyncio.wait``
+        for every message). Pushes come from the process channel instead, so the loop awaits the
+        client alone. Pushes that arrive while a frame is being handled are held and written after
+        its reply, as a consumer that reads one message at a time would.
         """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_name = f"{CONNECTION_PREFIX}{uuid.uuid4().hex}"
         self.base_send = send
         try:
-            await await_many_dispatch([receive, self._layer_receive], self.dispatch)
+            while True:
+                message = await receive()
+                self._busy = True
+                try:
+                    await self.dispatch(message)
+                finally:
+                    self._busy = False
+                    if self._held:
+                        held, self._held = self._held, None
+                        for push in held:
+                            self.push(push)
         except StopConsumer:
             pass
         finally:
@@ -45,58 +69,85 @@ class SessionGroupsMixin:
                 self._cleaned_up = True
                 await asyncio.shield(self._cleanup())
 
-    async def _layer_receive(self) -> dict[str, Any]:
-        """The next channel-layer message for this connection, retrying while the layer is down.
+    # --- writing frames ------------------------------------------------------------------------
 
-        After an outage the connection's groups are added again: a restarted Redis (which keeps
-        nothing on disk here) has forgotten them, and group_add is idempotent.
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        """As ``AsyncWebsocketConsumer.send``; a text frame goes through ``write``, in order."""
+        if text_data is not None and bytes_data is None and not close:
+            self.write(text_data)
+        else:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    def write(self, text: str) -> None:
+        """Send one text frame now, after any frame still waiting for the transport.
+
+        daphne's send never waits (Twisted buffers the bytes), so the frame is written before this
+        returns and no task is made. A server with backpressure (uvicorn waits while the socket's
+        buffer is full) may suspend the send: the rest of it then runs in a task, and frames
+        written meanwhile queue behind it, so one slow client delays its own frames only.
         """
-        if not self._groups:
-            # Nothing can arrive before the first group_add: wait for it without touching the
-            # layer (no receive buffer, no BRPOP) — most of an idle connection's layer cost.
-            self._layer_wanted = asyncio.get_running_loop().create_future()
-            await self._layer_wanted
-        delay = 0.2
-        while True:
-            try:
-                if self._layer_failed:
-                    for group in self._groups:
-                        await self.channel_layer.group_add(group, self.channel_name)
-                    self._layer_failed = False
-                    logger.info("channel layer is back; groups restored for %s", self.channel_name)
-                return await self.channel_layer.receive(self.channel_name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
-                if not self._layer_failed:
-                    logger.warning("channel layer receive failed; retrying", exc_info=True)
-                self._layer_failed = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        if self._outbox is not None:
+            self._outbox.append(text)
+            return
+        sending = self.base_send({"type": "websocket.send", "text": text})
+        try:
+            waiting_on = sending.send(None)
+        except StopIteration:
+            return
+        self._outbox = deque()
+        self._start(lambda: self._drain(sending, waiting_on))
+
+    async def _drain(self, sending: Any, waiting_on: Any) -> None:
+        try:
+            await _finish(sending, waiting_on)
+            while self._outbox:
+                await self.base_send({"type": "websocket.send", "text": self._outbox.popleft()})
+        except OSError:
+            # uvicorn's ClientDisconnected (an OSError): the client left; its disconnect follows.
+            logger.debug("frames to a disconnected client dropped", exc_info=True)
+        finally:
+            self._outbox = None
+
+    # --- pushes --------------------------------------------------------------------------------
+
+    def push(self, message: dict[str, Any]) -> None:
+        """Called by the process channel for a push to a group this connection subscribed to.
+
+        ``message`` is an ``events.push`` message. Dropped when the connection is closing, caused
+        it (``exclude``), left the group, or already has its ``version`` of the joined session;
+        held while a frame is being handled (at most ``SESSIONS_PUSH_BUFFER``; beyond that dropped:
+        the client sees the version gap and re-joins with ``since``, docs/protocol.md).
+        """
+        if self._busy:
+            if self._held is None:
+                self._held = []
+            if len(self._held) < settings.SESSIONS_PUSH_BUFFER:
+                self._held.append(message)
+            return
+        group = message["group"]
+        if self.closing or message["exclude"] == self.channel_name or group not in self._groups:
+            return
+        version = message.get("version", 0)
+        if version and group == self._session_group:
+            if version <= self.session_version:
+                return  # already in this connection's snapshot or reply
+            self.session_version = version
+        self.write(message["text"])
+
+    # --- groups --------------------------------------------------------------------------------
 
     async def subscribe_group(self, group: str) -> None:
-        """Add this connection to ``group``; raises ProtocolError(UNAVAILABLE) if the layer fails."""
+        """Deliver ``group``'s pushes to this connection; raises ProtocolError(UNAVAILABLE) if the
+        process channel cannot join the group on the layer."""
         if group in self._groups:
             return
         try:
-            await self.channel_layer.group_add(group, self.channel_name)
+            await self._process_channel.subscribe(group, self)
         except Exception:
             # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
             logger.warning("channel layer unavailable for group_add", exc_info=True)
             raise ProtocolError(UNAVAILABLE, "Live updates are unavailable; reconnect later.") from None
         self._groups = (*self._groups, group)
-        if self._layer_wanted is not None and not self._layer_wanted.done():
-            self._layer_wanted.set_result(None)
-
-    async def refresh_groups(self) -> None:
-        """Add this connection to its groups again (they expire in channels_redis); failures are logged."""
-        for group in self._groups:
-            try:
-                await self.channel_layer.group_add(group, self.channel_name)
-            except Exception:
-                logger.warning("channel layer unavailable for a group refresh", exc_info=True)
-                return
 
     async def unsubscribe_group(self, group: str) -> None:
         """Remove this connection from ``group``; a layer failure is logged (the group expires)."""
@@ -104,7 +155,7 @@ class SessionGroupsMixin:
             return
         self._groups = tuple(g for g in self._groups if g != group)
         try:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await self._process_channel.unsubscribe(group, self)
         except Exception:
             logger.warning("channel layer unavailable for group_discard", exc_info=True)
 
@@ -138,15 +189,25 @@ class SessionGroupsMixin:
         """Broadcast events after their change committed; a layer failure is logged, not raised."""
         await events.apublish(pushes)
 
-    # --- channel-layer messages ----------------------------------------------------------------------
 
-    async def session_push(self, message: dict[str, Any]) -> None:
-        """Called for a push to a joined session's group: forward its pre-encoded text."""
-        if self.closing or message["exclude"] == self.channel_name or message.get("group") != self._session_group:
-            return
-        version = message.get("version", 0)
-        if version:
-            if version <= self.session_version:
-                return  # already in this connection's snapshot or reply
-            self.session_version = version
-        await self.send(text_data=message["text"])
+@types.coroutine
+def _finish(coroutine: Any, waiting_on: Any) -> Generator[Any, Any, Any]:
+    """Run the rest of ``coroutine``, which already ran until it yielded ``waiting_on``.
+
+    The second half of an eager start (what asyncio's eager tasks do from Python 3.12): ``write``
+    runs a send in place until it first suspends, and a task awaits this for the rest. Each value
+    the task resumes us with (or raises into us, e.g. cancellation) goes on to ``coroutine``.
+    """
+    while True:
+        try:
+            resumed_with = yield waiting_on
+        except BaseException as exc:  # noqa: BLE001 - not swallowed: thrown into the coroutine
+            try:
+                waiting_on = coroutine.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                waiting_on = coroutine.send(resumed_with)
+            except StopIteration as stop:
+                return stop.value

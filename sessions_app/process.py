@@ -5,7 +5,7 @@
   (killed with SIGKILL, or stalled), with their connections, pushing ``presence`` for the sessions
   their users left. A dead process's users vanish from presence listings within the TTL, and the
   others are told within TTL + one heartbeat.
-- **Accounts.** One channel per process listens to the ``accounts`` group; a user deactivated or
+- **Accounts.** The process channel (sessions_app.fanout) is in the ``accounts`` group; a user deactivated or
   deleted through the ORM (the admin, ``user.save()``) is disconnected from every process once the
   change commits. One group membership per process instead of one per connection keeps the
   handshake free of channel-layer round trips. As a backstop for changes no signal reports
@@ -13,8 +13,8 @@
   database which of this process's users are no longer active: one query per heartbeat, so such a
   user is disconnected within ``SESSIONS_PRESENCE_HEARTBEAT`` seconds.
 - **Group refresh.** channels_redis forgets a group member after ``group_expiry`` (a day by
-  default) and a restarted Redis forgets them all; every ``GROUP_REFRESH`` seconds the heartbeat
-  adds this process's connections to their groups again (``group_add`` is idempotent).
+  default); every ``GROUP_REFRESH`` seconds the heartbeat adds the process channel to its groups
+  again (``group_add`` is idempotent; after a Redis restart the channel's reader does it at once).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError, connections
 
-from . import events, selectors, services
+from . import events, fanout, selectors, services
 from .models import ServerProcess
 
 if TYPE_CHECKING:
@@ -43,8 +43,6 @@ GROUP_REFRESH = 3600.0  # seconds; well under channels_redis's default group_exp
 
 _connections: dict[int, set[SessionConsumer]] = defaultdict(set)
 _tasks: dict[str, asyncio.Task[None]] = {}
-_layer: Any = None
-_accounts_channel = ""
 _exit_hook = False
 
 
@@ -76,27 +74,22 @@ def _forget_this_process() -> None:
         connections.close_all()
 
 
-def ensure_running() -> None:
-    """Start the heartbeat and the account listener on the running loop, unless they run there.
-
-    They restart when the loop or the channel layer instance changed (tests make new ones).
+def ensure_running() -> fanout.ProcessChannel:
+    """Start the heartbeat and the process channel's reader on the running loop, unless they run
+    there (tests make new loops and layers); returns the process channel of the default layer.
     """
-    global _layer, _exit_hook
+    global _exit_hook
     if not _exit_hook:
         atexit.register(_forget_this_process)
         _exit_hook = True
     loop = asyncio.get_running_loop()
-    layer = get_channel_layer()
-    for name, factory in (("heartbeat", _heartbeat), ("accounts", _listen_accounts)):
-        task = _tasks.get(name)
-        if task is None or task.done() or task.get_loop() is not loop or _layer is not layer:
-            if task is not None and not task.done() and task.get_loop() is loop:
-                task.cancel()
-            _tasks[name] = loop.create_task(factory(layer), name=f"sessions-{name}")
-    _layer = layer
+    task = _tasks.get("heartbeat")
+    if task is None or task.done() or task.get_loop() is not loop:
+        _tasks["heartbeat"] = loop.create_task(_heartbeat(), name="sessions-heartbeat")
+    return fanout.channel_for(get_channel_layer(), close_user)
 
 
-async def _heartbeat(layer: Any) -> None:
+async def _heartbeat() -> None:
     beat = database_sync_to_async(services.server_heartbeat)
     not_active = database_sync_to_async(selectors.users_not_active)
     refreshed_at = time.monotonic()
@@ -105,54 +98,18 @@ async def _heartbeat(layer: Any) -> None:
             await events.apublish(await beat())
             if _connections:
                 for user_id in await not_active(user_ids=list(_connections)):
-                    await _close_user(user_id)
+                    await close_user(user_id)
             if time.monotonic() - refreshed_at > GROUP_REFRESH:
                 refreshed_at = time.monotonic()
-                await _refresh_groups(layer)
+                for channel in fanout.channels():
+                    await channel.refresh()
         except Exception:
             # Broad on purpose: the database or Redis may be down (any driver error); the next beat retries.
             logger.warning("heartbeat failed", exc_info=True)
         await asyncio.sleep(settings.SESSIONS_PRESENCE_HEARTBEAT)
 
 
-async def _refresh_groups(layer: Any) -> None:
-    if _accounts_channel:
-        await layer.group_add(events.ACCOUNTS_GROUP, _accounts_channel)
-    for consumers in list(_connections.values()):
-        for consumer in list(consumers):
-            await consumer.refresh_groups()
-
-
-async def _listen_accounts(layer: Any) -> None:
-    """Receive ``user.deactivated`` on this process's channel and close that user's sockets here."""
-    global _accounts_channel
-    # The default prefix: channels_redis reads all of one layer instance's channels from one
-    # list ("specific.<client prefix>!"); another prefix would starve the connections' channels.
-    channel = _accounts_channel = await layer.new_channel()
-    delay = 0.2
-    joined = False
-    while True:
-        try:
-            if not joined:
-                await layer.group_add(events.ACCOUNTS_GROUP, channel)
-                joined = True
-            message = await layer.receive(channel)
-            delay = 0.2
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
-            # The traceback once per outage, not at every retry.
-            logger.warning("account listener: channel layer failed; retrying", exc_info=delay == 0.2)
-            joined = False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-            continue
-        if message.get("type") == events.USER_DEACTIVATED:
-            await _close_user(message.get("user_id"))
-
-
-async def _close_user(user_id: Any) -> None:
+async def close_user(user_id: Any) -> None:
     """Close every socket of ``user_id`` on this process (not_authenticated, 4401)."""
     for consumer in list(_connections.get(user_id, ())):
         try:

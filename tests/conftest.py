@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 
-from sessions_app import process
+from sessions_app import fanout, process
 from sessions_app.registry import REGISTRY
 from tests.utils import make_user
 
@@ -27,7 +27,7 @@ async def stop_process_tasks() -> Any:
     the flush while another thread holds a table lock.
     """
     yield
-    tasks = [task for task in process._tasks.values() if not task.done()]
+    tasks = [task for task in process._tasks.values() if not task.done()] + fanout.reset()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,9 +1,10 @@
 """Issue 5, item 6: a member's channel over capacity.
 
-The channel layer drops messages for a channel that is full (channels' in-memory layer and
-channels_redis alike: ``group_send`` skips a full channel). Pushes may be lost that way, but
-every ``patched`` push carries the session version, so a member that misses some sees a gap at
-the next push and ``join`` with ``since`` brings it to exactly the current document
+Pushes wait in two bounded places: the process channel on the layer (``CHANNEL_LAYER_CAPACITY``;
+``group_send`` skips a full channel, in channels' in-memory layer and channels_redis alike) and, for
+a connection busy with a request, its held pushes (``SESSIONS_PUSH_BUFFER``). Pushes may be lost
+either way, but every ``patched`` push carries the session version, so a member that misses some
+sees a gap at the next push and ``join`` with ``since`` brings it to exactly the current document
 (docs/protocol.md, section 7, "Gaps").
 """
 
@@ -45,7 +46,7 @@ def holding_state(name):
 
 @pytest.fixture
 def small_layer():
-    with override_settings(CHANNEL_LAYERS=SMALL_LAYER):
+    with override_settings(CHANNEL_LAYERS=SMALL_LAYER, SESSIONS_PUSH_BUFFER=CAPACITY):
         channel_layers.backends.clear()
         yield
     channel_layers.backends.clear()
@@ -106,7 +107,7 @@ async def test_a_member_whose_channel_overflowed_detects_the_gap_and_catches_up_
             assert version == FLOOD
             release.set()
 
-            # Bob gets his reply, then only what his full channel could hold, until silence.
+            # Bob gets his reply, then only the pushes held for him while he was busy, until silence.
             assert await b.recv(timeout=2) == {"state": "hold_test", "data": {}, "id": "hold"}
             frames = []
             while not await b.nothing(0.5):
