@@ -4,6 +4,7 @@ Run with ``python -m daphne project.asgi:application`` (or any ASGI server).
 """
 
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -12,9 +13,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from sessions_app.routing import websocket_urlpatterns  # noqa: E402
 from sessions_app.security import origin_validator  # noqa: E402
+
+# See SESSIONS_GIL_SWITCH_INTERVAL in project/settings.py: the database thread gets the GIL back sooner.
+sys.setswitchinterval(settings.SESSIONS_GIL_SWITCH_INTERVAL)
 
 application = ProtocolTypeRouter(
     {

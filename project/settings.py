@@ -200,6 +200,11 @@ SIMPLE_JWT = {
 # The session protocol (see docs/protocol.md). Each is overridable by the environment variable of
 # the same name. Units: seconds, bytes, messages, counts.
 SESSIONS_AUTH_TIMEOUT = env_number("SESSIONS_AUTH_TIMEOUT", 10.0, float)
+# Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005). The
+# ORM runs in one thread beside the event loop; each database call releases the GIL and must win
+# it back from a busy loop, which with the default can cost up to 5 ms per call (the "convoy
+# effect", CPython issue bpo-7946). Applied by project.asgi when the server loads the application.
+SESSIONS_GIL_SWITCH_INTERVAL = env_number("SESSIONS_GIL_SWITCH_INTERVAL", 0.001, float)
 # Pushes held for a connection while it handles a request; beyond this they are dropped and the
 # client, seeing the version gap, re-joins with since (docs/protocol.md).
 SESSIONS_PUSH_BUFFER = env_number("SESSIONS_PUSH_BUFFER", 100)

@@ -286,7 +286,10 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
         if self.user is not None:
             process.unregister(self)
             try:
-                await self.publish(await call(services.connection_close, channel_name=self.channel_name))
+                close = services.connection_close
+                await self.publish(
+                    await call(close, channel_name=self.channel_name, user=self.user, session_id=self.session_id)
+                )
             except ProtocolError:
                 logger.warning("could not remove connection %s; its process heartbeat will", self.channel_name)
         for group in self._groups:

@@ -55,7 +55,15 @@ def push(session_id: Any, state: str, data: dict[str, Any], *, exclude: str = ""
     ``version`` is the session version the push brings a member to, so that a connection can drop
     a push it already has from its join snapshot (0: always deliver).
     """
-    group = session_group(session_id)
+    return group_push(session_group(session_id), state, data, exclude=exclude, version=version)
+
+
+def group_push(group: str, state: str, data: dict[str, Any], *, exclude: str = "", version: int = 0) -> Event:
+    """A push ``{state, data}`` to any group connections subscribed to (``subscribe_group``).
+
+    The message, of type ``session.push``: ``{"type", "group", "text", "exclude", "version"}``,
+    ``text`` being the frame's JSON. Raises TypeError if ``data`` cannot be encoded.
+    """
     return Event(
         group,
         {

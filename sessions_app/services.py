@@ -107,8 +107,8 @@ def connection_open(*, token: Token, channel_name: str) -> dict[str, Any]:
 def _connection_insert(*, channel_name: str, user_id: int) -> None:
     row = Connection(channel_name=channel_name, server_id=SERVER_ID, user_id=user_id)
     try:
-        with transaction.atomic():
-            row.save(force_insert=True)
+        # One INSERT in autocommit mode: a failed one leaves no transaction open to roll back.
+        row.save(force_insert=True)
     except IntegrityError:
         # This process's row is missing: first connection, or another process took it for dead
         # after a long stall. Register again and retry once.
@@ -116,14 +116,18 @@ def _connection_insert(*, channel_name: str, user_id: int) -> None:
         row.save(force_insert=True)
 
 
-def connection_close(*, channel_name: str) -> list[events.Event]:
-    """Forget a closed connection; returns the presence push if its user left its session."""
-    with transaction.atomic():
-        row = Connection.objects.filter(pk=channel_name).values_list("session_id", "user_id", "user__username").first()
-        if row is None:
-            return []
-        Connection.objects.filter(pk=channel_name).delete()
-    return _left_events(row, channel_name)
+def connection_close(*, channel_name: str, user: dict[str, Any], session_id: UUID | None) -> list[events.Event]:
+    """Forget a closed connection; returns the presence push if ``user`` (``{"id", "username"}``)
+    left ``session_id``, the session the connection had joined (None: none), with its last tab.
+
+    The consumer knows its session (it changes only with the row, in the same hop), so a
+    connection that joined nothing costs one DELETE. Nothing is pushed when the row was already
+    gone (the heartbeat of another process removed this one as dead, and told the session then).
+    """
+    deleted, _ = Connection.objects.filter(pk=channel_name).delete()
+    if not deleted or session_id is None:
+        return []
+    return _left_events((session_id, user["id"], user["username"]), channel_name)
 
 
 def _left_events(row: tuple[Any, int, str] | None, channel_name: str) -> list[events.Event]:

@@ -222,3 +222,31 @@ async def test_a_state_removed_from_the_registry_is_unknown_again(registry, alic
         del registry["test-echo"]
         reply = await client.request("test-echo")
         assert reply["code"] == "unknown_state"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_state_can_push_to_its_session_and_to_a_group_of_its_own(registry, alice, bob):
+    from sessions_app import events
+
+    @state("test-lobby")
+    async def lobby(conn, data):
+        await conn.subscribe_group("lobby")
+        return {}
+
+    @state("test-cursor")
+    async def cursor(conn, data):
+        await conn.publish([events.push(conn.session_id, "cursor", {"at": 3}, exclude=conn.channel_name)])
+        await conn.publish([events.group_push("lobby", "hello", {"from": conn.user["username"]})])
+        return {}
+
+    async with connected(alice) as a, connected(bob) as b:
+        session = (await a.ok("create", {"title": "cursors"}))["id"]
+        await a.ok("invite", {"username": "bob", "role": "viewer"})
+        await b.ok("join", {"session": session})
+        await a.push("presence")
+        await b.ok("test-lobby")
+
+        await a.ok("test-cursor")
+        assert (await b.push("cursor"))["data"] == {"at": 3}
+        assert (await b.push("hello"))["data"] == {"from": "alice"}
+        assert await a.nothing()  # excluded from its own cursor, and not in the lobby

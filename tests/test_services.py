@@ -278,14 +278,22 @@ def test_connection_close_pushes_presence_only_for_the_users_last_tab(users: Any
     open_connection(users["alice"], "a2")
     session_id = create(users["alice"], channel="a1").session_id
     assert services.session_join(user=users["alice"], channel_name="a2", session_id=session_id, since=None).pushes == []
-    assert services.connection_close(channel_name="a1") == []
-    [left] = services.connection_close(channel_name="a2")
+    alice = users["alice"]
+    assert services.connection_close(channel_name="a1", user=alice, session_id=session_id) == []
+    [left] = services.connection_close(channel_name="a2", user=alice, session_id=session_id)
     assert json.loads(left.message["text"])["data"] == {
         "session": str(session_id),
         "present": [],
         "left": users["alice"],
     }
-    assert services.connection_close(channel_name="a2") == []  # idempotent
+    assert services.connection_close(channel_name="a2", user=alice, session_id=session_id) == []  # idempotent
+
+
+def test_connection_close_of_a_connection_that_joined_nothing_only_deletes_its_row(users: Any) -> None:
+    services.server_heartbeat()
+    open_connection(users["alice"], "a1")
+    assert services.connection_close(channel_name="a1", user=users["alice"], session_id=None) == []
+    assert not Connection.objects.filter(pk="a1").exists()
 
 
 def test_connections_of_a_process_past_the_ttl_stop_counting_as_present(users: Any, settings: Any) -> None:
