@@ -1,5 +1,8 @@
 """ASGI entry point: HTTP through Django, WebSocket through the origin policy and the router.
 
+The routers are Channels' own, in the tail-call form of sessions_app.routing (no router frame
+stays on a connection's stack).
+
 Run with ``python -m daphne project.asgi:application`` (or any ASGI server).
 """
 
@@ -12,10 +15,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Django must be set up before importing anything that touches models.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from sessions_app.routing import websocket_urlpatterns  # noqa: E402
+from sessions_app.routing import ProtocolTypeRouter, URLRouter, websocket_urlpatterns  # noqa: E402
 from sessions_app.security import origin_validator  # noqa: E402
 
 # See SESSIONS_GIL_SWITCH_INTERVAL in project/settings.py: the database thread gets the GIL back sooner.

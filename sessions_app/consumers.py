@@ -7,12 +7,14 @@ and only the errors of protocol section 6 that close the socket close it.
 
 import asyncio
 import datetime
+import functools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from asgiref.sync import markcoroutinefunction
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -46,7 +48,8 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
     closing = False
     _session_group = ""
     _groups: tuple[str, ...] = ()  # channel-layer groups joined (at most the session's, briefly two)
-    _timers: tuple[asyncio.TimerHandle, ...] = ()
+    _timer: asyncio.TimerHandle | None = None
+    _expires_at: datetime.datetime | None = None  # the access token's expiry, once authenticated
     _tasks: tuple[asyncio.Task[None], ...] = ()
     _allowance: float | None = None  # rate-limit bucket; None: full
     _checked_at = 0.0
@@ -56,6 +59,21 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
     _busy = False  # a frame is being handled: pushes are held
     _held: list[dict[str, Any]] | None = None  # pushes held while busy
     _outbox: deque[str] | None = None  # frames waiting behind a send the transport made wait
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> Callable[..., Any]:
+        """As Channels' ``as_asgi``: an ASGI application making one consumer per connection, which
+        returns the consumer's coroutine instead of awaiting it (a tail call, sessions_app.routing)."""
+
+        @markcoroutinefunction
+        def app(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+            return cls(**initkwargs)(scope, receive, send)
+
+        app.consumer_class = cls  # type: ignore[attr-defined]
+        app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
+        app._asgi_single_callable = True  # type: ignore[attr-defined]
+        functools.update_wrapper(app, cls, updated=())
+        return app
 
     # --- dispatch ------------------------------------------------------------------------------
 
@@ -224,13 +242,16 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
             await self.close(code)
 
     # --- timers: auth deadline and token expiry ----------------------------------------------------
+    # One timer at a time (the auth deadline, then token_expiring, then token_expired): a
+    # TimerHandle costs no task while it waits, and one instead of several keeps idle sockets small.
 
     def _after(self, delay: float, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run ``action`` in ``delay`` seconds (a TimerHandle, so waiting costs no task)."""
-        loop = asyncio.get_running_loop()
-        self._timers = (*self._timers, loop.call_later(max(0.0, delay), self._start, action))
+        """Run ``action`` in ``delay`` seconds, replacing the pending timer."""
+        self._cancel_timers()
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._start, action)
 
     def _start(self, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._timer = None
         task = asyncio.ensure_future(action())
         self._tasks = (*self._tasks, task)  # a strong reference while it runs
         task.add_done_callback(self._forget_task)
@@ -239,28 +260,27 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
         self._tasks = tuple(t for t in self._tasks if t is not task)
 
     def _cancel_timers(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._timers = ()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def schedule_token_expiry(self, token: Token) -> datetime.datetime:
-        """(Re)arm the ``token_expiring`` push and the ``token_expired`` close; returns the expiry."""
-        self._cancel_timers()
-        expires_at = auth.token_expiry(token)
+        """(Re)arm the ``token_expiring`` push, then the ``token_expired`` close; returns the expiry."""
+        self._expires_at = expires_at = auth.token_expiry(token)
         remaining = expires_at.timestamp() - time.time()
-        self._after(remaining - settings.SESSIONS_TOKEN_EXPIRY_WARNING, lambda: self._token_expiring(expires_at))
-        self._after(remaining, self._token_expired)
+        self._after(remaining - settings.SESSIONS_TOKEN_EXPIRY_WARNING, self._token_expiring)
         return expires_at
 
     async def _auth_deadline(self) -> None:
         if self.user is None:
             await self.fail(ProtocolError(protocol.AUTH_TIMEOUT, "No token was sent in time."))
 
-    async def _token_expiring(self, expires_at: datetime.datetime) -> None:
-        if not self.closing:
-            await self.send_frame(
-                {"state": "token_expiring", "data": {"token_expires_at": protocol.utc_iso(expires_at)}}
-            )
+    async def _token_expiring(self) -> None:
+        expires_at = self._expires_at
+        if self.closing or expires_at is None:
+            return
+        await self.send_frame({"state": "token_expiring", "data": {"token_expires_at": protocol.utc_iso(expires_at)}})
+        self._after(expires_at.timestamp() - time.time(), self._token_expired)
 
     async def _token_expired(self) -> None:
         await self.fail(ProtocolError(protocol.TOKEN_EXPIRED, "The access token expired; authenticate again."))
