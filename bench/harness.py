@@ -74,11 +74,11 @@ QUICK = Params(
 )
 
 WORKLOAD_SERVERS = {
-    "ping": ("websockets", "fastapi", "channels", "channels-uvicorn", "ours-daphne", "ours-uvicorn"),
-    "connect": ("websockets", "fastapi", "channels", "ours-daphne", "ours-uvicorn"),
+    "ping": ("websockets", "fastapi", "asgi-daphne", "channels", "channels-uvicorn", "ours-daphne", "ours-uvicorn"),
+    "connect": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn"),
     "patch": ("ours-daphne", "ours-uvicorn"),
     "fanout": ("ours-daphne",),
-    "memory": ("websockets", "fastapi", "channels", "ours-daphne", "ours-uvicorn"),
+    "memory": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn"),
 }
 
 

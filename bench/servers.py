@@ -53,6 +53,9 @@ SERVERS: dict[str, ServerSpec] = {
     for spec in (
         ServerSpec("websockets", "websockets peer", (PYTHON, str(PEERS / "websockets_peer.py"), "--port", "{port}")),
         ServerSpec("fastapi", "FastAPI peer (uvicorn)", uvicorn("fastapi_peer:app", "--app-dir", str(PEERS))),
+        ServerSpec(
+            "asgi-daphne", "bare ASGI peer (daphne)", daphne("asgi_peer:application"), env={"PYTHONPATH": str(PEERS)}
+        ),
         ServerSpec("channels", "Channels peer (daphne)", daphne("channels_peer.asgi:application"), env=PEER_ENV),
         ServerSpec(
             "channels-uvicorn",
