@@ -30,10 +30,12 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1 or 0)")
 
 
-def env_number(name: str, default: float, cast: type = int) -> float:
+def env_number(
+    name: str, default: float, cast: type = int, *, minimum: float = 0, maximum: float | None = None
+) -> float:
     """Read a number with ``cast`` (int or float); ``default`` when unset.
 
-    Raises ImproperlyConfigured when the value is not a number or is negative.
+    Raises ImproperlyConfigured when the value is not a number or is outside [minimum, maximum].
     """
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -42,8 +44,9 @@ def env_number(name: str, default: float, cast: type = int) -> float:
         value = cast(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a {cast.__name__}") from None
-    if value < 0:
-        raise ImproperlyConfigured(f"{name}={raw!r} must not be negative")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ImproperlyConfigured(f"{name}={raw!r} must be {bound}")
     return value
 
 
@@ -150,12 +153,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # pub/sub layer has no bound). Each process reads all its pushes from one channel
 # (sessions_app.fanout), so this is the backlog a process can absorb during a stall.
 REDIS_URL = os.environ.get("REDIS_URL", "")
-CHANNEL_LAYER_CAPACITY = env_number("CHANNEL_LAYER_CAPACITY", 1000)
+CHANNEL_LAYER_CAPACITY = env_number("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
 if REDIS_URL:
     _layer_backend = os.environ.get("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer")
     _layer_config: dict[str, object] = {"hosts": [REDIS_URL]}
     if _layer_backend == "channels_redis.core.RedisChannelLayer":
-        _layer_config["capacity"] = CHANNEL_LAYER_CAPACITY
+        # group_expiry: a process that died without leaving its groups (SIGKILL, or any stop: the
+        # reader cannot leave them at interpreter exit) stays a member this long. Live processes
+        # add themselves again every GROUP_REFRESH (an hour, sessions_app.process): two hours
+        # instead of channels_redis' default day.
+        _layer_config.update({"capacity": CHANNEL_LAYER_CAPACITY, "group_expiry": 7200})
     CHANNEL_LAYERS = {"default": {"BACKEND": _layer_backend, "CONFIG": _layer_config}}
 else:
     CHANNEL_LAYERS = {
@@ -204,10 +211,10 @@ SESSIONS_AUTH_TIMEOUT = env_number("SESSIONS_AUTH_TIMEOUT", 10.0, float)
 # ORM runs in one thread beside the event loop; each database call releases the GIL and must win
 # it back from a busy loop, which with the default can cost up to 5 ms per call (the "convoy
 # effect", CPython issue bpo-7946). Applied by project.asgi when the server loads the application.
-SESSIONS_GIL_SWITCH_INTERVAL = env_number("SESSIONS_GIL_SWITCH_INTERVAL", 0.001, float)
+SESSIONS_GIL_SWITCH_INTERVAL = env_number("SESSIONS_GIL_SWITCH_INTERVAL", 0.001, float, minimum=0.0001, maximum=0.1)
 # Pushes held for a connection while it handles a request; beyond this they are dropped and the
 # client, seeing the version gap, re-joins with since (docs/protocol.md).
-SESSIONS_PUSH_BUFFER = env_number("SESSIONS_PUSH_BUFFER", 100)
+SESSIONS_PUSH_BUFFER = env_number("SESSIONS_PUSH_BUFFER", 100, minimum=1)
 SESSIONS_TOKEN_EXPIRY_WARNING = env_number("SESSIONS_TOKEN_EXPIRY_WARNING", 30.0, float)
 SESSIONS_MAX_MESSAGE_BYTES = env_number("SESSIONS_MAX_MESSAGE_BYTES", 65536)
 SESSIONS_RATE_LIMIT = env_number("SESSIONS_RATE_LIMIT", 30.0, float)

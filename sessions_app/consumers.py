@@ -239,7 +239,7 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
         if not self.closing:
             self.closing = True
             self._cancel_timers()
-            await self.close(code)
+            self.send_in_order({"type": "websocket.close", "code": code})  # after the frames before it
 
     # --- timers: auth deadline and token expiry ----------------------------------------------------
     # One timer at a time (the auth deadline, then token_expiring, then token_expired): a
@@ -258,6 +258,13 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
 
     def _forget_task(self, task: asyncio.Task[None]) -> None:
         self._tasks = tuple(t for t in self._tasks if t is not task)
+        if task.cancelled() or task.exception() is None:
+            return
+        if isinstance(task.exception(), OSError):
+            # uvicorn's ClientDisconnected: the client left while a close or frame was on its way.
+            logger.debug("a connection task ended with its client gone", exc_info=task.exception())
+        else:
+            logger.error("a connection task failed", exc_info=task.exception())
 
     def _cancel_timers(self) -> None:
         if self._timer is not None:
@@ -287,8 +294,13 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
 
     # --- channel-layer messages ----------------------------------------------------------------------
 
-    async def user_deactivated(self) -> None:
-        """Called by this process's account listener when the user is deactivated or deleted: close 4401."""
+    def user_deactivated(self) -> None:
+        """Called by this process when the user is deactivated or deleted: send not_authenticated
+        and close 4401, in a task of this connection's own (the caller, the process channel's
+        reader or the heartbeat, must not wait for a client whose socket is backed up)."""
+        self._start(self._close_deactivated)
+
+    async def _close_deactivated(self) -> None:
         await self.fail(ProtocolError(protocol.NOT_AUTHENTICATED, "This account is no longer active."))
 
     # --- disconnect --------------------------------------------------------------------------------

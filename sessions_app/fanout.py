@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import events
@@ -42,7 +42,7 @@ class ProcessChannel:
     cannot reach Redis in the other order.
     """
 
-    def __init__(self, layer: Any, on_user_deactivated: Callable[[Any], Awaitable[None]]) -> None:
+    def __init__(self, layer: Any, on_user_deactivated: Callable[[Any], None]) -> None:
         self.layer = layer
         self.name = ""
         self.members: dict[str, set[SessionConsumer]] = {}
@@ -125,9 +125,9 @@ class ProcessChannel:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._layer_answered.wait(), delay)
                 continue
-            await self.handle(message)
+            self.handle(message)
 
-    async def handle(self, message: dict[str, Any]) -> None:
+    def handle(self, message: dict[str, Any]) -> None:
         """Act on one layer message: a push for a group's local members, or an account event."""
         kind = message.get("type")
         if kind == events.SESSION_PUSH:
@@ -143,12 +143,12 @@ class ProcessChannel:
                         # One member's failure must not cost the others their push.
                         logger.exception("push to %s failed", consumer.channel_name)
         elif kind == events.USER_DEACTIVATED:
-            await self._on_user_deactivated(message.get("user_id"))
+            self._on_user_deactivated(message.get("user_id"))
         else:
             logger.warning("process channel ignored a message of unknown type %r", kind)
 
 
-def channel_for(layer: Any, on_user_deactivated: Callable[[Any], Awaitable[None]]) -> ProcessChannel:
+def channel_for(layer: Any, on_user_deactivated: Callable[[Any], None]) -> ProcessChannel:
     """This process's channel on ``layer``, its reader started on the running loop if it is not
     running there (tests make new loops and layers)."""
     loop = asyncio.get_running_loop()

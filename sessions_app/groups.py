@@ -89,10 +89,14 @@ class SessionGroupsMixin:
         buffer is full) may suspend the send: the rest of it then runs in a task, and frames
         written meanwhile queue behind it, so one slow client delays its own frames only.
         """
+        self.send_in_order({"type": "websocket.send", "text": text})
+
+    def send_in_order(self, message: dict[str, Any]) -> None:
+        """Send an ASGI message (a frame, or the close) as ``write`` does: in order, never waiting."""
         if self._outbox is not None:
-            self._outbox.append(text)
+            self._outbox.append(message)
             return
-        sending = self.base_send({"type": "websocket.send", "text": text})
+        sending = self.base_send(message)
         try:
             waiting_on = sending.send(None)
         except StopIteration:
@@ -104,7 +108,7 @@ class SessionGroupsMixin:
         try:
             await _finish(sending, waiting_on)
             while self._outbox:
-                await self.base_send({"type": "websocket.send", "text": self._outbox.popleft()})
+                await self.base_send(self._outbox.popleft())
         except OSError:
             # uvicorn's ClientDisconnected (an OSError): the client left; its disconnect follows.
             logger.debug("frames to a disconnected client dropped", exc_info=True)

@@ -98,7 +98,7 @@ async def _heartbeat() -> None:
             await events.apublish(await beat())
             if _connections:
                 for user_id in await not_active(user_ids=list(_connections)):
-                    await close_user(user_id)
+                    close_user(user_id)
             if time.monotonic() - refreshed_at > GROUP_REFRESH:
                 refreshed_at = time.monotonic()
                 for channel in fanout.channels():
@@ -109,11 +109,8 @@ async def _heartbeat() -> None:
         await asyncio.sleep(settings.SESSIONS_PRESENCE_HEARTBEAT)
 
 
-async def close_user(user_id: Any) -> None:
-    """Close every socket of ``user_id`` on this process (not_authenticated, 4401)."""
+def close_user(user_id: Any) -> None:
+    """Close every socket of ``user_id`` on this process (not_authenticated, 4401), each in a task
+    of its own: a socket whose close must wait for its client holds up no one else."""
     for consumer in list(_connections.get(user_id, ())):
-        try:
-            await consumer.user_deactivated()
-        except Exception:
-            # One socket that cannot be closed must not stop the others from closing.
-            logger.exception("could not close a socket of a deactivated user")
+        consumer.user_deactivated()

@@ -11,17 +11,23 @@ marked as such for servers that look (asgiref's ``_asgi_single_callable`` hint, 
 
 An error Channels raises inside its coroutine is raised inside the returned coroutine here too, so
 servers report it the same way; a nested URLRouter's Resolver404 is raised at once, where the outer
-URLRouter catches it to try its next route, as in Channels.
+URLRouter catches it to try its next route, as in Channels. One deliberate difference: a WebSocket
+handshake to a path with no route is refused (HTTP 403) instead of raising ValueError, which made a
+traceback in the log for every such request anyone cared to send.
 """
 
+import logging
 from typing import Any, NoReturn
 
 from asgiref.sync import markcoroutinefunction
 from channels import routing
+from channels.security.websocket import WebsocketDenier
 from django.urls import path
 from django.urls.exceptions import Resolver404
 
 from .consumers import SessionConsumer
+
+logger = logging.getLogger(__name__)
 
 
 async def _raise(exc: Exception) -> NoReturn:
@@ -72,6 +78,11 @@ class URLRouter(routing.URLRouter):
                 continue
         if nested:
             raise Resolver404(f"No route found for path {route_path!r}.")
+        if scope["type"] == "websocket":
+            # Channels raises ValueError here: a traceback in the log for every handshake anyone
+            # sends to a wrong path. Refuse it instead (HTTP 403, as for a refused origin).
+            logger.debug("no WebSocket route for %r: handshake refused", route_path)
+            return WebsocketDenier()(scope, receive, send)
         return _raise(ValueError(f"No route found for path {route_path!r}."))
 
 

@@ -5,6 +5,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from django.test import override_settings
 
@@ -138,7 +139,7 @@ async def test_a_send_that_waits_queues_that_connections_frames_in_order_and_blo
     fast.write("x")
     slow.write("3")
     assert fast_gate.sent == ["x"]  # written at once, behind no one
-    assert slow_gate.sent == [] and list(slow._outbox) == ["2", "3"]
+    assert slow_gate.sent == [] and [m["text"] for m in slow._outbox] == ["2", "3"]
 
     slow_gate.open.set()
     for _ in range(5):
@@ -178,3 +179,52 @@ async def test_one_member_whose_socket_fails_does_not_cost_the_others_their_push
         await a.ok("patch", {"version": 0, "ops": ADD})
         assert (await c.push("patched"))["data"]["by"] == who(alice)
         assert "push to connection!" in caplog.text and "socket gone wrong" in caplog.text
+
+
+async def test_a_close_queues_behind_the_frames_still_waiting_for_the_transport() -> None:
+    consumer, gate = SessionConsumer(), Gate()
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if not sent and not gate.open.is_set():
+            await gate.open.wait()
+        sent.append(message)
+
+    consumer.base_send = send
+    consumer.write("1")
+    consumer.write("2")
+    await consumer.shut(4401)
+    consumer.write("after the close")  # dropped by send_frame's callers; write itself queues
+    gate.open.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [m.get("text", m["type"]) for m in sent][:3] == ["1", "2", "websocket.close"]
+    assert sent[2]["code"] == 4401
+
+
+async def test_closing_a_deactivated_users_backed_up_socket_holds_up_no_other_session(alice, bob, carol) -> None:
+    from sessions_app import process
+
+    async with connected(alice) as a, connected(bob) as b, connected(carol) as c:
+        quiet = await shared(b, c)
+        await c.ok("join", {"session": quiet})
+        await b.push("presence")
+
+        # alice's socket is backed up: every send to it waits (as uvicorn's does for a full buffer).
+        gate = Gate()
+        gate.calls = 0
+        (stuck,) = process._connections[alice.pk]
+        stuck.base_send = gate.send
+        alice.is_active = False
+        await database_sync_to_async(alice.save)()  # user.deactivated through the layer
+
+        for version in range(3):
+            await b.ok("patch", {"version": version, "ops": [{"op": "add", "path": f"/q{version}", "value": 1}]})
+            assert (await c.push("patched"))["data"]["version"] == version + 1
+        assert gate.sent == []  # the close is still waiting for alice's transport
+
+        gate.open.set()
+        await asyncio.sleep(0.05)
+        assert len(gate.sent) == 1 and '"not_authenticated"' in gate.sent[0]
+        assert stuck.closing
+        await a.ws.disconnect()

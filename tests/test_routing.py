@@ -46,10 +46,17 @@ def test_servers_take_the_application_for_an_asgi3_single_callable() -> None:
     assert asyncio.iscoroutinefunction(application.__call__)  # uvicorn's check
 
 
-async def test_a_path_with_no_route_fails_inside_the_application_as_with_channels() -> None:
+async def test_a_websocket_path_with_no_route_is_refused_without_a_traceback(caplog: Any) -> None:
     communicator = WebsocketCommunicator(application, "/api/v1/nowhere")
-    with pytest.raises(ValueError, match="No route found for path 'api/v1/nowhere'"):
-        await communicator.connect()
+    connected, _ = await communicator.connect()
+    assert connected is False
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_an_http_scope_with_no_route_still_raises_as_with_channels() -> None:
+    router = URLRouter([path("socket", endpoint("x"))])
+    with pytest.raises(ValueError, match="No route found for path 'elsewhere'"):
+        await router({"type": "http", "path": "/elsewhere"}, None, None)
 
 
 async def test_a_scope_type_with_no_application_fails_inside_the_application() -> None:
@@ -85,4 +92,4 @@ async def test_root_path_is_stripped_and_must_prefix_the_path() -> None:
     elsewhere = WebsocketCommunicator(router, "/other/socket")
     elsewhere.scope["root_path"] = "/prefix"
     with pytest.raises(ValueError, match="No route found"):
-        await elsewhere.connect()
+        await elsewhere.connect()  # a root_path that does not prefix the path is a server misconfiguration
