@@ -18,6 +18,7 @@ from asgiref.sync import markcoroutinefunction
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.core.signals import setting_changed
 from rest_framework_simplejwt.tokens import Token
 
 from . import auth, fanout, process, protocol, services
@@ -27,6 +28,26 @@ from .protocol import ProtocolError
 from .registry import REGISTRY
 
 logger = logging.getLogger(__name__)
+
+
+class _FrameLimits:
+    """The settings read for every frame, copied once from Django's settings and again whenever
+    they change (``setting_changed``: override_settings in tests). Each ``settings.X`` goes
+    through ``LazyObject.__getattribute__``; three per frame were a measurable part of a ping."""
+
+    max_message_bytes: int
+    rate_limit: float
+    rate_burst: int
+
+    def load(self, **_: Any) -> None:
+        self.max_message_bytes = settings.SESSIONS_MAX_MESSAGE_BYTES
+        self.rate_limit = settings.SESSIONS_RATE_LIMIT
+        self.rate_burst = settings.SESSIONS_RATE_BURST
+
+
+_limits = _FrameLimits()
+_limits.load()
+setting_changed.connect(_limits.load)
 
 
 class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
@@ -127,13 +148,13 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
             except ValueError as exc:
                 self._check_rate()
                 raise ProtocolError(protocol.INVALID_JSON, f"The frame is not valid JSON: {exc}") from None
-            if type(decoded) is dict:
-                if protocol.valid_id(decoded.get("id")):
-                    request_id = decoded.get("id")
-                if type(decoded.get("state")) is str and protocol.STATE_RE.fullmatch(decoded["state"]):
-                    request_state = decoded["state"]
-            self._check_rate()
-            state_name, data, request_id = protocol.parse_envelope(decoded)
+            try:
+                self._check_rate()
+                state_name, data, request_id = protocol.parse_envelope(decoded)
+            except ProtocolError:
+                # rate_limited and invalid_message echo what is valid of the request's id and state.
+                request_id, request_state = protocol.echo_fields(decoded)
+                raise
             request_state = state_name
             entry = REGISTRY.get(state_name)
             if entry is None:
@@ -182,7 +203,7 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
         await self.send_frame({"state": "initialised", "data": data})
 
     def _check_size(self, frame: str | bytes) -> None:
-        limit = settings.SESSIONS_MAX_MESSAGE_BYTES
+        limit = _limits.max_message_bytes
         # A str of n characters encodes to n..4n bytes: encode only when it can matter.
         if len(frame) > limit // 4 and len(frame if isinstance(frame, bytes) else frame.encode()) > limit:
             raise ProtocolError(protocol.MESSAGE_TOO_LARGE, f"Frames are limited to {limit} bytes.")
@@ -194,11 +215,11 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
         client is taken to be flooding and the socket closes with 4429.
         """
         now = time.monotonic()
-        burst = settings.SESSIONS_RATE_BURST
+        burst = _limits.rate_burst
         if self._allowance is None:
             allowance = float(burst)
         else:
-            allowance = min(burst, self._allowance + (now - self._checked_at) * settings.SESSIONS_RATE_LIMIT)
+            allowance = min(burst, self._allowance + (now - self._checked_at) * _limits.rate_limit)
         self._allowance = allowance
         self._checked_at = now
         if self._allowance >= 1:

@@ -4,13 +4,13 @@ Each handler gets the consumer and its validated ``data`` and returns the reply 
 failures raise ProtocolError. Database work goes through ``call`` (one hop per operation).
 """
 
+import datetime
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
-from django.utils import timezone
 
 from . import auth, protocol, selectors, services
 from .models import Role
@@ -49,7 +49,7 @@ async def call(service: Callable[..., Any], **kwargs: Any) -> Any:
 @state("ping")
 async def ping(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
     """Liveness and latency probe: ``{}`` -> ``{"server_time": ISO 8601 UTC}``. Extra data is ignored."""
-    return {"server_time": protocol.utc_iso(timezone.now())}
+    return {"server_time": protocol.utc_iso(datetime.datetime.now(datetime.UTC))}
 
 
 @state("authenticate", schema=TokenSchema)

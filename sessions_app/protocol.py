@@ -183,7 +183,9 @@ def encode(value: Any) -> str:
 
 def utc_iso(moment: datetime.datetime) -> str:
     """An aware datetime as ISO 8601 in UTC with a ``Z`` suffix, e.g. ``2026-11-30T05:41:27.123456Z``."""
-    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+    if moment.tzinfo is not datetime.UTC:
+        moment = moment.astimezone(datetime.UTC)
+    return f"{moment.isoformat()[:-6]}Z"  # drop "+00:00"
 
 
 def json_size(value: Any) -> int:
@@ -219,6 +221,18 @@ def parse_envelope(message: Any) -> tuple[str, dict[str, Any], Any]:
     if "id" in message and not valid_id(request_id):
         raise ProtocolError(INVALID_MESSAGE, "'id' must be a string of at most 64 characters or an integer.")
     return state, data, request_id
+
+
+def echo_fields(message: Any) -> tuple[Any, str | None]:
+    """The ``(id, state)`` of a request to echo in its error frame: each only when valid, else None."""
+    if type(message) is not dict:
+        return None, None
+    request_id = message.get("id")
+    state = message.get("state")
+    return (
+        request_id if valid_id(request_id) else None,
+        state if type(state) is str and STATE_RE.fullmatch(state) else None,
+    )
 
 
 def reply(state: str, data: dict[str, Any], request_id: Any = None) -> dict[str, Any]:
