@@ -12,27 +12,11 @@ standard library's sqlite3 in a worker thread).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
 
-import jwt
-from websockets_peer import SECRET_KEY, iso, lookup_user
-
-
-async def authenticate(text: str | None) -> dict | None:
-    """Check the first frame's access token; return the `initialised` data, or None."""
-    try:
-        claims = jwt.decode(json.loads(text or "")["token"], SECRET_KEY, algorithms=["HS256"])
-        if claims.get("token_type") != "access":
-            return None
-        user = await asyncio.to_thread(lookup_user, int(claims["user_id"]))
-    except (ValueError, KeyError, TypeError, jwt.PyJWTError):
-        return None
-    if user is None:
-        return None
-    return {"user": {"id": user[0], "username": user[1]}, "protocol": 1, "token_expires_at": iso(claims["exp"])}
+from websockets_peer import check_token
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -48,7 +32,7 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         elif kind == "websocket.disconnect":
             return
         elif not authenticated:
-            data = await authenticate(message.get("text"))
+            data = await check_token(message.get("text") or "")
             if data is None:
                 error = {"state": "error", "code": "not_authenticated", "error": "Invalid token."}
                 await send({"type": "websocket.send", "text": json.dumps(error)})

@@ -43,11 +43,11 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-async def authenticate(ws: ServerConnection) -> dict | None:
-    """Read the first frame, check the access token and return the `initialised` data, or None."""
+async def check_token(text: str) -> dict | None:
+    """Check the first frame's access token; return the `initialised` data, or None. Shared with
+    the bare ASGI peer."""
     try:
-        first = json.loads(await ws.recv())
-        claims = jwt.decode(first["token"], SECRET_KEY, algorithms=["HS256"])
+        claims = jwt.decode(json.loads(text)["token"], SECRET_KEY, algorithms=["HS256"])
         if claims.get("token_type") != "access":
             return None
         user = await asyncio.to_thread(lookup_user, int(claims["user_id"]))
@@ -60,6 +60,11 @@ async def authenticate(ws: ServerConnection) -> dict | None:
         "protocol": 1,
         "token_expires_at": iso(claims["exp"]),
     }
+
+
+async def authenticate(ws: ServerConnection) -> dict | None:
+    """Read the first frame, check the access token and return the `initialised` data, or None."""
+    return await check_token(await ws.recv())
 
 
 async def handler(ws: ServerConnection) -> None:
