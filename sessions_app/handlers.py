@@ -130,6 +130,7 @@ async def patch(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]
         session_id=conn.session_id,
         version=data["version"],
         ops=data["ops"],
+        editor=conn.role != Role.VIEWER,
     )
     conn.session_version = outcome.version
     await conn.publish(outcome.pushes)

@@ -235,9 +235,25 @@ def session_leave(*, user: dict[str, Any], channel_name: str) -> Outcome:
     return Outcome({}, _connection_move(channel_name=channel_name, user=user, session_id=None))
 
 
-@transaction.atomic
+# The newest version of each session this process has committed or found in the database. Versions
+# only grow, so a patch based on an older one cannot succeed: ``session_patch`` answers it at once,
+# without the transaction and queries, when it runs (in the one database thread, so behind every
+# patch queued before it). Under load, members of a busy session retry on versions that went stale
+# while they waited; without this each retry cost as much as an accepted patch, and the retries
+# made the queue, and so the conflicts, grow. Bounded: cleared past _VERSIONS_SEEN_MAX sessions.
+_versions_seen: dict[UUID, int] = {}
+_VERSIONS_SEEN_MAX = 10_000
+
+
+def _saw_version(session_id: UUID, version: int | None) -> None:
+    if version is not None and version > _versions_seen.get(session_id, 0):
+        if len(_versions_seen) >= _VERSIONS_SEEN_MAX:
+            _versions_seen.clear()
+        _versions_seen[session_id] = version
+
+
 def session_patch(
-    *, user: dict[str, Any], channel_name: str, session_id: UUID, version: int, ops: list[Any]
+    *, user: dict[str, Any], channel_name: str, session_id: UUID, version: int, ops: list[Any], editor: bool = False
 ) -> Outcome:
     """Apply an RFC 6902 patch (the jsonpatch library) at ``version``; returns ``{"version": new}``.
 
@@ -247,7 +263,29 @@ def session_patch(
     current version in ``data``. Also raises NOT_FOUND, PERMISSION_DENIED (viewer) and
     INVALID_DATA (an operation that cannot be applied, a failed ``test``, a result that is not an
     object or is too large). Trims the change log to ``SESSIONS_CHANGE_LOG_KEEP`` entries.
+
+    ``editor``: the caller knows the user may edit (a viewer must get PERMISSION_DENIED, not
+    CONFLICT), so a patch on a version older than one this process has seen conflicts at once.
     """
+    seen = _versions_seen.get(session_id, 0)
+    if editor and version < seen:
+        raise ProtocolError(
+            protocol.CONFLICT, "The session has changed; rebase on the current version.", data={"version": seen}
+        )
+    try:
+        outcome = _session_patch(user=user, channel_name=channel_name, session_id=session_id, version=version, ops=ops)
+    except ProtocolError as exc:
+        if exc.code == protocol.CONFLICT and exc.data:
+            _saw_version(session_id, exc.data.get("version"))
+        raise
+    _saw_version(session_id, outcome.version)
+    return outcome
+
+
+@transaction.atomic
+def _session_patch(
+    *, user: dict[str, Any], channel_name: str, session_id: UUID, version: int, ops: list[Any]
+) -> Outcome:
     membership = selectors.membership_get(session_id=session_id, user_id=user["id"])
     if membership.role == Role.VIEWER:
         raise ProtocolError(protocol.PERMISSION_DENIED, "Viewers cannot change the session.")

@@ -109,6 +109,33 @@ def test_a_patch_on_an_old_version_is_a_conflict_carrying_the_current_version(us
     assert Session.objects.get().data == {"a": 1}
 
 
+def test_an_editors_patch_older_than_a_version_this_process_saw_conflicts_without_a_query(
+    users: Any, django_assert_num_queries: Any
+) -> None:
+    session_id = create(users["alice"]).session_id
+    patch(users["alice"], session_id, 0, add("a"))
+    with django_assert_num_queries(0):
+        error = raised(
+            protocol.CONFLICT,
+            services.session_patch,
+            user=users["alice"],
+            channel_name="",
+            session_id=session_id,
+            version=0,
+            ops=add("b"),
+            editor=True,
+        )
+    assert error.data == {"version": 1}
+
+
+def test_a_stale_patch_not_known_to_come_from_an_editor_still_asks_the_database(users: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    services.member_invite(user=users["alice"], session_id=session_id, username="bob", role="viewer")
+    patch(users["alice"], session_id, 0, add("a"))
+    # A viewer gets permission_denied, whatever version it sent.
+    raised(protocol.PERMISSION_DENIED, patch, users["bob"], session_id, 0, add("b"))
+
+
 def test_the_conditional_update_refuses_a_version_bumped_after_it_was_read(users: Any) -> None:
     # Another writer commits between this patch's read and its UPDATE ... WHERE version = n:
     # run that writer's statement just before the conditional update reaches the database.
