@@ -101,6 +101,10 @@ class SessionGroupsMixin:
             waiting_on = sending.send(None)
         except StopIteration:
             return
+        except OSError:
+            # uvicorn's ClientDisconnected (an OSError): the client left; its disconnect follows.
+            logger.debug("a frame to a disconnected client dropped", exc_info=True)
+            return
         self._outbox = deque()
         self._start(lambda: self._drain(sending, waiting_on))
 

@@ -228,3 +228,14 @@ async def test_closing_a_deactivated_users_backed_up_socket_holds_up_no_other_se
         assert len(gate.sent) == 1 and '"not_authenticated"' in gate.sent[0]
         assert stuck.closing
         await a.ws.disconnect()
+
+
+async def test_a_frame_to_a_client_that_is_gone_is_dropped_quietly() -> None:
+    consumer = SessionConsumer()
+
+    async def gone(message: dict[str, Any]) -> None:
+        raise ConnectionResetError("client disconnected")  # uvicorn's ClientDisconnected is an OSError
+
+    consumer.base_send = gone
+    consumer.write("lost")  # no exception, no task
+    assert consumer._outbox is None and consumer._tasks == ()
