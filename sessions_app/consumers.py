@@ -79,7 +79,7 @@ class SessionConsumer(SessionGroupsMixin, AsyncJsonWebsocketConsumer):
     _process_channel: fanout.ProcessChannel | None = None  # set on connect
     _busy = False  # a frame is being handled: pushes are held
     _held: list[dict[str, Any]] | None = None  # pushes held while busy
-    _outbox: deque[str] | None = None  # frames waiting behind a send the transport made wait
+    _outbox: deque[dict[str, Any]] | None = None  # messages waiting behind a send the transport made wait
 
     @classmethod
     def as_asgi(cls, **initkwargs: Any) -> Callable[..., Any]:
