@@ -23,11 +23,11 @@ from . import protocol
 logger = logging.getLogger(__name__)
 
 # Layer message types: session pushes go to the consumers (an explicit dispatch table), account
-# events to each process's account listener (sessions_app.process).
+# events to each process's channel (sessions_app.fanout).
 SESSION_PUSH = "session.push"
 USER_DEACTIVATED = "user.deactivated"
 
-# One member per server process: its account listener.
+# One member per server process: its process channel (sessions_app.fanout).
 ACCOUNTS_GROUP = "accounts"
 
 

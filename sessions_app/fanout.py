@@ -135,10 +135,7 @@ class ProcessChannel:
             if members:
                 for consumer in tuple(members):
                     try:
-                        consumer.push(message)
-                    except OSError:
-                        # uvicorn's ClientDisconnected: the client left; its disconnect follows.
-                        logger.debug("push to a disconnected client dropped", exc_info=True)
+                        consumer.push(message)  # a client that is gone is dropped in send_in_order
                     except Exception:
                         # One member's failure must not cost the others their push.
                         logger.exception("push to %s failed", consumer.channel_name)

@@ -1,4 +1,4 @@
-"""This server process's own state: its open connections, its heartbeat, its account listener.
+"""This server process's own state: its open connections, its heartbeat, deactivated users.
 
 - **Heartbeat.** Every ``SESSIONS_PRESENCE_HEARTBEAT`` seconds the process refreshes its
   ServerProcess row and removes processes whose heartbeat is older than ``SESSIONS_PRESENCE_TTL``

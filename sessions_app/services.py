@@ -2,6 +2,7 @@
 ``database_sync_to_async`` (one hop per operation) and publishes the returned events afterwards.
 """
 
+import functools
 import logging
 import os
 import socket
@@ -114,6 +115,22 @@ def connection_open(*, token: Token, channel_name: str) -> dict[str, Any]:
 # (SQLite and PostgreSQL), in autocommit mode, with Django's quoting and datetime adaptation.
 
 
+@functools.cache
+def _connection_sql(vendor: str) -> tuple[str, str]:
+    """The insert-if-under-limit and delete statements for ``vendor``'s quoting, built once."""
+    quote = connection.ops.quote_name
+    table, processes = quote(Connection._meta.db_table), quote(ServerProcess._meta.db_table)
+    insert = (
+        f"INSERT INTO {table} (channel_name, server_id, user_id, session_id, opened_at) "  # noqa: S608 - table names
+        "SELECT %s, %s, %s, NULL, %s "
+        "WHERE (SELECT COUNT(*) FROM ("
+        f"SELECT 1 FROM {table} c INNER JOIN {processes} p ON c.server_id = p.id "
+        "WHERE c.user_id = %s AND p.heartbeat_at >= %s LIMIT %s) live) < %s"
+    )
+    delete = f"DELETE FROM {table} WHERE channel_name = %s"  # noqa: S608 - a quoted table name
+    return insert, delete
+
+
 def _connection_insert(*, channel_name: str, user_id: int, limit: int) -> bool:
     """Insert the connection row unless the user has ``limit`` live connections; True if inserted.
 
@@ -122,18 +139,12 @@ def _connection_insert(*, channel_name: str, user_id: int, limit: int) -> bool:
     """
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.SESSIONS_PRESENCE_TTL)
-    quote = connection.ops.quote_name
-    table, processes = quote(Connection._meta.db_table), quote(ServerProcess._meta.db_table)
-    sql = (
-        f"INSERT INTO {table} (channel_name, server_id, user_id, session_id, opened_at) "  # noqa: S608 - table names
-        "SELECT %s, %s, %s, NULL, %s "
-        "WHERE (SELECT COUNT(*) FROM ("
-        f"SELECT 1 FROM {table} c INNER JOIN {processes} p ON c.server_id = p.id "
-        "WHERE c.user_id = %s AND p.heartbeat_at >= %s LIMIT %s) live) < %s"
-    )
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
-        cursor.execute(sql, [channel_name, SERVER_ID, user_id, adapt(now), user_id, adapt(cutoff), limit, limit])
+        cursor.execute(
+            _connection_sql(connection.vendor)[0],
+            [channel_name, SERVER_ID, user_id, adapt(now), user_id, adapt(cutoff), limit, limit],
+        )
         return cursor.rowcount == 1
 
 
@@ -146,8 +157,7 @@ def connection_close(*, channel_name: str, user: dict[str, Any], session_id: UUI
     gone (the heartbeat of another process removed this one as dead, and told the session then).
     """
     with connection.cursor() as cursor:
-        table = connection.ops.quote_name(Connection._meta.db_table)
-        cursor.execute(f"DELETE FROM {table} WHERE channel_name = %s", [channel_name])  # noqa: S608 - a quoted table name
+        cursor.execute(_connection_sql(connection.vendor)[1], [channel_name])
         deleted = cursor.rowcount
     if not deleted or session_id is None:
         return []

@@ -169,16 +169,22 @@ def connection_rows(user):
     return Connection.objects.filter(user_id=user.pk).count()
 
 
+async def in_slow_request(owner, user, hop_started):
+    """Connect ``user``, join ``owner``'s session with it, and start its ``slow_test`` request."""
+    member = await open_socket()
+    await member.send({"token": access_for(user)})
+    assert (await member.recv())["state"] == "initialised"
+    await shared(owner, member)
+    await member.send({"state": "slow_test", "id": "slow"})
+    await hop_started_within(hop_started)
+    return member
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_a_disconnect_during_a_slow_handler_still_cleans_up(alice, bob):
     with slow_state("slow_test", 1.0) as hop_started:
         async with connected(alice) as a:
-            b = await open_socket()
-            await b.send({"token": access_for(bob)})
-            assert (await b.recv())["state"] == "initialised"
-            await shared(a, b)
-            await b.send({"state": "slow_test", "id": "slow"})
-            await hop_started_within(hop_started)
+            b = await in_slow_request(a, bob, hop_started)
             await b.ws.disconnect(code=1001, timeout=5)  # within daphne's application_close_timeout (10 s)
             gone = await a.push("presence", timeout=5)
             assert gone["data"]["left"] == {"id": bob.pk, "username": "bob"}
@@ -195,12 +201,7 @@ async def test_a_connection_cancelled_during_a_slow_handler_still_cleans_up(alic
     """
     with slow_state("slow_test", 1.5) as hop_started:
         async with connected(alice) as a:
-            b = await open_socket()
-            await b.send({"token": access_for(bob)})
-            assert (await b.recv())["state"] == "initialised"
-            await shared(a, b)
-            await b.send({"state": "slow_test", "id": "slow"})
-            await hop_started_within(hop_started)
+            b = await in_slow_request(a, bob, hop_started)
             with contextlib.suppress(asyncio.CancelledError):
                 await b.ws.disconnect(code=1001, timeout=0.3)
             # The hop ends 1.5 s after it started; give the cleanup 5 s more (bounded poll).
