@@ -95,7 +95,7 @@ class ProcessChannel:
 
     async def refresh(self) -> None:
         """Add the channel to its groups again: channels_redis forgets a member after its
-        ``group_expiry`` (a day by default). Raises what the layer raised."""
+        ``group_expiry`` (2 hours in project.settings). Raises what the layer raised."""
         async with self._lock:
             channel = await self._channel()
             for group in (events.ACCOUNTS_GROUP, *self._joined):

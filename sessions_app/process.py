@@ -12,8 +12,8 @@
   (``QuerySet.update()``, SQL, another process on the in-memory layer), each heartbeat asks the
   database which of this process's users are no longer active: one query per heartbeat, so such a
   user is disconnected within ``SESSIONS_PRESENCE_HEARTBEAT`` seconds.
-- **Group refresh.** channels_redis forgets a group member after ``group_expiry`` (a day by
-  default); every ``GROUP_REFRESH`` seconds the heartbeat adds the process channel to its groups
+- **Group refresh.** channels_redis forgets a group member after ``group_expiry`` (2 hours in
+  project.settings); every ``GROUP_REFRESH`` seconds the heartbeat adds the process channel to its groups
   again (``group_add`` is idempotent; after a Redis restart the channel's reader does it at once).
 """
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-GROUP_REFRESH = 3600.0  # seconds; well under channels_redis's default group_expiry of 86400
+GROUP_REFRESH = 3600.0  # seconds; half the group_expiry of 7200 set in project.settings
 
 _connections: dict[int, set[SessionConsumer]] = defaultdict(set)
 _tasks: dict[str, asyncio.Task[None]] = {}
