@@ -15,13 +15,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Django must be set up before importing anything that touches models.
 django_asgi_app = get_asgi_application()
 
-from django.conf import settings  # noqa: E402
-
+from sessions_app.conf import app_settings  # noqa: E402
 from sessions_app.routing import ProtocolTypeRouter, URLRouter, websocket_urlpatterns  # noqa: E402
 from sessions_app.security import origin_validator  # noqa: E402
 
-# See SESSIONS_GIL_SWITCH_INTERVAL in project/settings.py: the database thread gets the GIL back sooner.
-sys.setswitchinterval(settings.SESSIONS_GIL_SWITCH_INTERVAL)
+# See GIL_SWITCH_INTERVAL in sessions_app/conf.py: the database thread gets the GIL back sooner.
+sys.setswitchinterval(app_settings.GIL_SWITCH_INTERVAL)
 
 application = ProtocolTypeRouter(
     {

@@ -8,54 +8,19 @@ Every setting is listed, with its default, in the README's "Settings" table.
 import os
 import secrets
 import warnings
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from environs import Env, EnvValidationError
+from marshmallow.validate import Range
+
+from sessions_app.conf import BOUNDS, DEFAULTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env_bool(name: str, default: bool) -> bool:
-    """Read a boolean: 1/true/yes/on and 0/false/no/off (any case); ``default`` when unset."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1 or 0)")
-
-
-def env_number(
-    name: str, default: float, cast: type = int, *, minimum: float = 0, maximum: float | None = None
-) -> float:
-    """Read a number with ``cast`` (int or float); ``default`` when unset.
-
-    Raises ImproperlyConfigured when the value is not a number or is outside [minimum, maximum].
-    """
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = cast(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a {cast.__name__}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ImproperlyConfigured(f"{name}={raw!r} must be {bound}")
-    return value
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    """Read a comma-separated list; ``default`` when unset."""
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 def development_secret_key(path: Path) -> str:
@@ -70,14 +35,75 @@ def development_secret_key(path: Path) -> str:
     return path.read_text().strip()
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+def items(values: list[str]) -> list[str]:
+    """The items of a comma-separated list, stripped, without empty ones (``"a, b,"``: a and b)."""
+    return [item.strip() for item in values if item.strip()]
+
+
+# --- The environment ------------------------------------------------------------------------------
+# Every variable is read here, in the order of the README's "Settings" table, and all of them are
+# checked (env.seal) before any is used: until then a bad one reads as None.
+# environs rather than django-environ: environs validates as it casts (marshmallow's Range gives the
+# bounds below), and with eager=False it collects every bad variable and reports them together when
+# sealed; django-environ only casts, so the bounds would be hand-written checks again. environs does
+# not read a .env file unless asked (env.read_env()); nothing here asks.
+env = Env(eager=False)
+
+
+def sessions_setting(parse: Callable[..., Any], name: str) -> Any:
+    """``SESSIONS_<name>`` read with ``parse`` (env.int, env.float), with the default and bounds
+    the app declares in ``sessions_app.conf`` (which checks the value again when it loads it).
+    """
+    low, high = BOUNDS[name]
+    return parse(f"SESSIONS_{name}", DEFAULTS[name], validate=Range(min=low, max=high))
+
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", "")
+DEBUG = env.bool("DJANGO_DEBUG", True)
+ALLOWED_HOSTS = items(env.list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]))
+_database_url = env.str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+_database_conn_max_age = env.int("DATABASE_CONN_MAX_AGE", 60, validate=Range(min=0))
+REDIS_URL = env.str("REDIS_URL", "")
+_layer_backend = env.str("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer")
+CHANNEL_LAYER_CAPACITY = env.int("CHANNEL_LAYER_CAPACITY", 1000, validate=Range(min=1))
+_layer_fanout = env.bool("CHANNEL_LAYER_FANOUT", True)
+# See GIL_SWITCH_INTERVAL in sessions_app/conf.py; applied by project.asgi when the server loads.
+SESSIONS_GIL_SWITCH_INTERVAL = sessions_setting(env.float, "GIL_SWITCH_INTERVAL")
+_jwt_access_lifetime = env.int("JWT_ACCESS_LIFETIME", 300, validate=Range(min=0))
+_jwt_refresh_lifetime = env.int("JWT_REFRESH_LIFETIME", 86400, validate=Range(min=0))
+# The session protocol (docs/protocol.md); defaults, bounds and meaning in sessions_app/conf.py.
+# Units: seconds, bytes, messages, counts.
+SESSIONS_AUTH_TIMEOUT = sessions_setting(env.float, "AUTH_TIMEOUT")
+SESSIONS_PUSH_BUFFER = sessions_setting(env.int, "PUSH_BUFFER")
+SESSIONS_TOKEN_EXPIRY_WARNING = sessions_setting(env.float, "TOKEN_EXPIRY_WARNING")
+SESSIONS_MAX_MESSAGE_BYTES = sessions_setting(env.int, "MAX_MESSAGE_BYTES")
+SESSIONS_MAX_SEND_BUFFER = sessions_setting(env.int, "MAX_SEND_BUFFER")
+SESSIONS_RATE_LIMIT = sessions_setting(env.float, "RATE_LIMIT")
+SESSIONS_RATE_BURST = sessions_setting(env.int, "RATE_BURST")
+SESSIONS_MAX_CONNECTIONS_PER_USER = sessions_setting(env.int, "MAX_CONNECTIONS_PER_USER")
+SESSIONS_MAX_SESSIONS_PER_USER = sessions_setting(env.int, "MAX_SESSIONS_PER_USER")
+SESSIONS_MAX_DOCUMENT_BYTES = sessions_setting(env.int, "MAX_DOCUMENT_BYTES")
+SESSIONS_CHANGE_LOG_KEEP = sessions_setting(env.int, "CHANGE_LOG_KEEP")
+SESSIONS_PRESENCE_HEARTBEAT = sessions_setting(env.float, "PRESENCE_HEARTBEAT")
+SESSIONS_PRESENCE_TTL = sessions_setting(env.float, "PRESENCE_TTL")
+SESSIONS_ALLOWED_ORIGINS = items(env.list("SESSIONS_ALLOWED_ORIGINS", list(DEFAULTS["ALLOWED_ORIGINS"])))
+LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
+
+try:
+    env.seal()
+except EnvValidationError as error:
+    # One message naming every bad variable and its value, as ImproperlyConfigured (README,
+    # "Settings"). Only numbers and booleans can fail, so no secret is ever shown.
+    problems = "; ".join(
+        f"{name}={os.environ.get(name)!r}: {' '.join(messages).rstrip('.')}"
+        for name, messages in error.error_messages.items()
+    )
+    raise ImproperlyConfigured(f"Invalid environment variables: {problems}") from None
+
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0")
     SECRET_KEY = development_secret_key(BASE_DIR / ".secret-key")
-
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 
 INSTALLED_APPS = [
     "daphne",
@@ -127,8 +153,8 @@ TEMPLATES = [
 # restarted, pg_terminate_backend) is replaced on the next request instead of failing it.
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_number("DATABASE_CONN_MAX_AGE", 60),
+        _database_url,
+        conn_max_age=_database_conn_max_age,
         conn_health_checks=True,
     )
 }
@@ -148,26 +174,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: Redis when REDIS_URL is set (CHANNEL_LAYER_BACKEND picks the core or the pub/sub
-# layer of channels_redis), otherwise the in-memory layer, which only reaches one process.
+# layer of channels_redis), otherwise the in-memory layer, which only reaches one process. With
+# CHANNEL_LAYER_FANOUT (the default) that layer is wrapped in sessions_app.layers.FanoutChannelLayer:
+# one message per process for a group send, delivered there to the local members (docs/channels.md).
 # CHANNEL_LAYER_CAPACITY bounds the messages waiting on one channel (core and in-memory layers; the
-# pub/sub layer has no bound). Each process reads all its pushes from one channel
-# (sessions_app.fanout), so this is the backlog a process can absorb during a stall.
-REDIS_URL = os.environ.get("REDIS_URL", "")
-CHANNEL_LAYER_CAPACITY = env_number("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
+# pub/sub layer has no bound); with the fan-out layer each process reads every group message from
+# its one process channel, so this is the backlog a process can absorb during a stall.
 if REDIS_URL:
-    _layer_backend = os.environ.get("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer")
-    _layer_config: dict[str, object] = {"hosts": [REDIS_URL]}
+    _inner_layer: dict[str, Any] = {"BACKEND": _layer_backend, "CONFIG": {"hosts": [REDIS_URL]}}
     if _layer_backend == "channels_redis.core.RedisChannelLayer":
         # group_expiry: a process that died without leaving its groups (SIGKILL, or any stop: the
         # reader cannot leave them at interpreter exit) stays a member this long. Live processes
-        # add themselves again every GROUP_REFRESH (an hour, sessions_app.process): two hours
-        # instead of channels_redis' default day.
-        _layer_config.update({"capacity": CHANNEL_LAYER_CAPACITY, "group_expiry": 7200})
-    CHANNEL_LAYERS = {"default": {"BACKEND": _layer_backend, "CONFIG": _layer_config}}
+        # add themselves again every hour (sessions_app.layers): two hours instead of a day.
+        _inner_layer["CONFIG"].update({"capacity": CHANNEL_LAYER_CAPACITY, "group_expiry": 7200})
 else:
+    _inner_layer = {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": CHANNEL_LAYER_CAPACITY}}
+if _layer_fanout:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": CHANNEL_LAYER_CAPACITY}}
+        "default": {"BACKEND": "sessions_app.layers.FanoutChannelLayer", "CONFIG": {"inner": _inner_layer}}
     }
+else:
+    CHANNEL_LAYERS = {"default": _inner_layer}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -197,37 +224,13 @@ REST_FRAMEWORK = {
 }
 
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_number("JWT_ACCESS_LIFETIME", 300)),
-    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env_number("JWT_REFRESH_LIFETIME", 86400)),
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=_jwt_access_lifetime),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=_jwt_refresh_lifetime),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
 }
 
-# The session protocol (see docs/protocol.md). Each is overridable by the environment variable of
-# the same name. Units: seconds, bytes, messages, counts.
-SESSIONS_AUTH_TIMEOUT = env_number("SESSIONS_AUTH_TIMEOUT", 10.0, float)
-# Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005). The
-# ORM runs in one thread beside the event loop; each database call releases the GIL and must win
-# it back from a busy loop, which with the default can cost up to 5 ms per call (the "convoy
-# effect", CPython issue bpo-7946). Applied by project.asgi when the server loads the application.
-SESSIONS_GIL_SWITCH_INTERVAL = env_number("SESSIONS_GIL_SWITCH_INTERVAL", 0.001, float, minimum=0.0001, maximum=0.1)
-# Pushes held for a connection while it handles a request; beyond this they are dropped and the
-# client, seeing the version gap, re-joins with since (docs/protocol.md).
-SESSIONS_PUSH_BUFFER = env_number("SESSIONS_PUSH_BUFFER", 100, minimum=1)
-SESSIONS_TOKEN_EXPIRY_WARNING = env_number("SESSIONS_TOKEN_EXPIRY_WARNING", 30.0, float)
-SESSIONS_MAX_MESSAGE_BYTES = env_number("SESSIONS_MAX_MESSAGE_BYTES", 65536)
-SESSIONS_RATE_LIMIT = env_number("SESSIONS_RATE_LIMIT", 30.0, float)
-SESSIONS_RATE_BURST = env_number("SESSIONS_RATE_BURST", 60)
-SESSIONS_MAX_CONNECTIONS_PER_USER = env_number("SESSIONS_MAX_CONNECTIONS_PER_USER", 20)
-SESSIONS_MAX_SESSIONS_PER_USER = env_number("SESSIONS_MAX_SESSIONS_PER_USER", 500)
-SESSIONS_MAX_DOCUMENT_BYTES = env_number("SESSIONS_MAX_DOCUMENT_BYTES", 1048576)
-SESSIONS_CHANGE_LOG_KEEP = env_number("SESSIONS_CHANGE_LOG_KEEP", 1000)
-SESSIONS_PRESENCE_HEARTBEAT = env_number("SESSIONS_PRESENCE_HEARTBEAT", 10.0, float)
-SESSIONS_PRESENCE_TTL = env_number("SESSIONS_PRESENCE_TTL", 30.0, float)
-SESSIONS_ALLOWED_ORIGINS = env_list("SESSIONS_ALLOWED_ORIGINS", [])
-
-LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -6,9 +6,9 @@ from typing import Any
 
 import jsonpatch
 import jsonpointer
-from django.conf import settings
 
 from . import protocol
+from .conf import app_settings
 from .protocol import ProtocolError
 
 # Errors the jsonpatch and jsonpointer libraries raise for an operation that cannot be applied,
@@ -43,7 +43,7 @@ def check_document(data: Any, *, depth_checked: bool = False) -> None:
             protocol.INVALID_DATA, f"The document must not nest deeper than {protocol.MAX_DEPTH} levels."
         )
     text = protocol.encode(data)
-    limit = settings.SESSIONS_MAX_DOCUMENT_BYTES
+    limit = app_settings.MAX_DOCUMENT_BYTES
     if len(text) > limit // 4 and len(text.encode()) > limit:
         raise ProtocolError(protocol.INVALID_DATA, f"The document would exceed {limit} bytes.", data={"limit": limit})
     if "\\u0000" in text and _holds_nul(data):  # the text test is a cheap pre-filter
@@ -71,7 +71,7 @@ def apply_patch(document: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str
     Raises ProtocolError(INVALID_DATA) naming the first operation that cannot be applied, or for a
     result that check_document refuses.
     """
-    limit = settings.SESSIONS_MAX_DOCUMENT_BYTES
+    limit = app_settings.MAX_DOCUMENT_BYTES
     bound = -1  # the size bound, measured at the first copy
     for index, op in enumerate(ops):
         try:

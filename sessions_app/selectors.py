@@ -4,12 +4,12 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import protocol
+from .conf import app_settings
 from .models import Change, Connection, Membership, Session
 from .protocol import ProtocolError
 
@@ -27,7 +27,7 @@ def users_not_active(*, user_ids: list[int]) -> list[int]:
 
 def live_connections() -> QuerySet[Connection]:
     """Connections whose server process has a heartbeat younger than ``SESSIONS_PRESENCE_TTL``."""
-    cutoff = timezone.now() - timedelta(seconds=settings.SESSIONS_PRESENCE_TTL)
+    cutoff = timezone.now() - timedelta(seconds=app_settings.PRESENCE_TTL)
     return Connection.objects.filter(server__heartbeat_at__gte=cutoff)
 
 

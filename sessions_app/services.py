@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -22,6 +21,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.tokens import Token
 
 from . import documents, events, protocol, selectors
+from .conf import app_settings
 from .models import Change, Connection, Membership, Revision, Role, ServerProcess, Session
 from .protocol import ProtocolError
 
@@ -52,7 +52,7 @@ def server_heartbeat() -> list[events.Event]:
     """
     now = timezone.now()
     ServerProcess.objects.update_or_create(pk=SERVER_ID, defaults={"heartbeat_at": now})
-    cutoff = now - timedelta(seconds=settings.SESSIONS_PRESENCE_TTL)
+    cutoff = now - timedelta(seconds=app_settings.PRESENCE_TTL)
     dead = list(ServerProcess.objects.filter(heartbeat_at__lt=cutoff).values_list("pk", flat=True))
     if not dead:
         return []
@@ -94,7 +94,7 @@ def connection_open(*, token: Token, channel_name: str) -> dict[str, Any]:
     by their number under PostgreSQL's READ COMMITTED).
     """
     user = user_check(token=token)
-    limit = settings.SESSIONS_MAX_CONNECTIONS_PER_USER
+    limit = app_settings.MAX_CONNECTIONS_PER_USER
     try:
         inserted = _connection_insert(channel_name=channel_name, user_id=user["id"], limit=limit)
     except IntegrityError:
@@ -138,7 +138,7 @@ def _connection_insert(*, channel_name: str, user_id: int, limit: int) -> bool:
     this process's ServerProcess row is missing (foreign key).
     """
     now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.SESSIONS_PRESENCE_TTL)
+    cutoff = now - timedelta(seconds=app_settings.PRESENCE_TTL)
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(
@@ -206,7 +206,7 @@ def session_create(*, user: dict[str, Any], channel_name: str, title: str, data:
     holding U+0000, and ProtocolError(PERMISSION_DENIED) past ``SESSIONS_MAX_SESSIONS_PER_USER``.
     """
     documents.check_document(data)
-    limit = settings.SESSIONS_MAX_SESSIONS_PER_USER
+    limit = app_settings.MAX_SESSIONS_PER_USER
     if Session.objects.filter(owner_id=user["id"]).count() >= limit:
         raise ProtocolError(
             protocol.PERMISSION_DENIED, f"You already own {limit} sessions, the most allowed.", data={"limit": limit}
@@ -318,7 +318,7 @@ def _session_patch(
             protocol.CONFLICT, "The session has changed; rebase on the current version.", data={"version": current}
         )
     Change.objects.create(session_id=session_id, version=new_version, ops=ops, author_id=user["id"], created_at=now)
-    keep = settings.SESSIONS_CHANGE_LOG_KEEP
+    keep = app_settings.CHANGE_LOG_KEEP
     if new_version > keep:
         Change.objects.filter(session_id=session_id, version__lte=new_version - keep).delete()
     pushed = {"session": str(session_id), "version": new_version, "ops": ops, "by": _by(user)}

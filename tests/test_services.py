@@ -9,6 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from sessions_app import documents, protocol, selectors, services
+from sessions_app.conf import app_settings
 from sessions_app.models import Change, Connection, Membership, Revision, ServerProcess, Session
 from sessions_app.protocol import ProtocolError
 
@@ -323,9 +324,9 @@ def test_connection_close_of_a_connection_that_joined_nothing_only_deletes_its_r
     assert not Connection.objects.filter(pk="a1").exists()
 
 
-def test_connections_of_a_process_past_the_ttl_stop_counting_as_present(users: Any, settings: Any) -> None:
+def test_connections_of_a_process_past_the_ttl_stop_counting_as_present(users: Any) -> None:
     services.server_heartbeat()
-    stale = timezone.now() - timedelta(seconds=settings.SESSIONS_PRESENCE_TTL + 5)
+    stale = timezone.now() - timedelta(seconds=app_settings.PRESENCE_TTL + 5)
     ServerProcess.objects.create(id="stalled", heartbeat_at=stale)
     open_connection(users["alice"], "a1")
     open_connection(users["bob"], "b1", server="stalled")
@@ -335,12 +336,10 @@ def test_connections_of_a_process_past_the_ttl_stop_counting_as_present(users: A
     assert selectors.presence_for_session(session_id=session_id) == [users["alice"]]
 
 
-def test_server_heartbeat_removes_a_dead_process_with_its_connections_and_returns_presence(
-    users: Any, settings: Any
-) -> None:
+def test_server_heartbeat_removes_a_dead_process_with_its_connections_and_returns_presence(users: Any) -> None:
     services.server_heartbeat()
     ServerProcess.objects.create(
-        id="dead", heartbeat_at=timezone.now() - timedelta(seconds=settings.SESSIONS_PRESENCE_TTL + 5)
+        id="dead", heartbeat_at=timezone.now() - timedelta(seconds=app_settings.PRESENCE_TTL + 5)
     )
     ServerProcess.objects.create(id="young", heartbeat_at=timezone.now() - timedelta(seconds=1))
     open_connection(users["alice"], "a1")

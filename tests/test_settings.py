@@ -1,31 +1,104 @@
-"""Settings read from the environment: bad values fail at start-up with ImproperlyConfigured."""
+"""project/settings.py reads the environment (environs): bad values fail at start-up with
+ImproperlyConfigured naming the variable. Each test runs a fresh copy of the settings module.
+"""
+
+import runpy
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from project.settings import env_number
+SETTINGS = Path(__file__).resolve().parents[1] / "project" / "settings.py"
 
 
-def test_env_number_reads_ints_and_floats_and_defaults_when_unset(monkeypatch) -> None:
-    monkeypatch.setenv("TEST_NUMBER", "12")
-    assert env_number("TEST_NUMBER", 1) == 12
-    monkeypatch.setenv("TEST_NUMBER", "0.002")
-    assert env_number("TEST_NUMBER", 1.0, float) == 0.002
-    monkeypatch.delenv("TEST_NUMBER")
-    assert env_number("TEST_NUMBER", 7) == 7
+def load(monkeypatch: pytest.MonkeyPatch, **variables: str) -> dict[str, Any]:
+    """The names ``project/settings.py`` defines when run with ``variables`` in the environment."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(SETTINGS))
+
+
+def test_numbers_are_read_as_ints_and_floats(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load(monkeypatch, DATABASE_CONN_MAX_AGE="12", SESSIONS_GIL_SWITCH_INTERVAL="0.002")
+    assert loaded["DATABASES"]["default"]["CONN_MAX_AGE"] == 12
+    assert loaded["SESSIONS_GIL_SWITCH_INTERVAL"] == 0.002
+
+
+def test_unset_variables_take_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_CONN_MAX_AGE", "JWT_ACCESS_LIFETIME", "CHANNEL_LAYER_CAPACITY", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    loaded = load(monkeypatch)
+    assert loaded["DATABASES"]["default"]["CONN_MAX_AGE"] == 60
+    assert loaded["SIMPLE_JWT"]["ACCESS_TOKEN_LIFETIME"].total_seconds() == 300
+    assert loaded["CHANNEL_LAYERS"]["default"]["BACKEND"] == "sessions_app.layers.FanoutChannelLayer"
+    assert loaded["CHANNEL_LAYERS"]["default"]["CONFIG"]["inner"] == {
+        "BACKEND": "channels.layers.InMemoryChannelLayer",
+        "CONFIG": {"capacity": 1000},
+    }
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("1", True), ("true", True), ("on", True), ("0", False), ("no", False)])
+def test_booleans_are_read_from_1_0_and_their_words(monkeypatch: pytest.MonkeyPatch, raw: str, expected: bool) -> None:
+    assert load(monkeypatch, DJANGO_DEBUG=raw, DJANGO_SECRET_KEY="k")["DEBUG"] is expected
+
+
+def test_lists_are_comma_separated_stripped_and_without_empty_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load(monkeypatch, DJANGO_ALLOWED_HOSTS="a.test, b.test,,", SESSIONS_ALLOWED_ORIGINS="")
+    assert loaded["ALLOWED_HOSTS"] == ["a.test", "b.test"]
+    assert loaded["SESSIONS_ALLOWED_ORIGINS"] == []
 
 
 @pytest.mark.parametrize(
-    ("raw", "kwargs", "message"),
+    ("name", "raw", "message"),
     [
-        ("x", {}, "is not a int"),
-        ("-1", {}, "must be at least 0"),
-        ("0", {"minimum": 1}, "must be at least 1"),  # CHANNEL_LAYER_CAPACITY=0 would drop every push
-        ("0", {"cast": float, "minimum": 0.0001, "maximum": 0.1}, "between 0.0001 and 0.1"),
-        ("1e9", {"cast": float, "minimum": 0.0001, "maximum": 0.1}, "between 0.0001 and 0.1"),
+        ("SESSIONS_MAX_MESSAGE_BYTES", "x", "Not a valid integer"),
+        ("SESSIONS_RATE_LIMIT", "nan", "not permitted"),
+        ("DJANGO_DEBUG", "maybe", "Not a valid boolean"),
+        ("DATABASE_CONN_MAX_AGE", "-1", "greater than or equal to 0"),
+        ("JWT_REFRESH_LIFETIME", "-1", "greater than or equal to 0"),
+        ("CHANNEL_LAYER_CAPACITY", "0", "greater than or equal to 1"),  # 0 would drop every push
+        ("SESSIONS_PUSH_BUFFER", "0", "greater than or equal to 1"),
+        ("SESSIONS_GIL_SWITCH_INTERVAL", "0", "greater than or equal to 0.0001 and less than or equal to 0.1"),
+        ("SESSIONS_GIL_SWITCH_INTERVAL", "1e9", "greater than or equal to 0.0001 and less than or equal to 0.1"),
     ],
 )
-def test_env_number_refuses_values_outside_its_bounds(monkeypatch, raw, kwargs, message) -> None:
-    monkeypatch.setenv("TEST_NUMBER", raw)
-    with pytest.raises(ImproperlyConfigured, match=message):
-        env_number("TEST_NUMBER", 1, **kwargs)
+def test_values_that_are_not_numbers_or_outside_their_bounds_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str, message: str
+) -> None:
+    with pytest.raises(ImproperlyConfigured, match=f"{name}={raw!r}: .*{message}"):
+        load(monkeypatch, **{name: raw})
+
+
+def test_every_bad_variable_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ImproperlyConfigured) as raised:
+        load(monkeypatch, SESSIONS_RATE_BURST="-1", JWT_ACCESS_LIFETIME="soon")
+    assert "SESSIONS_RATE_BURST='-1'" in str(raised.value) and "JWT_ACCESS_LIFETIME='soon'" in str(raised.value)
+
+
+def test_a_production_server_needs_a_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0"):
+        load(monkeypatch, DJANGO_DEBUG="0")
+
+
+@pytest.mark.parametrize(
+    ("backend", "config"),
+    [
+        ("channels_redis.core.RedisChannelLayer", {"capacity": 7, "group_expiry": 7200}),
+        ("channels_redis.pubsub.RedisPubSubChannelLayer", {}),
+    ],
+)
+def test_redis_url_picks_the_redis_layer_of_channel_layer_backend(
+    monkeypatch: pytest.MonkeyPatch, backend: str, config: dict[str, Any]
+) -> None:
+    url = "redis://r.test:6379/0"
+    loaded = load(monkeypatch, REDIS_URL=url, CHANNEL_LAYER_BACKEND=backend, CHANNEL_LAYER_CAPACITY="7")
+    inner = {"BACKEND": backend, "CONFIG": {"hosts": [url], **config}}
+    assert loaded["CHANNEL_LAYERS"] == {
+        "default": {"BACKEND": "sessions_app.layers.FanoutChannelLayer", "CONFIG": {"inner": inner}}
+    }
+    stock = load(
+        monkeypatch, REDIS_URL=url, CHANNEL_LAYER_BACKEND=backend, CHANNEL_LAYER_CAPACITY="7", CHANNEL_LAYER_FANOUT="0"
+    )
+    assert stock["CHANNEL_LAYERS"] == {"default": inner}

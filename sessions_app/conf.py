@@ -1,0 +1,169 @@
+"""The app's own settings, with their defaults: the app runs in any project that sets none of them.
+
+The pattern of Django REST framework's ``APISettings`` (``rest_framework.settings.api_settings``)
+and SimpleJWT's ``api_settings``: one object whose attributes are the settings without their
+prefix, read from the project's ``SESSIONS_<NAME>`` when it defines one, else from ``DEFAULTS``,
+and loaded again when Django's ``setting_changed`` signal names a ``SESSIONS_*`` setting
+(``override_settings`` in tests)::
+
+    from sessions_app.conf import app_settings
+
+    if len(frame) > app_settings.MAX_MESSAGE_BYTES: ...
+
+Unlike DRF's object, which resolves each name through ``__getattr__`` on first use, every value is
+loaded into the instance's ``__dict__`` at once: a read is a plain instance attribute (the consumer
+reads several on every frame, and ``django.conf.settings.X`` through its LazyObject was measurably
+slower). Each value is checked as it is loaded (type and bounds, ``BOUNDS``); a bad one raises
+ImproperlyConfigured naming the setting.
+
+Nothing here reads ``django.conf.settings`` at import unless the settings are already configured,
+so ``project/settings.py`` can import ``DEFAULTS`` and ``BOUNDS``; the values are then loaded on
+first attribute access instead.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+PREFIX = "SESSIONS_"
+
+# Every setting, without its prefix, and its default. Units: seconds, bytes, messages, counts.
+# README.md's "Settings" table lists each one with this default (tests/test_conf.py checks it).
+DEFAULTS: dict[str, Any] = {
+    # Seconds a new socket has to send its token.
+    "AUTH_TIMEOUT": 10.0,
+    # Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005). The
+    # ORM runs in one thread beside the event loop; each database call releases the GIL and must
+    # win it back from a busy loop, which with the default can cost up to 5 ms per call (the
+    # "convoy effect", CPython issue bpo-7946). Applied by project.asgi when the server loads.
+    "GIL_SWITCH_INTERVAL": 0.001,
+    # Pushes held for a connection while it handles a request; beyond this they are dropped and
+    # the client, seeing the version gap, re-joins with since (docs/protocol.md).
+    "PUSH_BUFFER": 100,
+    # Seconds before token expiry that ``token_expiring`` is pushed.
+    "TOKEN_EXPIRY_WARNING": 30.0,
+    # Largest frame, text or binary, bytes.
+    "MAX_MESSAGE_BYTES": 65536,
+    # Bytes that may be queued for one client that does not read; past it the connection is
+    # closed with 4008 ("too slow").
+    "MAX_SEND_BUFFER": 1048576,
+    # Frames per second per connection (token bucket rate) and the bucket size.
+    "RATE_LIMIT": 30.0,
+    "RATE_BURST": 60,
+    # Open authenticated sockets per user, all processes.
+    "MAX_CONNECTIONS_PER_USER": 20,
+    # Sessions a user may own.
+    "MAX_SESSIONS_PER_USER": 500,
+    # Largest session document, bytes of compact JSON.
+    "MAX_DOCUMENT_BYTES": 1048576,
+    # Changes kept per session for ``join`` with ``since``.
+    "CHANGE_LOG_KEEP": 1000,
+    # Seconds between a process's heartbeats, and after the last one that it counts as dead.
+    "PRESENCE_HEARTBEAT": 10.0,
+    "PRESENCE_TTL": 30.0,
+    # WebSocket origins (Channels patterns); empty: the hosts of ALLOWED_HOSTS.
+    "ALLOWED_ORIGINS": (),
+}
+
+# The inclusive bounds (minimum, maximum or None) of every numeric setting; project/settings.py
+# applies the same bounds to the environment variables.
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    "AUTH_TIMEOUT": (0, None),
+    "GIL_SWITCH_INTERVAL": (0.0001, 0.1),
+    "PUSH_BUFFER": (1, None),
+    "TOKEN_EXPIRY_WARNING": (0, None),
+    "MAX_MESSAGE_BYTES": (0, None),
+    "MAX_SEND_BUFFER": (1, None),
+    "RATE_LIMIT": (0, None),
+    "RATE_BURST": (0, None),
+    "MAX_CONNECTIONS_PER_USER": (0, None),
+    "MAX_SESSIONS_PER_USER": (0, None),
+    "MAX_DOCUMENT_BYTES": (0, None),
+    "CHANGE_LOG_KEEP": (0, None),
+    "PRESENCE_HEARTBEAT": (0, None),
+    "PRESENCE_TTL": (0, None),
+}
+
+
+def _check(name: str, value: Any) -> Any:
+    """``value`` for the setting ``name`` (without prefix), checked against its default's type and
+    its bounds: an int for an int, an int or float for a float (returned as a float), a list or
+    tuple of strings for a tuple (returned as a tuple). Raises ImproperlyConfigured naming
+    ``SESSIONS_<name>`` otherwise.
+    """
+    default = DEFAULTS[name]
+    full = PREFIX + name
+    if isinstance(default, tuple):
+        if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+            raise ImproperlyConfigured(f"{full}={value!r} must be a list of strings")
+        return tuple(value)
+    # bool is an int to isinstance, never a count or a number of seconds here.
+    kinds = (int,) if isinstance(default, int) else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ImproperlyConfigured(f"{full}={value!r} must be {'an int' if kinds == (int,) else 'a number'}")
+    low, high = BOUNDS[name]
+    if not (value >= low and (high is None or value <= high)):  # also refuses NaN
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ImproperlyConfigured(f"{full}={value!r} must be {bound}")
+    return float(value) if isinstance(default, float) else value
+
+
+class AppSettings:
+    """The ``SESSIONS_*`` settings without their prefix, as plain instance attributes.
+
+    The annotations are for type checkers; ``reload`` sets the values.
+    """
+
+    AUTH_TIMEOUT: float
+    GIL_SWITCH_INTERVAL: float
+    PUSH_BUFFER: int
+    TOKEN_EXPIRY_WARNING: float
+    MAX_MESSAGE_BYTES: int
+    MAX_SEND_BUFFER: int
+    RATE_LIMIT: float
+    RATE_BURST: int
+    MAX_CONNECTIONS_PER_USER: int
+    MAX_SESSIONS_PER_USER: int
+    MAX_DOCUMENT_BYTES: int
+    CHANGE_LOG_KEEP: int
+    PRESENCE_HEARTBEAT: float
+    PRESENCE_TTL: float
+    ALLOWED_ORIGINS: tuple[str, ...]
+
+    def reload(self) -> None:
+        """Read every setting from ``django.conf.settings`` (else its default) and check it.
+
+        Called at import when the settings are configured, on first access otherwise, and when
+        ``setting_changed`` names a ``SESSIONS_*`` setting. All values are checked before any is
+        replaced, so a bad one leaves the previous values in place.
+        """
+        values = {name: _check(name, getattr(settings, PREFIX + name, default)) for name, default in DEFAULTS.items()}
+        self.__dict__.update(values)
+
+    if not TYPE_CHECKING:  # type checkers keep flagging unknown names (a __getattr__ would hide them)
+
+        def __getattr__(self, name: str) -> Any:
+            """Called only for a name not yet in the instance's ``__dict__``: loads every setting
+            the first time (when this module was imported before the settings were configured).
+            """
+            if name in DEFAULTS and name not in self.__dict__:
+                self.reload()
+                return self.__dict__[name]
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+app_settings = AppSettings()
+
+
+def reload_app_settings(*, setting: str, **kwargs: Any) -> None:
+    """Called on Django's ``setting_changed`` (``override_settings``): reload on a ``SESSIONS_*`` name."""
+    if setting.startswith(PREFIX):
+        app_settings.reload()
+
+
+setting_changed.connect(reload_app_settings)
+
+if settings.configured:
+    app_settings.reload()
