@@ -1,0 +1,168 @@
+"""What the ASGI server holds for one WebSocket, and how to abort it.
+
+To bound what the server buffers for a client that stops reading (SESSIONS_MAX_SEND_BUFFER),
+``socket_buffer(send)`` finds the server's transport behind the ASGI ``send`` callable:
+
+- daphne: ``daphne/server.py`` ``Server.create_application`` passes
+  ``send=functools.partial(self.handle_reply, protocol)``, ``protocol`` a ``daphne.ws_protocol``
+  ``WebSocketProtocol`` (autobahn). That send never waits: autobahn's ``sendData`` calls Twisted's
+  ``FileDescriptor.write``, which appends each frame to the transport's buffer, without bound
+  (daphne#170). Twisted's producer API is closed to us: daphne's ``HTTPChannel`` registered itself
+  as the transport's producer (``twisted/web/http.py`` ``connectionMade``) and stays so after the
+  upgrade, so ``registerProducer`` raises ``RuntimeError``.
+- uvicorn, every ``--ws`` (``websockets``, ``websockets-sansio``, ``wsproto``; ``auto`` is
+  ``websockets-sansio``): ``send`` is a bound method of the protocol (``run_asgi`` passes
+  ``self.send``, or ``self.asgi_send``), whose ``.transport`` is the asyncio transport. Its send
+  awaits while that buffer is over the high-water mark (64 KiB, asyncio's and uvloop's default and
+  websockets' ``write_limit``; 512 KiB for their TLS transports), and none keeps frames of its own.
+- Anything else (Channels' ``ApplicationCommunicator``, hypercorn, a middleware that wraps ``send``
+  such as uvicorn's ``--log-level trace`` logger or Channels' ``SessionMiddleware``): None.
+
+Call both methods on the server's event loop, where the app runs (daphne runs Twisted on asyncio's).
+"""
+
+import functools
+import logging
+import socket
+import struct
+import sys
+import typing
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+
+
+class SocketBuffer(typing.Protocol):
+    """The server's outgoing buffer for one WebSocket."""
+
+    def buffered(self) -> int:
+        """Bytes the server holds, written by the app but not yet sent to the kernel."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, discarding what is buffered.
+
+        The server then delivers ``websocket.disconnect`` to the app as usual (code 1006 on daphne,
+        1005 or 1006 on uvicorn).
+        """
+        ...
+
+
+class TwistedBuffer:
+    """daphne: the bytes in the Twisted TCP transport under the WebSocket protocol."""
+
+    __slots__ = ("_aborted", "_descriptor", "_protocol", "_transport")
+
+    def __init__(self, protocol: Any, transport: Any, descriptor: Any) -> None:
+        self._protocol = protocol
+        self._transport = transport  # the TCP transport, or the TLS layer over it
+        self._descriptor = descriptor  # the twisted.internet.abstract.FileDescriptor at the bottom
+        self._aborted = False
+
+    def buffered(self) -> int:
+        """``len(dataBuffer) - offset + _tempDataLen``, as ``abstract.FileDescriptor.doWrite`` counts
+        its two buffers; plus autobahn's ``send_queue`` (chopped or synchronous writes only, which
+        daphne does not make). 0 once aborted or disconnected: nothing left is ever sent then.
+
+        Under TLS, ciphertext (a few bytes per 16 KiB record more); the TLS layer's own buffers are
+        not counted: ``BufferingTLSTransport``'s aggregator (under 64,000 bytes, flushed on the next
+        reactor turn) and ``_appSendBuffer`` (used during a handshake).
+        """
+        descriptor = self._descriptor
+        if self._aborted or descriptor.disconnected:
+            return 0
+        size = len(descriptor.dataBuffer) - descriptor.offset + descriptor._tempDataLen
+        queue = self._protocol.send_queue
+        if queue:
+            size += sum(len(item[0]) for item in queue)
+        return size
+
+    def abort(self) -> None:
+        """``abortConnection`` (``twisted/internet/tcp.py``; under TLS ``TLSMemoryBIOProtocol``'s, which
+        calls it): stops reading and writing; on the next reactor turn closes the socket with
+        ``SO_LINGER`` 0 (the client gets a reset) and calls ``connectionLost``, whence autobahn calls
+        daphne's ``onClose``, which delivers ``websocket.disconnect`` 1006.
+        """
+        self._aborted = True
+        self._transport.abortConnection()
+        # daphne's HTTPChannel, WebRequest and WebSocketProtocol hold the transport in reference
+        # cycles, so it lives until the garbage collector's next full collection; free its buffers
+        # now (abortConnection made doWrite a no-op: nothing reads them again).
+        descriptor = self._descriptor
+        descriptor.dataBuffer, descriptor.offset, descriptor._tempDataBuffer, descriptor._tempDataLen = b"", 0, [], 0
+
+
+class AsyncioBuffer:
+    """uvicorn: the asyncio transport under the WebSocket protocol (asyncio's, uvloop's, or TLS)."""
+
+    __slots__ = ("_aborted", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._aborted = False
+
+    def buffered(self) -> int:
+        """``WriteTransport.get_write_buffer_size()``; 0 once aborted (uvloop counts its discarded
+        buffer until the socket closes). Under TLS, the TLS layer's buffer: the TCP transport below
+        it holds up to its own high-water mark more.
+        """
+        return 0 if self._aborted else self._transport.get_write_buffer_size()
+
+    def abort(self) -> None:
+        """``WriteTransport.abort()``: drops the buffer, closes the socket, then calls the protocol's
+        ``connection_lost``, which queues ``websocket.disconnect`` and wakes a send awaiting the buffer.
+
+        ``SO_LINGER`` 0 first, as Twisted's ``abortConnection`` sets: else the kernel would go on
+        delivering its own send buffer (megabytes on loopback) before a FIN; now the client gets a
+        reset and the kernel frees it.
+        """
+        self._aborted = True
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                logger.debug("SO_LINGER not set on %r", sock, exc_info=True)
+        self._transport.abort()
+
+
+def socket_buffer(send: Callable[..., Any]) -> SocketBuffer | None:
+    """The server's buffer behind an ASGI ``send`` callable, or None when the server is not one we know.
+
+    Looks the classes up in ``sys.modules`` only: the server running us has imported them, and the
+    module works where daphne, Twisted or uvicorn is not installed. Call it once per connection.
+    """
+    if isinstance(send, functools.partial):
+        return _daphne_buffer(send)
+    owner = getattr(send, "__self__", None)
+    if owner is not None and type(owner).__module__.startswith("uvicorn.protocols.websockets."):
+        transport = getattr(owner, "transport", None)
+        if hasattr(transport, "get_write_buffer_size") and hasattr(transport, "abort"):
+            return AsyncioBuffer(transport)
+    return None
+
+
+def _daphne_buffer(send: functools.partial) -> SocketBuffer | None:
+    """The ``TwistedBuffer`` behind daphne's ``partial(Server.handle_reply, protocol)``, else None."""
+    daphne_server = sys.modules.get("daphne.server")
+    daphne_ws = sys.modules.get("daphne.ws_protocol")
+    abstract = sys.modules.get("twisted.internet.abstract")
+    if daphne_server is None or daphne_ws is None or abstract is None or len(send.args) != 1:
+        return None
+    if not isinstance(getattr(send.func, "__self__", None), daphne_server.Server):
+        return None
+    protocol = send.args[0]
+    if not isinstance(protocol, daphne_ws.WebSocketProtocol):
+        return None
+    # daphne's HTTP protocol hands its transport to the WebSocket protocol on upgrade
+    # (daphne/http_protocol.py): the TCP transport, or with TLS the TLSMemoryBIOProtocol over it.
+    transport = descriptor = protocol.transport
+    for _ in range(4):
+        if isinstance(descriptor, abstract.FileDescriptor):
+            return TwistedBuffer(protocol, transport, descriptor)
+        descriptor = getattr(descriptor, "transport", None)
+    logger.debug("daphne transport %r has no Twisted file descriptor under it", transport)
+    return None
