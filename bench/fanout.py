@@ -3,7 +3,9 @@
 Job fields: `urls` (the server processes; member i connects to `urls[i % len(urls)]`, the patcher to
 `urls[0]`), `tokens` and `usernames` (same order; user 0 owns the session and invites the others as
 editors), `members` (receiving connections), `samples` (patches per window), `repeats`,
-`warmup_patches`, `server_pids`.
+`warmup_patches`, `server_pids`, and optionally `idle_pids` (every server running side by side: the
+job waits until all are idle before its first patch, so that another server's teardown of its
+members does not land in this one's window).
 
 A patch's delivery latency runs from just before the patcher sends it to the arrival of the `patched`
 push at the last member. The client stamps each arrival as soon as its reader task runs, so with
@@ -103,7 +105,7 @@ async def fanout(job: dict[str, Any]) -> dict:
         return last, percentile(stamps, 50) - start, replied, missed
 
     try:
-        await wait_idle(pids)
+        await wait_idle(process_tree(job.get("idle_pids") or job["server_pids"]))
         for _ in range(job["warmup_patches"]):
             await one_patch()
             await asyncio.sleep(0.02)

@@ -77,7 +77,7 @@ WORKLOAD_SERVERS = {
     "ping": ("websockets", "fastapi", "asgi-daphne", "channels", "channels-uvicorn", "ours-daphne", "ours-uvicorn"),
     "connect": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn"),
     "patch": ("ours-daphne", "ours-uvicorn"),
-    "fanout": ("ours-daphne",),
+    "fanout": ("channels", "ours-daphne+stocklayer", "ours-daphne"),
     "memory": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn"),
 }
 
@@ -231,34 +231,42 @@ class Bench:
 
     @contextlib.contextmanager
     def side_by_side(
-        self, specs: list[ServerSpec], env: dict[str, str], db: fixtures.Database
-    ) -> Iterator[dict[str, Running]]:
-        """Start every server of `specs` (pinned to the server CPU), probe each, stop all on exit.
+        self,
+        specs: list[ServerSpec],
+        env: dict[str, str],
+        db: fixtures.Database,
+        cpus: tuple[str, ...] = (SERVER_CPU,),
+    ) -> Iterator[dict[str, list[Running]]]:
+        """Start every server of `specs`, one process per entry of `cpus` (each pinned to it),
+        probe each, and stop all on exit. Yields each started server's processes by key.
 
-        On SQLite, each of our servers gets its own copy of the database: two processes writing one
+        On SQLite, each of our servers gets its own copy of the database: two servers writing one
         file (sessions, heartbeats) would lock each other out and measure SQLite, not the server.
+        (The processes of one server share its copy, as a multi-process deployment would.)
         """
-        spawned: list[Running] = []
+        spawned: list[list[Running]] = []
         try:
             for spec in specs:  # all at once: the Django imports overlap
                 own_env = env
                 if spec.ours and db.sqlite_path:
                     copy = fixtures.sqlite_copy(db, self.work / f"{spec.key}.sqlite3")
                     own_env = {**env, "DATABASE_URL": copy.url}
-                spawned.append(servers.spawn(spec, own_env, self.work, cpu=SERVER_CPU))
-            started: dict[str, Running] = {}
-            for run in spawned:
+                spawned.append([servers.spawn(spec, own_env, self.work, cpu=cpu) for cpu in cpus])
+            started: dict[str, list[Running]] = {}
+            for runs in spawned:
                 try:
-                    servers.wait_ready(run)
-                    self.probe([run], db)
-                    started[run.spec.key] = run
+                    for run in runs:
+                        servers.wait_ready(run)
+                    self.probe(runs, db)
+                    started[runs[0].spec.key] = runs
                 except Exception as exc:  # noqa: BLE001 - one broken server must not stop the run
-                    self.failed("start", "-", run.spec, exc)
-            settle([run.pid for run in started.values()])
+                    self.failed("start", "-", runs[0].spec, exc)
+            settle([run.pid for runs in started.values() for run in runs])
             yield started
         finally:
-            for run in spawned:
-                servers.stop(run)
+            for runs in spawned:
+                for run in runs:
+                    servers.stop(run)
 
     def probe(self, runs: list[Running], db: fixtures.Database | None = None) -> None:
         """Check that `runs` speak the handshake and `ping` before measuring them.

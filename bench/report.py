@@ -19,6 +19,9 @@ PRIMARY: dict[str, tuple[str, bool]] = {
     "fanout": ("p99_ms", True),
     "memory": ("kib_per_conn", True),
 }
+# A second figure compared with the Channels peer, where the primary one is not CPU per operation:
+# the fan-out's CPU µs per delivered push (issue 10).
+SECONDARY: dict[str, str] = {"fanout": "cpu_us_per_op"}
 COLUMNS = [
     ("rate", "rate/s", "{:,.0f}"),
     ("p50_ms", "p50 ms", "{:.2f}"),
@@ -49,11 +52,12 @@ def channels_baseline(server: str) -> str:
     return "channels-uvicorn" if server.split("+")[0].endswith("uvicorn") else "channels"
 
 
-def ratio(rows: list[Row], row: Row, peer: str) -> float | None:
-    """`row`'s primary figure divided by `peer`'s, same workload and variant."""
+def ratio(rows: list[Row], row: Row, peer: str, key: str | None = None) -> float | None:
+    """`row`'s figure `key` (default: the workload's primary one) divided by `peer`'s, same
+    workload and variant."""
     if row["workload"] not in PRIMARY:
         return None
-    key, _ = PRIMARY[row["workload"]]
+    key = key or PRIMARY[row["workload"]][0]
     other = find(rows, row["workload"], row["variant"], peer)
     if other is None or not row.get("median") or other["server"] == row["server"]:
         return None
@@ -64,13 +68,15 @@ def ratio(rows: list[Row], row: Row, peer: str) -> float | None:
 
 
 def add_ratios(rows: list[Row]) -> None:
-    """Fill `vs_fastapi` and `vs_channels` of every row."""
+    """Fill `vs_fastapi`, `vs_channels` and (fan-out) `vs_channels_cpu` of every row."""
     for row in rows:
         row["vs_fastapi"] = ratio(rows, row, "fastapi")
         peer = channels_baseline(row["server"])
         if find(rows, row["workload"], row["variant"], peer) is None:
             peer = "channels"
         row["vs_channels"] = ratio(rows, row, peer)
+        second = SECONDARY.get(row["workload"])
+        row["vs_channels_cpu"] = ratio(rows, row, peer, second) if second else None
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -81,7 +87,7 @@ def _cell(value: Any, fmt: str) -> str:
 
 def table(rows: list[Row]) -> str:
     """The results as a Markdown table: medians over repeats, ratios on the primary figure."""
-    head = ["workload", "variant", "server", *(c[1] for c in COLUMNS), "x FastAPI", "x Channels"]
+    head = ["workload", "variant", "server", *(c[1] for c in COLUMNS), "x FastAPI", "x Channels", "x Channels CPU"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         figures = row.get("median") or {}
@@ -90,7 +96,8 @@ def table(rows: list[Row]) -> str:
             cells += ["error: " + row["error"].splitlines()[0][:120]] + [""] * (len(head) - 4)
         else:
             cells += [_cell(figures.get(key), fmt) for key, _, fmt in COLUMNS]
-            cells += [_cell(row.get("vs_fastapi"), "{:.2f}x"), _cell(row.get("vs_channels"), "{:.2f}x")]
+            ratios = (row.get("vs_fastapi"), row.get("vs_channels"), row.get("vs_channels_cpu"))
+            cells += [_cell(value, "{:.2f}x") for value in ratios]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## Benchmark ({mode} run, {elapsed:.0f} s, medians of {params.repeats} repeats)\n")
     print(report.table(bench.rows))
     print("\nRatios compare the workload's primary figure: ping and patch CPU µs/op, connect rate,")
-    print("fan-out p99, memory KiB/conn. x Channels: the Channels peer on the same ASGI server.\n")
+    print("fan-out p99, memory KiB/conn. x Channels: the Channels peer on the same ASGI server (fan-out:")
+    print("and the same channels_redis layer); x Channels CPU: fan-out CPU µs per delivered push.\n")
     print("Targets (issue 6):")
     print(report.targets_text(checked))
     for text in bench.notes:

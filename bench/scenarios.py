@@ -25,15 +25,18 @@ def interleaved(
     specs: list[ServerSpec],
     env: dict[str, str],
     db: fixtures.Database,
+    cpus: tuple[str, ...] = (SERVER_CPU,),
 ) -> None:
-    """Run each variant's job `repeats` times over all `specs`, round-robin, servers side by side."""
+    """Run each variant's job `repeats` times over all `specs`, round-robin, servers side by side,
+    each server as one process per entry of `cpus`."""
     tokens, _ = bench.tokens(db)
-    with bench.side_by_side(specs, env, db) as started:
+    with bench.side_by_side(specs, env, db, cpus) as started:
+        every_pid = [run.pid for runs in started.values() for run in runs]
         for variant, job in variants:
             for repeat in range(bench.params.repeats):
-                for run in started.values():
-                    job_once = {**job, "tokens": tokens, "repeats": 1}
-                    bench.measure(workload, variant, run.spec, job_once, [run], repeat=repeat + 1)
+                for runs in started.values():
+                    job_once = {**job, "tokens": tokens, "repeats": 1, "idle_pids": every_pid}
+                    bench.measure(workload, variant, runs[0].spec, job_once, runs, repeat=repeat + 1, cpus=cpus)
 
 
 def run_ping(bench: Bench) -> None:
@@ -70,7 +73,9 @@ def run_patch(bench: Bench) -> None:
 
 
 def run_fanout(bench: Bench) -> None:
-    """(d) one patch to every member, members split over two daphne processes on Redis."""
+    """(d) one patch to every member, members split over two daphne processes on Redis: the plain
+    Channels peer, ours on the stock channels_redis layer and ours on its own layer, side by side
+    and interleaved, on each layer of channels_redis (issue 10)."""
     p = bench.params
     specs = bench.specs_for("fanout")
     if not specs:
@@ -82,20 +87,20 @@ def run_fanout(bench: Bench) -> None:
     if db is None:
         bench.note("fanout: PostgreSQL not reachable, two processes share a SQLite file instead")
         db = bench.sqlite
+    if db.users != bench.sqlite.users and any(not s.ours for s in specs):
+        # The Channels peer looks users up in the run's SQLite file (it keeps no sessions).
+        bench.note("fanout: user ids differ between SQLite and PostgreSQL, the Channels peer is skipped")
+        specs = [s for s in specs if s.ours]
     tokens, usernames = bench.tokens(db)
     job = {"job": "fanout", "tokens": tokens, "usernames": usernames, "samples": p.fanout_samples}
-    job |= {"repeats": p.repeats, "warmup_patches": p.fanout_warmup, "timeout": 400}
-    cpus = bench.args.fanout_cpus
+    job |= {"warmup_patches": p.fanout_warmup, "timeout": 400}
     for layer, backend in LAYERS.items():
         env = bench.env(db, REDIS_URL=redis_url, CHANNEL_LAYER_BACKEND=backend)
-        for spec in specs:
-            try:
-                with running(spec, env, bench.work, cpus=cpus) as runs:
-                    bench.probe(runs, db)
-                    for members in p.fanout_members:
-                        variant = f"{members} members, {layer}"
-                        bench.measure("fanout", variant, spec, job | {"members": members}, runs, cpus=cpus)
-            except Exception as exc:  # noqa: BLE001 - record the failure, go on
+        variants = [(f"{n} members, {layer}", job | {"members": n}) for n in p.fanout_members]
+        try:
+            interleaved(bench, "fanout", variants, specs, env, db, cpus=bench.args.fanout_cpus)
+        except Exception as exc:  # noqa: BLE001 - record the failure, go on
+            for spec in specs:
                 bench.failed("fanout", layer, spec, exc)
 
 

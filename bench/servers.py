@@ -64,6 +64,15 @@ SERVERS: dict[str, ServerSpec] = {
             env=PEER_ENV,
         ),
         ServerSpec("ours-daphne", "ours (daphne)", daphne("project.asgi:application"), ours=True),
+        # Our consumer on channels_redis' own layer instead of sessions_app.layers.FanoutChannelLayer
+        # (issue 10): separates what the layer gains from what the consumer gains. Fan-out only.
+        ServerSpec(
+            "ours-daphne+stocklayer",
+            "ours (daphne) [stock layer]",
+            daphne("project.asgi:application"),
+            ours=True,
+            env={"CHANNEL_LAYER_FANOUT": "0"},
+        ),
         ServerSpec(
             "ours-uvicorn", "ours (uvicorn)", uvicorn("project.asgi:application", "--lifespan", "off"), ours=True
         ),
