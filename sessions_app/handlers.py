@@ -7,7 +7,7 @@ failures raise ProtocolError. Database work goes through ``call`` (one hop per o
 import datetime
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
@@ -15,11 +15,8 @@ from django.db import InterfaceError, OperationalError
 from . import auth, protocol, selectors, services
 from .models import Role
 from .protocol import ProtocolError
-from .registry import state
+from .registry import Connection, state
 from .serializers import CreateSchema, InviteSchema, JoinSchema, PatchSchema, SaveSchema, TokenSchema
-
-if TYPE_CHECKING:
-    from .consumers import SessionConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +44,13 @@ async def call(service: Callable[..., Any], **kwargs: Any) -> Any:
 
 
 @state("ping")
-async def ping(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+async def ping(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Liveness and latency probe: ``{}`` -> ``{"server_time": ISO 8601 UTC}``. Extra data is ignored."""
     return {"server_time": protocol.utc_iso(datetime.datetime.now(datetime.UTC))}
 
 
 @state("authenticate", schema=TokenSchema)
-async def authenticate(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+async def authenticate(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Renew the connection's access token: ``{"token"}`` -> ``{"token_expires_at"}``.
 
     The token must be a valid access token of the same user, else NOT_AUTHENTICATED (close 4401).
@@ -70,7 +67,7 @@ async def authenticate(conn: "SessionConsumer", data: dict[str, Any]) -> dict[st
 
 
 @state("create", schema=CreateSchema)
-async def create(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+async def create(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Create a session owned by the caller and join it; returns the snapshot."""
     outcome = await call(
         services.session_create, user=conn.user, channel_name=conn.channel_name, title=data["title"], data=data["data"]
@@ -80,13 +77,13 @@ async def create(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any
 
 
 @state("list")
-async def list_sessions(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+async def list_sessions(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """The sessions the caller may open: ``{"sessions": [{"id", "title", "role", "version", "updated_at"}]}``."""
     return {"sessions": await call(selectors.session_list_for_user, user_id=conn.user["id"])}
 
 
 @state("join", schema=JoinSchema)
-async def join(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+async def join(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Join a session (leaving any other); returns the snapshot or the changes after ``since``.
 
     The connection subscribes to the session's group before reading it, so no push between the
@@ -109,7 +106,7 @@ async def join(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
 
 
 @state("patch", schema=PatchSchema, needs_session=True)
-async def patch(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+async def patch(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Apply an RFC 6902 patch at ``version``: ``{"version", "ops"}`` -> ``{"version": new}``.
 
     A patch on a version older than one this connection has already seen (in its snapshot, a
@@ -138,13 +135,13 @@ async def patch(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]
 
 
 @state("presence", needs_session=True)
-async def presence(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+async def presence(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Users present in the joined session: ``{"present": [{"id", "username"}]}``."""
     return {"present": await call(selectors.presence_for_session, session_id=conn.session_id)}
 
 
 @state("invite", schema=InviteSchema, needs_session=True)
-async def invite(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+async def invite(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Owner only: add a member or change their role; returns ``{"members": [...]}``."""
     outcome = await call(
         services.member_invite, user=conn.user, session_id=conn.session_id, username=data["username"], role=data["role"]
@@ -153,7 +150,7 @@ async def invite(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any
 
 
 @state("leave")
-async def leave(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+async def leave(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Leave the joined session (no-op when none): ``{}``."""
     if conn.session_id is not None:
         outcome = await call(services.session_leave, user=conn.user, channel_name=conn.channel_name)
@@ -162,7 +159,7 @@ async def leave(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]
 
 
 @state("save", schema=SaveSchema)
-async def save(conn: "SessionConsumer", data: dict[str, Any]) -> dict[str, Any]:
+async def save(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Record a revision, reply ``{"revision", "version"}`` (``{}`` with no session), then close 1000."""
     if conn.session_id is None:
         conn.close_after_reply = protocol.CLOSE_NORMAL

@@ -25,8 +25,12 @@ async def _check_database() -> None:
 
 
 async def _check_channel_layer() -> None:
-    """A message through the layer and back, on a channel of this process."""
+    """A message through the layer and back, on a channel of this process (FanoutChannelLayer:
+    through the inner layer to the process channel's reader, sessions_app.layers)."""
     layer = get_channel_layer()
+    if hasattr(layer, "ping"):
+        await layer.ping()
+        return
     # The default prefix: channels_redis reads all of a layer instance's channels through one
     # list; a channel of another prefix is never read while a consumer holds the receive lock.
     channel = await layer.new_channel()

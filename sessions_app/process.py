@@ -5,16 +5,16 @@
   (killed with SIGKILL, or stalled), with their connections, pushing ``presence`` for the sessions
   their users left. A dead process's users vanish from presence listings within the TTL, and the
   others are told within TTL + one heartbeat.
-- **Accounts.** The process channel (sessions_app.fanout) is in the ``accounts`` group; a user deactivated or
-  deleted through the ORM (the admin, ``user.save()``) is disconnected from every process once the
-  change commits. One group membership per process instead of one per connection keeps the
-  handshake free of channel-layer round trips. As a backstop for changes no signal reports
-  (``QuerySet.update()``, SQL, another process on the in-memory layer), each heartbeat asks the
-  database which of this process's users are no longer active: one query per heartbeat, so such a
-  user is disconnected within ``SESSIONS_PRESENCE_HEARTBEAT`` seconds.
+- **Accounts.** One channel per process, read by its account listener, is in the ``accounts``
+  group; a user deactivated or deleted through the ORM (the admin, ``user.save()``) is
+  disconnected from every process once the change commits. One group membership per process
+  instead of one per connection keeps the handshake free of channel-layer round trips.
+  As a backstop for changes no signal reports (``QuerySet.update()``, SQL, another process on
+  the in-memory layer), each heartbeat asks the database which of this process's users are no
+  longer active: one query per heartbeat, so such a user is disconnected within ``SESSIONS_PRESENCE_HEARTBEAT`` seconds.
 - **Group refresh.** channels_redis forgets a group member after ``group_expiry`` (2 hours in
-  project.settings); every ``GROUP_REFRESH`` seconds the heartbeat adds the process channel to its groups
-  again (``group_add`` is idempotent; after a Redis restart the channel's reader does it at once).
+  project.settings): sessions_app.layers re-adds its process channel to its groups in time; on a
+  stock layer the account listener adds its channel to ``accounts`` again every ``GROUP_REFRESH``.
 """
 
 from __future__ import annotations
@@ -24,34 +24,40 @@ import atexit
 import logging
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.conf import settings
 from django.db import DatabaseError, connections
 
-from . import events, fanout, selectors, services
+from . import events, selectors, services
+from .conf import app_settings
 from .models import ServerProcess
-
-if TYPE_CHECKING:
-    from .consumers import SessionConsumer
 
 logger = logging.getLogger(__name__)
 
 GROUP_REFRESH = 3600.0  # seconds; half the group_expiry of 7200 set in project.settings
 
-_connections: dict[int, set[SessionConsumer]] = defaultdict(set)
+
+class LocalConnection(Protocol):
+    """What this module needs of a connection (SessionConsumer)."""
+
+    user: dict[str, Any] | None
+
+    def user_deactivated(self) -> None: ...
+
+
+_connections: dict[int, set[LocalConnection]] = defaultdict(set)
 _tasks: dict[str, asyncio.Task[None]] = {}
 _exit_hook = False
 
 
-def register(consumer: SessionConsumer) -> None:
+def register(consumer: LocalConnection) -> None:
     """Called when a connection authenticates."""
     _connections[consumer.user["id"]].add(consumer)
 
 
-def unregister(consumer: SessionConsumer) -> None:
+def unregister(consumer: LocalConnection) -> None:
     """Called when an authenticated connection closes."""
     user_id = consumer.user["id"]
     mine = _connections.get(user_id)
@@ -74,39 +80,60 @@ def _forget_this_process() -> None:
         connections.close_all()
 
 
-def ensure_running() -> fanout.ProcessChannel:
-    """Start the heartbeat and the process channel's reader on the running loop, unless they run
-    there (tests make new loops and layers); returns the process channel of the default layer.
-    """
+def ensure_running() -> None:
+    """Start the heartbeat and the account listener on the running loop, unless they run there
+    (tests make new loops and layers)."""
     global _exit_hook
     if not _exit_hook:
         atexit.register(_forget_this_process)
         _exit_hook = True
     loop = asyncio.get_running_loop()
-    task = _tasks.get("heartbeat")
-    if task is None or task.done() or task.get_loop() is not loop:
-        _tasks["heartbeat"] = loop.create_task(_heartbeat(), name="sessions-heartbeat")
-    return fanout.channel_for(get_channel_layer(), close_user)
+    for name, start in (("heartbeat", _heartbeat), ("accounts", _account_listener)):
+        task = _tasks.get(name)
+        if task is None or task.done() or task.get_loop() is not loop:
+            _tasks[name] = loop.create_task(start(), name=f"sessions-{name}")
 
 
 async def _heartbeat() -> None:
     beat = database_sync_to_async(services.server_heartbeat)
     not_active = database_sync_to_async(selectors.users_not_active)
-    refreshed_at = time.monotonic()
     while True:
         try:
             await events.apublish(await beat())
             if _connections:
                 for user_id in await not_active(user_ids=list(_connections)):
                     close_user(user_id)
-            if time.monotonic() - refreshed_at > GROUP_REFRESH:
-                refreshed_at = time.monotonic()
-                for channel in fanout.channels():
-                    await channel.refresh()
         except Exception:
             # Broad on purpose: the database or Redis may be down (any driver error); the next beat retries.
             logger.warning("heartbeat failed", exc_info=True)
-        await asyncio.sleep(settings.SESSIONS_PRESENCE_HEARTBEAT)
+        await asyncio.sleep(app_settings.PRESENCE_HEARTBEAT)
+
+
+async def _account_listener() -> None:
+    """Receive ``user.deactivated`` messages of the ``accounts`` group, the Channels way: a channel
+    of its own, ``group_add``, ``receive``. Retries with backoff while the layer is down."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    delay = 0.0
+    joined_at = float("-inf")
+    while True:
+        try:
+            if delay or time.monotonic() - joined_at > GROUP_REFRESH:
+                await layer.group_add(events.ACCOUNTS_GROUP, channel)
+                joined_at, delay = time.monotonic(), 0.0
+            message = await asyncio.wait_for(layer.receive(channel), GROUP_REFRESH)
+        except TimeoutError:
+            continue
+        except Exception:
+            # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
+            logger.warning("account listener: channel layer failed; retrying", exc_info=not delay)
+            delay = min(delay * 2, 5.0) or 0.2
+            await asyncio.sleep(delay)
+            continue
+        if message.get("type") == events.USER_DEACTIVATED:
+            close_user(message.get("user_id"))
+        else:
+            logger.warning("account listener ignored a message of type %r", message.get("type"))
 
 
 def close_user(user_id: Any) -> None:

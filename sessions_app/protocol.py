@@ -37,6 +37,7 @@ UNAVAILABLE = "unavailable"
 
 # Close codes. daphne (autobahn) lets an application send only 1000 or 3000-4999.
 CLOSE_NORMAL = 1000
+CLOSE_TOO_SLOW = 4008  # the client did not read: SESSIONS_MAX_SEND_BUFFER bytes waited for it
 CLOSE_AUTH = 4401
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_TOO_LARGE = 4413

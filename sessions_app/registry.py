@@ -16,19 +16,55 @@ Adding a state::
         return {"text": data["text"]}
 """
 
+import datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rest_framework import serializers
 
 from . import protocol
 from .protocol import ProtocolError
 
-if TYPE_CHECKING:
-    from .consumers import SessionConsumer
 
-Handler = Callable[["SessionConsumer", dict[str, Any]], Awaitable[dict[str, Any]]]
+class Connection(Protocol):
+    """What a state handler may use of its connection (SessionConsumer implements it).
+
+    A handler may also use Channels' API through ``channel_layer`` and ``channel_name``, as the
+    Channels documentation teaches: ``await conn.channel_layer.group_add("lobby", conn.channel_name)``,
+    then ``group_send("lobby", {"type": "lobby.message", ...})``, handled by a method
+    ``lobby_message`` on a SessionConsumer subclass (Channels' type-to-method rule).
+    """
+
+    user: dict[str, Any]  # {"id", "username"}
+    session_id: Any  # the joined session's UUID, or None
+    role: str | None  # the caller's role in it: "owner", "editor", "viewer"
+    session_version: int  # the newest version of it this connection has seen
+    close_after_reply: int | None  # a close code to send after the current reply
+    channel_name: str
+    channel_layer: Any
+
+    def schedule_token_expiry(self, token: Any) -> datetime.datetime: ...
+
+    async def subscribe(self, session_id: Any) -> None: ...
+
+    async def subscribe_group(self, group: str) -> None: ...
+
+    async def unsubscribe_group(self, group: str) -> None: ...
+
+    async def unsubscribe_unless_joined(self, session_id: Any) -> None: ...
+
+    async def enter_session(self, outcome: Any) -> None: ...
+
+    async def leave_session(self, pushes: list[Any]) -> None: ...
+
+    async def publish(self, pushes: list[Any]) -> None: ...
+
+    def send_frame(self, frame: dict[str, Any]) -> None: ...
+
+
+Handler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any]]]
+MessageHandler = Callable[[Connection, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +113,28 @@ def state(
         if name in REGISTRY:
             raise ValueError(f"state {name!r} is already registered")
         REGISTRY[name] = State(name, handler, schema, needs_session)
+        return handler
+
+    return register
+
+
+MESSAGE_HANDLERS: dict[str, MessageHandler] = {}
+
+
+def message(message_type: str) -> Callable[[MessageHandler], MessageHandler]:
+    """Register the decorated coroutine as the handler of channel-layer messages of ``message_type``.
+
+    Channels runs a consumer's method named after the type (``"lobby.message"`` ->
+    ``lobby_message``); this is the same for states kept outside the consumer class: the handler
+    gets the connection and the message, e.g. sent with ``group_send(group, {"type":
+    "lobby.message", ...})`` to a group the connection joined. A method of the consumer with that
+    name wins. Registering a type twice raises ValueError.
+    """
+
+    def register(handler: MessageHandler) -> MessageHandler:
+        if message_type in MESSAGE_HANDLERS:
+            raise ValueError(f"message type {message_type!r} is already registered")
+        MESSAGE_HANDLERS[message_type] = handler
         return handler
 
     return register

@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 
-from sessions_app import fanout, process
+from sessions_app import process
 from sessions_app.registry import REGISTRY
 from tests.utils import make_user
 
@@ -22,12 +22,13 @@ def fresh_channel_layers() -> Any:
 
 @pytest.fixture(autouse=True)
 async def stop_process_tasks() -> Any:
-    """After each test, stop this process's heartbeat and account listener and wait for the
+    """After each test, stop this process's heartbeat, account listener and channel-layer readers, and wait for the
     database work they queued: pytest-django flushes the test database next, and SQLite fails
     the flush while another thread holds a table lock.
     """
     yield
-    tasks = [task for task in process._tasks.values() if not task.done()] + fanout.reset()
+    readers = [layer.stop() for layer in channel_layers.backends.values() if hasattr(layer, "stop")]
+    tasks = [task for task in process._tasks.values() if not task.done()] + [r for r in readers if r is not None]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

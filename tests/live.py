@@ -231,10 +231,13 @@ def _pg_template() -> str:
 class Daphne:
     """One daphne process serving ``project.asgi:application``; its stdout and stderr go to ``log_path``."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], args: tuple[str, ...] = (), application: str = "project.asgi:application"
+    ) -> None:
         self.port = free_port()
         self.env = env
         self.args = args
+        self.application = application
         self.log_path = workdir / f"daphne-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -253,7 +256,7 @@ class Daphne:
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.args]
-        argv.append("project.asgi:application")
+        argv.append(self.application)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         process = self.process
@@ -348,10 +351,17 @@ class Processes:
         return name, pg_database_url(name)
 
     def daphne(
-        self, database_url: str, redis_url: str | None = None, *, args: tuple[str, ...] = (), **settings: Any
+        self,
+        database_url: str,
+        redis_url: str | None = None,
+        *,
+        args: tuple[str, ...] = (),
+        application: str = "project.asgi:application",
+        **settings: Any,
     ) -> Daphne:
-        """Start a daphne on ``database_url`` (and Redis when given) with ``settings`` as variables."""
-        server = Daphne(self.workdir, base_env(database_url, redis_url, **settings), args)
+        """Start a daphne serving ``application`` on ``database_url`` (and Redis when given) with
+        ``settings`` as variables."""
+        server = Daphne(self.workdir, base_env(database_url, redis_url, **settings), args, application)
         self.daphnes.append(server)
         server.start()
         return server

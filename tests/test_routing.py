@@ -34,7 +34,7 @@ async def test_only_the_consumer_frame_stays_on_an_authenticated_connections_sta
         await client.send({"token": access_for(alice)})
         assert (await client.recv())["state"] == "initialised"
         coroutine = client.ws.future.get_coro()
-        assert coroutine.cr_code.co_qualname == "SessionGroupsMixin.__call__"
+        assert coroutine.cr_code.co_qualname == "OrderedConsumer.__call__"
         # ... and it is waiting for the client, not for an inner application.
         assert coroutine.cr_await is not None and "SessionGroupsMixin" not in str(coroutine.cr_await)
     finally:

@@ -1,0 +1,397 @@
+"""A channel layer that delivers group messages once per process, then to that process's members.
+
+Configured like any layer, around the layer that carries messages between processes::
+
+    CHANNEL_LAYERS = {"default": {
+        "BACKEND": "sessions_app.layers.FanoutChannelLayer",
+        "CONFIG": {"inner": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {...}}},
+    }}
+
+Consumers use the ordinary API: ``new_channel``, ``receive``, ``send``, ``group_add``,
+``group_discard``, ``group_send``. What differs is where the work happens:
+
+- Channels made by ``new_channel`` are *local*: ``<process channel>.<n>``, with no Redis key or
+  subscription of their own. The process has one channel on the inner layer, its *process
+  channel*, read by one task (``sessions_app.batch`` reads channels_redis' core layer in batches).
+- A group's local members are kept here; the process channel joins the group on the inner layer
+  with the first local member and leaves it with the last. A ``group_send`` is one inner message
+  per process that has members (tagged with the group), whatever the number of members, instead of
+  one queue entry, one wake-up and one receive task per member. channels_redis' pub/sub layer
+  fans out per process the same way (``RedisPubSubLoopLayer.groups``) and its core layer sends one
+  message per process key since channels_redis#83 ("Sending messages is slow when using groups");
+  this layer also saves the per-member work left after that: the group's member list read from
+  Redis on every send, one decode per member (pub/sub), one queue and wake-up per member.
+- ``send`` to a local channel of this process is delivered at once; to another process's local
+  channel, through that process's channel; to any other name, through the inner layer unchanged.
+- A consumer may ``attach`` a callable to its channel instead of calling ``receive``: messages are
+  then handed to it synchronously by the reader, which costs no task per connection
+  (SessionConsumer does so; any consumer that calls ``receive`` works as with any layer).
+
+A local channel that nobody receives from or is attached to for ``expiry`` seconds is forgotten
+with its group memberships, as channels_redis forgets messages nobody read after ``expiry``.
+Differences from Channels' own layers are listed in docs/channels.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
+from django.utils.module_loading import import_string
+
+from . import batch
+
+logger = logging.getLogger(__name__)
+
+GROUP_KEY = "__fanout_group__"  # in a group message on the inner layer: the group it was sent to
+TO_KEY = "__fanout_to__"  # in a message for another process's local channel: that channel
+PROCESS_MARK = "fanout-process"  # in every process channel's name; see _process_of
+
+Sink = Callable[[dict[str, Any]], None]
+
+
+class _Local:
+    """One local channel: its groups, and either the callable its messages go to or their queue.
+
+    The queue and its waiters are made on first use: a channel with a sink (every connection of
+    SessionConsumer) holds none, which keeps idle connections small.
+    """
+
+    __slots__ = ("groups", "idle_since", "messages", "overflowing", "sink", "waiters")
+
+    def __init__(self) -> None:
+        self.groups: set[str] | None = None
+        self.sink: Sink | None = None
+        self.messages: deque[dict[str, Any]] | None = None
+        self.waiters: list[asyncio.Future[None]] | None = None
+        self.idle_since = time.monotonic()
+        self.overflowing = False  # dropping messages since it was last read empty (logged once)
+
+
+class FanoutChannelLayer(BaseChannelLayer):
+    """The channel layer API over ``inner`` (``{"BACKEND", "CONFIG"}``, any Channels layer).
+
+    ``capacity``: messages a local channel without a reader holds (the oldest is dropped beyond
+    it, as channels_redis' BoundedQueue does for its receive buffers; ``send`` raises ChannelFull
+    instead). ``expiry``: seconds after which an unread local channel is forgotten. ``batch``:
+    messages read from the inner layer per round trip (channels_redis' core layer).
+    """
+
+    extensions = ["groups", "flush"]
+
+    def __init__(self, inner: dict[str, Any], capacity: int = 100, expiry: int = 60, batch: int = 100) -> None:
+        super().__init__(expiry=expiry, capacity=capacity)
+        self.inner = import_string(inner["BACKEND"])(**inner.get("CONFIG", {}))
+        self.batch = batch
+        self.process_channel = ""
+        self.locals: dict[str, _Local] = {}
+        self.groups: dict[str, set[str]] = {}  # group -> local channel names
+        self._joined: set[str] = set()  # groups the process channel is in, as far as this process knows
+        self._lock: asyncio.Lock | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._numbers = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.down = False  # the reader lost the inner layer and has not reached it since
+        self._answered = asyncio.Event()  # wakes the reader's retry wait once the inner layer answers
+        group_expiry = getattr(self.inner, "group_expiry", None)
+        # Re-add the process channel to its groups before channels_redis forgets it (group_expiry).
+        self.refresh_interval = min(3600.0, group_expiry / 2) if group_expiry else 3600.0
+
+    # --- channels ----------------------------------------------------------------------------------
+
+    async def new_channel(self, prefix: str = "specific") -> str:
+        """A new local channel name, ``<process channel>.<n>``; starts the reader if needed."""
+        await self._start()
+        self._numbers += 1
+        name = f"{self.process_channel}.{self._numbers}"
+        self.locals[name] = _Local()
+        return name
+
+    def attach(self, channel: str, sink: Sink) -> None:
+        """Hand ``channel``'s messages to ``sink(message)`` as they arrive, instead of queueing them
+        for ``receive``. ``sink`` must not raise and must not block; it keeps its own order and bound."""
+        local = self.locals.setdefault(channel, _Local())
+        local.sink = sink
+        queued, local.messages = local.messages, None
+        for message in queued or ():
+            sink(message)
+
+    def detach(self, channel: str) -> None:
+        """Forget ``channel`` and its group memberships (a consumer that is done with it); the
+        process channel leaves, in a task, the groups that had no other local member."""
+        local = self.locals.pop(channel, None)
+        if local is not None:
+            for group in local.groups or ():
+                self._forget_member(group, channel)
+                if group not in self.groups and group in self._joined:
+                    self._background(self._reconcile(group))
+
+    def _background(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)  # a strong reference while it runs
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The membership expires (group_expiry) or is dropped at the next refresh.
+            logger.warning("channel layer: leaving a group failed", exc_info=task.exception())
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to ``channel``; raises ChannelFull when a local channel is full."""
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_channel_name(channel)
+        local = self.locals.get(channel)
+        if local is not None:
+            if local.sink is None and local.messages is not None and len(local.messages) >= self.capacity:
+                raise ChannelFull(channel)
+            self._deliver(channel, local, message)
+            return
+        process = _process_of(channel)
+        if process is not None:
+            await self.inner.send(process, {**message, TO_KEY: channel})
+        else:
+            await self.inner.send(channel, message)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        """The next message of ``channel`` (a local channel, or any name of the inner layer)."""
+        local = self.locals.get(channel)
+        if local is None:
+            if not self.process_channel or _process_of(channel) != self.process_channel:
+                return await self.inner.receive(channel)
+            await self._start()
+            local = self.locals[channel] = _Local()  # forgot while idle (_forget_idle): known again
+        while not local.messages:
+            waiter = asyncio.get_running_loop().create_future()
+            if local.waiters is None:
+                local.waiters = []
+            local.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    local.waiters.remove(waiter)
+                local.idle_since = time.monotonic()
+        return local.messages.popleft()
+
+    async def ping(self) -> None:
+        """A message through the inner layer to this process's reader and back (``/healthz``):
+        raises what the inner layer raised; waits for ever while the reader is stalled (the caller
+        bounds it)."""
+        channel = await self.new_channel()
+        try:
+            await self.inner.send(self.process_channel, {"type": "fanout.ping", TO_KEY: channel})
+            await self.receive(channel)
+        finally:
+            self.detach(channel)
+
+    # --- groups ------------------------------------------------------------------------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group``; raises what the inner layer raised (membership undone)."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        local = self.locals.get(channel)
+        if local is None:
+            await self.inner.group_add(group, channel)
+            return
+        if local.groups is None:
+            local.groups = set()
+        local.groups.add(group)
+        self.groups.setdefault(group, set()).add(channel)
+        try:
+            await self._reconcile(group)
+        except BaseException:
+            local.groups.discard(group)
+            self._forget_member(group, channel)
+            raise
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group`` (nothing if it is not in it); raises what the inner raised."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        local = self.locals.get(channel)
+        if local is None:
+            await self.inner.group_discard(group, channel)
+            return
+        if local.groups:
+            local.groups.discard(group)
+        self._forget_member(group, channel)
+        await self._reconcile(group)
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to every member of ``group``: one inner message per process."""
+        self.require_valid_group_name(group)
+        await self.inner.group_send(group, {**message, GROUP_KEY: group})
+
+    async def flush(self) -> None:
+        """Forget every local channel and group, and flush the inner layer."""
+        self.locals.clear()
+        self.groups.clear()
+        self._joined.clear()
+        if hasattr(self.inner, "flush"):
+            await self.inner.flush()
+
+    def _forget_member(self, group: str, channel: str) -> None:
+        members = self.groups.get(group)
+        if members is not None:
+            members.discard(channel)
+            if not members:
+                del self.groups[group]
+
+    async def _reconcile(self, group: str) -> None:
+        """Make the process channel's membership of ``group`` match whether it has local members.
+
+        One change at a time, so an add and a discard of the same group cannot reach Redis in the
+        other order. While the reader cannot reach the inner layer, an add is sent even for a group
+        already joined (a restarted Redis forgot it), and an answer wakes the reader.
+        """
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            wanted = group in self.groups
+            if wanted and (group not in self._joined or self.down):
+                await self.inner.group_add(group, self.process_channel)
+                self._joined.add(group)
+                self._answered.set()
+            elif not wanted and group in self._joined:
+                self._joined.discard(group)
+                await self.inner.group_discard(group, self.process_channel)
+
+    # --- the reader ----------------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        """Make the process channel and start its reader on the running loop, unless it runs there."""
+        if not self.process_channel:
+            self.process_channel = await self.inner.new_channel(PROCESS_MARK)
+        loop = asyncio.get_running_loop()
+        reader = self._reader
+        if reader is None or reader.done() or reader.get_loop() is not loop:
+            self._lock = None  # an asyncio.Lock belongs to the loop it was first used on
+            self._reader = loop.create_task(self._read(), name="fanout-layer-reader")
+
+    def stop(self) -> asyncio.Task[None] | None:
+        """Cancel the reader (tests, between event loops); returns it, for the caller to await."""
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.done():
+            reader.cancel()
+            return reader
+        return None
+
+    async def refresh(self) -> None:
+        """Add the process channel to its groups again, and leave those without local members;
+        raises what the inner layer raised."""
+        for group in tuple(self._joined):
+            if group in self.groups:
+                await self.inner.group_add(group, self.process_channel)
+            else:
+                await self._reconcile(group)
+
+    async def _read(self) -> None:
+        """Receive the process channel's messages until cancelled, retrying while the layer is down."""
+        receive = batch.receiver(self.inner, self.process_channel, self.batch)
+        delay = 0.0  # 0: the inner layer answered last time
+        housekept = refreshed = time.monotonic()
+        while True:
+            try:
+                if delay:
+                    await self.refresh()  # a restarted Redis has forgotten the groups
+                    logger.info("channel layer is back; %s rejoined its groups", self.process_channel)
+                    delay, self.down = 0.0, False
+                messages = await receive()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
+                # The traceback once per outage, not at every retry.
+                logger.warning("channel layer reader failed; retrying", exc_info=not delay)
+                self.down = True
+                delay = min(delay * 2, 5.0) or 0.2
+                self._answered.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._answered.wait(), delay)
+                continue
+            for targets, message in messages:
+                self._route(targets, message)
+            now = time.monotonic()
+            if now - housekept > self.expiry:
+                housekept = now
+                self._forget_idle(now)
+            if now - refreshed > self.refresh_interval:
+                refreshed = now
+                await self.refresh()
+
+    def _route(self, targets: Any, message: dict[str, Any]) -> None:
+        """Hand one message of the process channel to the local channels it is for.
+
+        ``targets``: the channel names the inner layer addressed (channels_redis' core layer tells,
+        in ``__asgi_channel__``), or None for "the process channel".
+        """
+        group = message.pop(GROUP_KEY, None)
+        to = message.pop(TO_KEY, None)
+        for target in [self.process_channel] if targets is None else targets:
+            if target != self.process_channel:
+                local = self.locals.get(target)  # a local channel the inner layer addressed itself
+                if local is not None:
+                    self._deliver(target, local, message)
+            elif group is not None:
+                for channel in tuple(self.groups.get(group, ())):
+                    local = self.locals.get(channel)
+                    if local is not None:
+                        self._deliver(channel, local, message)
+            elif to is not None:
+                local = self.locals.get(to)
+                if local is not None:
+                    self._deliver(to, local, message)
+            else:
+                logger.warning("process channel got a message for no channel: type %r", message.get("type"))
+
+    def _deliver(self, channel: str, local: _Local, message: dict[str, Any]) -> None:
+        sink = local.sink
+        if sink is not None:
+            try:
+                sink(message)
+            except Exception:
+                # One member's failure must not cost the others their message.
+                logger.exception("delivery to %s failed", channel)
+            return
+        if local.messages is None:
+            local.messages = deque()
+        if len(local.messages) >= self.capacity:
+            local.messages.popleft()  # channels_redis#212: better drop than grow without bound
+            if not local.overflowing:
+                local.overflowing = True
+                logger.warning("local channel %s is full (%d); dropping its oldest messages", channel, self.capacity)
+        elif not local.messages:
+            local.overflowing = False
+        local.messages.append(message)
+        for waiter in local.waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    def _forget_idle(self, now: float) -> None:
+        """Forget local channels nobody received from, or attached to, for ``expiry`` seconds."""
+        idle = [
+            name
+            for name, local in self.locals.items()
+            if local.sink is None and not local.waiters and now - local.idle_since > self.expiry
+        ]
+        for name in idle:
+            logger.debug("forgot idle local channel %s", name)
+            self.detach(name)
+
+
+def _process_of(channel: str) -> str | None:
+    """The process channel of a local channel name (``<process channel>.<n>``), else None."""
+    head, _, tail = channel.rpartition(".")
+    if tail.isdigit() and PROCESS_MARK in head:
+        return head
+    return None

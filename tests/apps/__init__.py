@@ -1,0 +1,1 @@
+"""ASGI applications for live-server tests: this project with extra states."""
