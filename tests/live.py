@@ -232,7 +232,11 @@ class Daphne:
     """One daphne process serving ``project.asgi:application``; its stdout and stderr go to ``log_path``."""
 
     def __init__(
-        self, workdir: Path, env: dict[str, str], args: tuple[str, ...] = (), application: str = "project.asgi:application"
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        args: tuple[str, ...] = (),
+        application: str = "project.asgi:application",
     ) -> None:
         self.port = free_port()
         self.env = env
