@@ -239,8 +239,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
             await _resume(sending, waiting_on)
             while self._outbox:
                 message = self._outbox.popleft()
-                if "text" in message:
-                    self._queued -= len(message["text"])
+                self._queued -= len(message.get("text") or message.get("bytes") or "")
                 await self.base_send(message)
         except CLIENT_GONE:
             logger.debug("frames to a disconnected client dropped", exc_info=True)

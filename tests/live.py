@@ -302,6 +302,31 @@ class Daphne:
         return http_json(self.http + path)
 
 
+class Uvicorn(Daphne):
+    """One uvicorn process (``--ws auto``, ``--lifespan off``) serving ``application``, with daphne's
+    interface; the process is the server (no ``--workers``), so ``rss_kib`` is uvicorn's own."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        args: tuple[str, ...] = (),
+        application: str = "project.asgi:application",
+    ) -> None:
+        super().__init__(workdir, env, args, application)
+        self.log_path = workdir / f"uvicorn-{self.port}.log"
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "uvicorn", self.application, "--host", "127.0.0.1", "--port", str(self.port)]
+        argv += ["--lifespan", "off", *self.args]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        process = self.process
+        wait_until(lambda: process.poll() is not None or _listening(self.port), 30, f"uvicorn on {self.port}")
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{self.log()}")
+
+
 def http_json(url: str, payload: Any = None, timeout: float = 10) -> tuple[int, Any]:
     """GET (or POST ``payload`` as JSON); returns ``(status, decoded body)`` for 2xx to 5xx alike."""
     data = json.dumps(payload).encode() if payload is not None else None
@@ -366,6 +391,21 @@ class Processes:
         """Start a daphne serving ``application`` on ``database_url`` (and Redis when given) with
         ``settings`` as variables."""
         server = Daphne(self.workdir, base_env(database_url, redis_url, **settings), args, application)
+        self.daphnes.append(server)
+        server.start()
+        return server
+
+    def uvicorn(
+        self,
+        database_url: str,
+        redis_url: str | None = None,
+        *,
+        args: tuple[str, ...] = (),
+        application: str = "project.asgi:application",
+        **settings: Any,
+    ) -> Uvicorn:
+        """As ``daphne``, with uvicorn (stopped with the daphnes, first)."""
+        server = Uvicorn(self.workdir, base_env(database_url, redis_url, **settings), args, application)
         self.daphnes.append(server)
         server.start()
         return server
