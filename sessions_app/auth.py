@@ -18,7 +18,7 @@ def validate_access_token(raw: Any) -> Token:
     Uses ``JWTAuthentication.get_validated_token``, so only ``SIMPLE_JWT["AUTH_TOKEN_CLASSES"]``
     (access tokens) pass: refresh tokens, expired, malformed and foreign-signed tokens raise
     ProtocolError(NOT_AUTHENTICATED). CPU only (HMAC), safe on the event loop. The user is checked
-    separately, in the database hop (services.connection_open).
+    separately, in the database hop (presence.connection_open).
     """
     if not isinstance(raw, str) or not raw:
         raise ProtocolError(protocol.NOT_AUTHENTICATED, 'Send {"token": "<access token>"} first.')

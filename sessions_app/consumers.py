@@ -18,7 +18,7 @@ from asgiref.sync import markcoroutinefunction
 from channels.exceptions import StopConsumer
 from rest_framework_simplejwt.tokens import Token
 
-from . import auth, events, limits, process, protocol, services
+from . import auth, events, limits, presence, process, protocol, services
 from .conf import app_settings
 from .handlers import call
 from .protocol import ProtocolError
@@ -145,7 +145,7 @@ class SessionConsumer(OrderedConsumer):
                 first = None
             raw = first.get("token") if type(first) is dict else None
             token = auth.validate_access_token(raw)
-            user = await call(services.connection_open, token=token, channel_name=self.channel_name)
+            user = await call(presence.connection_open, token=token, channel_name=self.channel_name)
             self.user = user
             process.register(self)
             expires_at = self.schedule_token_expiry(token)
@@ -294,7 +294,7 @@ class SessionConsumer(OrderedConsumer):
         if self.user is not None:
             process.unregister(self)
             try:
-                close = services.connection_close
+                close = presence.connection_close
                 await self.publish(
                     await call(close, channel_name=self.channel_name, user=self.user, session_id=self.session_id)
                 )

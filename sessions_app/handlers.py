@@ -14,6 +14,7 @@ from django.db import InterfaceError, OperationalError
 
 from . import auth, protocol, selectors, services
 from .models import Role
+from .presence import user_check
 from .protocol import ProtocolError
 from .registry import Connection, state
 from .serializers import CreateSchema, InviteSchema, JoinSchema, PatchSchema, SaveSchema, TokenSchema
@@ -58,7 +59,7 @@ async def authenticate(conn: Connection, data: dict[str, Any]) -> dict[str, Any]
     token = auth.validate_access_token(data["token"])
     if str(auth.token_user_id(token)) != str(conn.user["id"]):
         raise ProtocolError(protocol.NOT_AUTHENTICATED, "The token belongs to another user.")
-    await call(services.user_check, token=token)
+    await call(user_check, token=token)
     expires_at = conn.schedule_token_expiry(token)
     return {"token_expires_at": protocol.utc_iso(expires_at)}
 

@@ -7,29 +7,12 @@ Configured like any layer, around the layer that carries messages between proces
         "CONFIG": {"inner": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {...}}},
     }}
 
-Consumers use the ordinary API: ``new_channel``, ``receive``, ``send``, ``group_add``,
-``group_discard``, ``group_send``. What differs is where the work happens:
-
-- Channels made by ``new_channel`` are *local*: ``<process channel>.<n>``, with no Redis key or
-  subscription of their own. The process has one channel on the inner layer, its *process
-  channel*, read by one task (``sessions_app.batch`` reads channels_redis' core layer in batches).
-- A group's local members are kept here; the process channel joins the group on the inner layer
-  with the first local member and leaves it with the last. A ``group_send`` is one inner message
-  per process that has members (tagged with the group), whatever the number of members, instead of
-  one queue entry, one wake-up and one receive task per member. channels_redis' pub/sub layer
-  fans out per process the same way (``RedisPubSubLoopLayer.groups``) and its core layer sends one
-  message per process key since channels_redis#83 ("Sending messages is slow when using groups");
-  this layer also saves the per-member work left after that: the group's member list read from
-  Redis on every send, one decode per member (pub/sub), one queue and wake-up per member.
-- ``send`` to a local channel of this process is delivered at once; to another process's local
-  channel, through that process's channel; to any other name, through the inner layer unchanged.
-- A consumer may ``attach`` a callable to its channel instead of calling ``receive``: messages are
-  then handed to it synchronously by the reader, which costs no task per connection
-  (SessionConsumer does so; any consumer that calls ``receive`` works as with any layer).
-
-A local channel that nobody receives from or is attached to for ``expiry`` seconds is forgotten
-with its group memberships, as channels_redis forgets messages nobody read after ``expiry``.
-Differences from Channels' own layers are listed in docs/channels.md.
+Consumers use the ordinary API (``new_channel``, ``receive``, ``send``, ``group_add``,
+``group_discard``, ``group_send``). Channels made here are *local* (``<process channel>.<n>``, see
+sessions_app.localchannels); the process has one channel on the inner layer, read in batches by one
+task; a group message crosses the inner layer once per process with members. How and why, with the
+channels_redis work it builds on (channels_redis#83, ``RedisPubSubLoopLayer.groups``):
+docs/channels.md, "How FanoutChannelLayer works".
 """
 
 from __future__ import annotations
@@ -38,8 +21,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -47,32 +28,12 @@ from channels.layers import BaseChannelLayer
 from django.utils.module_loading import import_string
 
 from . import batch
+from .localchannels import PROCESS_MARK, LocalChannel, Sink, process_of
 
 logger = logging.getLogger(__name__)
 
 GROUP_KEY = "__fanout_group__"  # in a group message on the inner layer: the group it was sent to
 TO_KEY = "__fanout_to__"  # in a message for another process's local channel: that channel
-PROCESS_MARK = "fanout-process"  # in every process channel's name; see _process_of
-
-Sink = Callable[[dict[str, Any]], None]
-
-
-class _Local:
-    """One local channel: its groups, and either the callable its messages go to or their queue.
-
-    The queue and its waiters are made on first use: a channel with a sink (every connection of
-    SessionConsumer) holds none, which keeps idle connections small.
-    """
-
-    __slots__ = ("groups", "idle_since", "messages", "overflowing", "sink", "waiters")
-
-    def __init__(self) -> None:
-        self.groups: set[str] | None = None
-        self.sink: Sink | None = None
-        self.messages: deque[dict[str, Any]] | None = None
-        self.waiters: list[asyncio.Future[None]] | None = None
-        self.idle_since = time.monotonic()
-        self.overflowing = False  # dropping messages since it was last read empty (logged once)
 
 
 class FanoutChannelLayer(BaseChannelLayer):
@@ -91,7 +52,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         self.inner = import_string(inner["BACKEND"])(**inner.get("CONFIG", {}))
         self.batch = batch
         self.process_channel = ""
-        self.locals: dict[str, _Local] = {}
+        self.locals: dict[str, LocalChannel] = {}
         self.groups: dict[str, set[str]] = {}  # group -> local channel names
         self._joined: set[str] = set()  # groups the process channel is in, as far as this process knows
         self._lock: asyncio.Lock | None = None
@@ -111,13 +72,13 @@ class FanoutChannelLayer(BaseChannelLayer):
         await self._start()
         self._numbers += 1
         name = f"{self.process_channel}.{self._numbers}"
-        self.locals[name] = _Local()
+        self.locals[name] = LocalChannel()
         return name
 
     def attach(self, channel: str, sink: Sink) -> None:
         """Hand ``channel``'s messages to ``sink(message)`` as they arrive, instead of queueing them
         for ``receive``. ``sink`` must not raise and must not block; it keeps its own order and bound."""
-        local = self.locals.setdefault(channel, _Local())
+        local = self.locals.setdefault(channel, LocalChannel())
         local.sink = sink
         queued, local.messages = local.messages, None
         for message in queued or ():
@@ -152,9 +113,9 @@ class FanoutChannelLayer(BaseChannelLayer):
         if local is not None:
             if local.sink is None and local.messages is not None and len(local.messages) >= self.capacity:
                 raise ChannelFull(channel)
-            self._deliver(channel, local, message)
+            local.deliver(message, self.capacity, channel)
             return
-        process = _process_of(channel)
+        process = process_of(channel)
         if process is not None:
             await self.inner.send(process, {**message, TO_KEY: channel})
         else:
@@ -164,22 +125,11 @@ class FanoutChannelLayer(BaseChannelLayer):
         """The next message of ``channel`` (a local channel, or any name of the inner layer)."""
         local = self.locals.get(channel)
         if local is None:
-            if not self.process_channel or _process_of(channel) != self.process_channel:
+            if not self.process_channel or process_of(channel) != self.process_channel:
                 return await self.inner.receive(channel)
             await self._start()
-            local = self.locals[channel] = _Local()  # forgot while idle (_forget_idle): known again
-        while not local.messages:
-            waiter = asyncio.get_running_loop().create_future()
-            if local.waiters is None:
-                local.waiters = []
-            local.waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                with contextlib.suppress(ValueError):
-                    local.waiters.remove(waiter)
-                local.idle_since = time.monotonic()
-        return local.messages.popleft()
+            local = self.locals[channel] = LocalChannel()  # forgot while idle (_forget_idle): known again
+        return await local.receive()
 
     async def ping(self) -> None:
         """A message through the inner layer to this process's reader and back (``/healthz``):
@@ -340,42 +290,18 @@ class FanoutChannelLayer(BaseChannelLayer):
             if target != self.process_channel:
                 local = self.locals.get(target)  # a local channel the inner layer addressed itself
                 if local is not None:
-                    self._deliver(target, local, message)
+                    local.deliver(message, self.capacity, target)
             elif group is not None:
                 for channel in tuple(self.groups.get(group, ())):
                     local = self.locals.get(channel)
                     if local is not None:
-                        self._deliver(channel, local, message)
+                        local.deliver(message, self.capacity, channel)
             elif to is not None:
                 local = self.locals.get(to)
                 if local is not None:
-                    self._deliver(to, local, message)
+                    local.deliver(message, self.capacity, to)
             else:
                 logger.warning("process channel got a message for no channel: type %r", message.get("type"))
-
-    def _deliver(self, channel: str, local: _Local, message: dict[str, Any]) -> None:
-        sink = local.sink
-        if sink is not None:
-            try:
-                sink(message)
-            except Exception:
-                # One member's failure must not cost the others their message.
-                logger.exception("delivery to %s failed", channel)
-            return
-        if local.messages is None:
-            local.messages = deque()
-        if len(local.messages) >= self.capacity:
-            local.messages.popleft()  # channels_redis#212: better drop than grow without bound
-            if not local.overflowing:
-                local.overflowing = True
-                logger.warning("local channel %s is full (%d); dropping its oldest messages", channel, self.capacity)
-        elif not local.messages:
-            local.overflowing = False
-        local.messages.append(message)
-        for waiter in local.waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-                break
 
     def _forget_idle(self, now: float) -> None:
         """Forget local channels nobody received from, or attached to, for ``expiry`` seconds."""
@@ -387,11 +313,3 @@ class FanoutChannelLayer(BaseChannelLayer):
         for name in idle:
             logger.debug("forgot idle local channel %s", name)
             self.detach(name)
-
-
-def _process_of(channel: str) -> str | None:
-    """The process channel of a local channel name (``<process channel>.<n>``), else None."""
-    head, _, tail = channel.rpartition(".")
-    if tail.isdigit() and PROCESS_MARK in head:
-        return head
-    return None

@@ -30,7 +30,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import DatabaseError, connections
 
-from . import events, selectors, services
+from . import events, presence, selectors
 from .conf import app_settings
 from .models import ServerProcess
 
@@ -73,7 +73,7 @@ def _forget_this_process() -> None:
     limit nor show them present until the TTL passes. A SIGKILL skips this; the TTL covers it.
     """
     try:
-        ServerProcess.objects.filter(pk=services.SERVER_ID).delete()
+        ServerProcess.objects.filter(pk=presence.SERVER_ID).delete()
     except DatabaseError:
         logger.debug("could not delete this process's row at exit", exc_info=True)
     finally:
@@ -95,7 +95,7 @@ def ensure_running() -> None:
 
 
 async def _heartbeat() -> None:
-    beat = database_sync_to_async(services.server_heartbeat)
+    beat = database_sync_to_async(presence.server_heartbeat)
     not_active = database_sync_to_async(selectors.users_not_active)
     while True:
         try:

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from sessions_app import selectors, services
+from sessions_app import presence, selectors, services
 from sessions_app.models import Connection, ServerProcess, Session
 
 pytestmark = pytest.mark.django_db
@@ -62,10 +62,10 @@ def test_the_present_filter_splits_sessions_with_someone_connected(staff: Any, p
     busy = make_session(people["alice"], "Busy")
     make_session(people["alice"], "Quiet")
     stale = make_session(people["bob"], "Stale")
-    services.server_heartbeat()
+    presence.server_heartbeat()
     ServerProcess.objects.create(id="dead", heartbeat_at=timezone.now() - timedelta(days=1))
     Connection.objects.create(
-        channel_name="a1", server_id=services.SERVER_ID, user_id=people["alice"]["id"], session=busy
+        channel_name="a1", server_id=presence.SERVER_ID, user_id=people["alice"]["id"], session=busy
     )
     Connection.objects.create(channel_name="b1", server_id="dead", user_id=people["bob"]["id"], session=stale)
 
@@ -87,9 +87,9 @@ def test_the_session_change_page_shows_members_inline_and_history_read_only(staf
         ops=[{"op": "add", "path": "/marker", "value": "patched-by-bob"}],
     )
     services.revision_create(user=people["alice"], channel_name="", session_id=session.pk, message="first milestone")
-    services.server_heartbeat()
+    presence.server_heartbeat()
     Connection.objects.create(
-        channel_name="b1", server_id=services.SERVER_ID, user_id=people["bob"]["id"], session=session
+        channel_name="b1", server_id=presence.SERVER_ID, user_id=people["bob"]["id"], session=session
     )
 
     response = staff.get(reverse("admin:sessions_app_session_change", args=[session.pk]))
@@ -132,9 +132,9 @@ def test_the_user_admin_changelist_loads(staff: Any, people: Any) -> None:
 
 def test_the_connection_admin_changelist_loads_read_only(staff: Any, people: Any) -> None:
     session = make_session(people["alice"], "Roadmap")
-    services.server_heartbeat()
+    presence.server_heartbeat()
     Connection.objects.create(
-        channel_name="a1", server_id=services.SERVER_ID, user_id=people["alice"]["id"], session=session
+        channel_name="a1", server_id=presence.SERVER_ID, user_id=people["alice"]["id"], session=session
     )
     response = staff.get(reverse("admin:sessions_app_connection_changelist"))
     assert response.status_code == 200

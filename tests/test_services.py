@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from sessions_app import documents, protocol, selectors, services
+from sessions_app import documents, presence, protocol, selectors, services
 from sessions_app.conf import app_settings
 from sessions_app.models import Change, Connection, Membership, Revision, ServerProcess, Session
 from sessions_app.protocol import ProtocolError
@@ -35,7 +35,7 @@ def add(key: str, value: Any = 1) -> list[dict[str, Any]]:
 
 
 def open_connection(user: dict[str, Any], channel: str, server: str | None = None) -> None:
-    Connection.objects.create(channel_name=channel, server_id=server or services.SERVER_ID, user_id=user["id"])
+    Connection.objects.create(channel_name=channel, server_id=server or presence.SERVER_ID, user_id=user["id"])
 
 
 def raised(code: str, call: Any, *args: Any, **kwargs: Any) -> ProtocolError:
@@ -288,7 +288,7 @@ def test_a_viewer_cannot_record_a_revision(users: Any) -> None:
 
 
 def test_presence_counts_each_user_once_and_ignores_connections_not_joined(users: Any) -> None:
-    services.server_heartbeat()
+    presence.server_heartbeat()
     open_connection(users["bob"], "b1")
     open_connection(users["alice"], "a1")
     open_connection(users["alice"], "a2")
@@ -301,31 +301,31 @@ def test_presence_counts_each_user_once_and_ignores_connections_not_joined(users
 
 
 def test_connection_close_pushes_presence_only_for_the_users_last_tab(users: Any) -> None:
-    services.server_heartbeat()
+    presence.server_heartbeat()
     open_connection(users["alice"], "a1")
     open_connection(users["alice"], "a2")
     session_id = create(users["alice"], channel="a1").session_id
     assert services.session_join(user=users["alice"], channel_name="a2", session_id=session_id, since=None).pushes == []
     alice = users["alice"]
-    assert services.connection_close(channel_name="a1", user=alice, session_id=session_id) == []
-    [left] = services.connection_close(channel_name="a2", user=alice, session_id=session_id)
+    assert presence.connection_close(channel_name="a1", user=alice, session_id=session_id) == []
+    [left] = presence.connection_close(channel_name="a2", user=alice, session_id=session_id)
     assert json.loads(left.message["text"])["data"] == {
         "session": str(session_id),
         "present": [],
         "left": users["alice"],
     }
-    assert services.connection_close(channel_name="a2", user=alice, session_id=session_id) == []  # idempotent
+    assert presence.connection_close(channel_name="a2", user=alice, session_id=session_id) == []  # idempotent
 
 
 def test_connection_close_of_a_connection_that_joined_nothing_only_deletes_its_row(users: Any) -> None:
-    services.server_heartbeat()
+    presence.server_heartbeat()
     open_connection(users["alice"], "a1")
-    assert services.connection_close(channel_name="a1", user=users["alice"], session_id=None) == []
+    assert presence.connection_close(channel_name="a1", user=users["alice"], session_id=None) == []
     assert not Connection.objects.filter(pk="a1").exists()
 
 
 def test_connections_of_a_process_past_the_ttl_stop_counting_as_present(users: Any) -> None:
-    services.server_heartbeat()
+    presence.server_heartbeat()
     stale = timezone.now() - timedelta(seconds=app_settings.PRESENCE_TTL + 5)
     ServerProcess.objects.create(id="stalled", heartbeat_at=stale)
     open_connection(users["alice"], "a1")
@@ -337,7 +337,7 @@ def test_connections_of_a_process_past_the_ttl_stop_counting_as_present(users: A
 
 
 def test_server_heartbeat_removes_a_dead_process_with_its_connections_and_returns_presence(users: Any) -> None:
-    services.server_heartbeat()
+    presence.server_heartbeat()
     ServerProcess.objects.create(
         id="dead", heartbeat_at=timezone.now() - timedelta(seconds=app_settings.PRESENCE_TTL + 5)
     )
@@ -352,9 +352,9 @@ def test_server_heartbeat_removes_a_dead_process_with_its_connections_and_return
     open_connection(users["bob"], "b-idle", server="dead")  # not joined: no presence change
     Connection.objects.filter(pk__in=["b-dead", "c-dead", "c-young"]).update(session_id=session_id)
 
-    pushes = services.server_heartbeat()
+    pushes = presence.server_heartbeat()
 
-    assert set(ServerProcess.objects.values_list("pk", flat=True)) == {services.SERVER_ID, "young"}
+    assert set(ServerProcess.objects.values_list("pk", flat=True)) == {presence.SERVER_ID, "young"}
     assert set(Connection.objects.values_list("pk", flat=True)) == {"a1", "c-young"}
     [event] = pushes
     assert event.group == f"session.{session_id.hex}"
@@ -363,11 +363,11 @@ def test_server_heartbeat_removes_a_dead_process_with_its_connections_and_return
         "state": "presence",
         "data": {"session": str(session_id), "present": [users["alice"], users["carol"]], "left": users["bob"]},
     }
-    assert services.server_heartbeat() == []
+    assert presence.server_heartbeat() == []
 
 
 def test_server_heartbeat_refreshes_this_process(users: Any) -> None:
-    ServerProcess.objects.create(id=services.SERVER_ID, heartbeat_at=timezone.now() - timedelta(days=1))
-    assert services.server_heartbeat() == []
-    beat = ServerProcess.objects.get(pk=services.SERVER_ID).heartbeat_at
+    ServerProcess.objects.create(id=presence.SERVER_ID, heartbeat_at=timezone.now() - timedelta(days=1))
+    assert presence.server_heartbeat() == []
+    beat = ServerProcess.objects.get(pk=presence.SERVER_ID).heartbeat_at
     assert timezone.now() - beat < timedelta(seconds=5)
