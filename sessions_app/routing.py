@@ -13,7 +13,8 @@ An error Channels raises inside its coroutine is raised inside the returned coro
 servers report it the same way; a nested URLRouter's Resolver404 is raised at once, where the outer
 URLRouter catches it to try its next route, as in Channels. One deliberate difference: a WebSocket
 handshake to a path with no route is refused (HTTP 403) instead of raising ValueError, which made a
-traceback in the log for every such request anyone cared to send.
+traceback in the log for every such request anyone cared to send. The origin check stays Channels'
+``OriginValidator`` itself (sessions_app.security), which awaits the consumer.
 """
 
 import logging

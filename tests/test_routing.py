@@ -33,7 +33,10 @@ async def test_only_the_consumer_frame_stays_on_an_authenticated_connections_sta
     try:
         await client.send({"token": access_for(alice)})
         assert (await client.recv())["state"] == "initialised"
-        coroutine = client.ws.future.get_coro()
+        outer = client.ws.future.get_coro()
+        # Channels' OriginValidator awaits the consumer (sessions_app.security); nothing else does.
+        assert outer.cr_code.co_qualname == "OriginValidator.__call__"
+        coroutine = outer.cr_await
         assert coroutine.cr_code.co_qualname == "OrderedConsumer.__call__"
         # ... and it is waiting for the client, not for an inner application.
         assert coroutine.cr_await is not None and "SessionGroupsMixin" not in str(coroutine.cr_await)
