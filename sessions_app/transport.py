@@ -67,7 +67,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
     _held: deque[dict[str, Any]] | None = None  # not None while a message is handled: what waits for it
     _running: asyncio.Task[None] | None = None  # a layer message's handler that suspended
     _outbox: deque[dict[str, Any]] | None = None  # messages waiting behind a send the server made wait
-    _queued = 0  # characters of text in the outbox
+    _queued = 0  # bytes of the frames in the outbox (UTF-8 for text)
     _socket: sockets.SocketBuffer | None = None
     _channel_reader: asyncio.Task[None] | None = None
 
@@ -204,7 +204,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
     def write(self, text: str) -> None:
         """Send one text frame now, behind any frame still waiting for the server."""
         if self.state is ConnectionState.OPEN:
-            self.send_in_order({"type": "websocket.send", "text": text}, len(text))
+            self.send_in_order({"type": "websocket.send", "text": text}, _size(text))
 
     def send_in_order(self, message: dict[str, Any], size: int = 0) -> None:
         """Hand an ASGI message to the server without waiting, in order; enforce the send buffer.
@@ -239,7 +239,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
             await _resume(sending, waiting_on)
             while self._outbox:
                 message = self._outbox.popleft()
-                self._queued -= len(message.get("text") or message.get("bytes") or "")
+                self._queued -= _size(message.get("text") or message.get("bytes") or b"")
                 await self.base_send(message)
         except CLIENT_GONE:
             logger.debug("frames to a disconnected client dropped", exc_info=True)
@@ -282,6 +282,14 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
 
     async def cleanup(self) -> None:
         """Override: what to undo when the connection ends (called once, before the layer is left)."""
+
+
+def _size(frame: str | bytes) -> int:
+    """A frame's payload in bytes: UTF-8 for text (``isascii`` is O(1) in CPython; only non-ASCII
+    text is encoded to count it)."""
+    if isinstance(frame, bytes) or frame.isascii():
+        return len(frame)
+    return len(frame.encode())
 
 
 @types.coroutine

@@ -108,6 +108,22 @@ async def test_the_send_buffer_bound_closes_a_connection_whose_frames_wait_with_
     assert sent[-1]["code"] == 4008
 
 
+async def test_the_send_buffer_counts_utf8_bytes_not_characters(settings) -> None:
+    settings.SESSIONS_MAX_SEND_BUFFER = 1000
+    gate = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        await gate.wait()
+
+    ascii_text, accented = opened(send), opened(send)
+    for _ in range(7):  # the first is in the waiting send; six wait behind it
+        ascii_text.write("x" * 100)  # 600 bytes waiting
+        accented.write("\u00e9" * 100)  # 100 characters of 2 bytes: 1,200 bytes waiting
+    assert ascii_text.state is ConnectionState.OPEN
+    assert accented.state is ConnectionState.CLOSING
+    gate.set()
+
+
 async def test_a_frame_to_a_client_that_is_gone_is_dropped_quietly() -> None:
     async def gone(message: dict[str, Any]) -> None:
         raise ConnectionResetError("client disconnected")  # uvicorn's ClientDisconnected is an OSError
