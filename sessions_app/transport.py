@@ -1,25 +1,16 @@
 """The consumer's transport: reads one message at a time, ordered writes, bounded buffers.
 
 ``OrderedConsumer`` is Channels' ``AsyncJsonWebsocketConsumer`` with its loop replaced, for speed,
-by one that keeps Channels' rules (docs/channels.md, "Differences from Channels"):
-
-- One message at a time, client frames and channel-layer messages alike, each dispatched by its
-  ``type`` to the method of that name with dots as underscores (Channels' ``get_handler_name``):
-  ``{"type": "chat.message"}`` sent with ``group_send`` runs ``async def chat_message(self, event)``.
-- The loop awaits the client alone. Channel-layer messages are handed over by the layer
-  (``FanoutChannelLayer.attach``), or read by one task per connection on any other layer; a message
-  that arrives while another is handled waits for it (at most ``SESSIONS_PUSH_BUFFER``, beyond
-  which it is dropped: the client sees the version gap and re-joins, docs/protocol.md). Channels
-  makes a task and an ``asyncio.wait`` for every message instead (``await_many_dispatch``), and hops
-  to the database thread before each one (``aclose_old_connections``); here only handlers that use
-  the database go there, through ``database_sync_to_async``, which closes old connections itself.
-- A handler that raises is logged with its traceback and the connection goes on (in Channels the
-  exception ends the consumer).
-- Writes never wait: a frame is handed to the server at once, or, when the server made an earlier
-  send wait (uvicorn, under backpressure), queued behind it. What a client that does not read
-  makes the server hold, in the server's buffer (``sessions_app.sockets``) and in that queue, is
-  bounded by ``SESSIONS_MAX_SEND_BUFFER`` bytes; past it the connection is closed with 4008
-  ("too slow") and its TCP connection dropped, freeing the buffer.
+by one that keeps Channels' rules: one message at a time, each dispatched by its ``type`` to the
+method of that name with dots as underscores (``get_handler_name``: ``group_send`` of
+``{"type": "chat.message"}`` runs ``async def chat_message(self, event)``). The loop awaits the
+client alone; layer messages are handed over by the layer (``FanoutChannelLayer.attach``; one
+reader task on any other layer) and wait, at most ``SESSIONS_PUSH_BUFFER``, while a message is
+handled. A handler that raises is logged and the connection goes on. Writes never wait: a frame
+goes to the server at once or queues behind a send the server made wait (uvicorn); what a client
+that does not read makes the server hold is bounded by ``SESSIONS_MAX_SEND_BUFFER`` bytes, past
+which the connection is closed with 4008 ("too slow"). The departures and their measured gains:
+docs/channels.md.
 """
 
 import asyncio
