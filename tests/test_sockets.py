@@ -6,7 +6,6 @@ WebSocket handshake, asks for a flood of 64 KiB frames and then stops reading.
 import base64
 import datetime
 import functools
-import importlib.util
 import ipaddress
 import json
 import os
@@ -125,11 +124,7 @@ UVICORN = [
     pytest.param(("auto", "auto", False), id="auto"),
     pytest.param(("websockets-sansio", "asyncio", False), id="websockets-sansio-asyncio-loop"),
     pytest.param(("auto", "auto", True), id="auto-tls"),
-    pytest.param(
-        ("wsproto", "auto", False),
-        id="wsproto",
-        marks=pytest.mark.skipif(importlib.util.find_spec("wsproto") is None, reason="wsproto is not installed"),
-    ),
+    pytest.param(("wsproto", "auto", False), id="wsproto"),  # wsproto: requirements-dev.txt
 ]
 
 
