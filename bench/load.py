@@ -22,6 +22,11 @@ client to CPU 1 when the machine has two or more.
 
     .venv/bin/python bench/load.py                                   # 2000 connections, 5 minutes
     .venv/bin/python bench/load.py --connections 200 --duration 30   # a smoke run
+
+``bench/load.py churn [options]`` runs the connection-churn scenario instead (bench/churn.py: two
+daphne processes on Redis and PostgreSQL, sockets that never authenticate and sockets that send
+garbage, while members patch; push delays, drops, Redis backlog and server ERROR lines, for
+``CHANNEL_LAYER_FANOUT=1`` and ``=0`` side by side); ``bench/load.py churn --help`` lists its options.
 """
 
 from __future__ import annotations
@@ -382,6 +387,11 @@ async def run(args: argparse.Namespace, server: live.Server, tokens: list[str]) 
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["churn"]:
+        # The churn scenario (bench/churn.py): two daphne processes, connection churn, push delays.
+        from churn import main as churn_main
+
+        return churn_main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--session-size", type=int, default=10)
