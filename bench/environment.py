@@ -8,15 +8,14 @@ import logging
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from fixtures import ROOT
-from servers import free_port
+from fixtures import ROOT, live
+from servers import PORTS
 
 logger = logging.getLogger(__name__)
 
@@ -45,30 +44,17 @@ def _redis_answers(url: str) -> bool:
 
 
 def ensure_redis(url: str, work: Path) -> str:
-    """Return a Redis URL that answers: `url`, or a private `redis-server` started on a free port
-    of 19100-19999 (no persistence), stopped when the run ends."""
+    """Return a Redis URL that answers: `url`, or a private `redis-server` (tests/live.py) started
+    on a free port of 19100-19999 (no persistence), stopped when the run ends."""
     if _redis_answers(url):
         return url
-    server = shutil.which("redis-server")
-    if not server:
+    if not shutil.which("redis-server"):
         raise RuntimeError(f"Redis does not answer at {url} and redis-server is not installed")
-    port = free_port()
-    argv = [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    log = (work / "redis.log").open("wb")
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=work)
-
-    def stop() -> None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(10)
-
-    atexit.register(stop)
-    private = f"redis://127.0.0.1:{port}/0"
-    for _ in range(50):
-        if _redis_answers(private):
-            logger.info("started a private redis-server on port %d (%s did not answer)", port, url)
-            return private
-        time.sleep(0.1)
-    raise RuntimeError("the private redis-server did not start")
+    server = live.RedisServer(work, ports=PORTS)
+    server.start()
+    atexit.register(server.stop)
+    logger.info("started a private redis-server on port %d (%s did not answer)", server.port, url)
+    return server.url
 
 
 def _cpu_model() -> str:

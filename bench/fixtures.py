@@ -3,13 +3,16 @@
 The database is migrated with the project's own `manage.py migrate`, so the peers and our server read
 the same `auth_user` table. Until the project can migrate (while it is being written), the plain
 Channels peer's settings migrate the auth tables instead, enough for the peers.
+
+Servers, ports, Redis and PostgreSQL databases come from the launcher the tests use, tests/live.py:
+this module puts the project root on `sys.path` for it, and the other benchmark modules take it
+from here (`from fixtures import live`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import subprocess
 import sys
@@ -20,12 +23,15 @@ from pathlib import Path
 
 import jwt
 
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # bench/*.py run as scripts: sys.path[0] is bench/
+from tests import live  # noqa: E402 - needs ROOT on sys.path
+
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / "peers"
 PYTHON = sys.executable
-PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "bench-Pw-31415"
 
 # Creates the users bench0..bench{N-1} (bench0 with a password, the rest with unusable ones: hashing
@@ -110,34 +116,24 @@ def sqlite_copy(db: Database, path: Path) -> Database:
 
 
 def postgres_database() -> Database:
-    """Create a throwaway PostgreSQL database `bench_<random>` on 127.0.0.1:5432 (trust auth)."""
-    import psycopg
-
-    name = f"bench_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return Database(url=f"postgres://postgres@127.0.0.1:5432/{name}", pg_name=name)
+    """Create a throwaway PostgreSQL database `bench_<random>` on POSTGRES_TEST_URL's server."""
+    name = live.pg_create("bench")
+    return Database(url=live.pg_database_url(name), pg_name=name)
 
 
 def drop_postgres(db: Database) -> None:
     """Drop the throwaway PostgreSQL database, closing what still uses it."""
-    import psycopg
-
-    if not db.pg_name:
-        return
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db.pg_name}" WITH (FORCE)')
+    if db.pg_name:
+        live.pg_drop(db.pg_name)
 
 
 def postgres_available() -> bool:
-    """True when PostgreSQL answers on 127.0.0.1:5432."""
+    """True when PostgreSQL answers at POSTGRES_TEST_URL's server."""
     try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
-            return True
+        live.pg_query("SELECT 1")
     except Exception:  # noqa: BLE001 - any failure means "not available"
         return False
+    return True
 
 
 def access_token(secret: str, user_id: int, lifetime: int) -> str:
@@ -164,11 +160,3 @@ def _since(start: float) -> float:
 def new_secret() -> str:
     """A random SECRET_KEY for one benchmark run."""
     return "bench-" + secrets.token_urlsafe(32)
-
-
-def base_env() -> dict[str, str]:
-    """The environment every server and management command of the run starts from."""
-    env = dict(os.environ)
-    for name in ("REDIS_URL", "CHANNEL_LAYER_BACKEND", "DATABASE_URL"):
-        env.pop(name, None)
-    return env

@@ -20,6 +20,7 @@ import fixtures
 import metrics
 import report
 import servers
+from fixtures import live
 from servers import SERVERS, Running, ServerSpec
 
 logger = logging.getLogger("bench")
@@ -116,18 +117,15 @@ class Bench:
     def env(self, db: fixtures.Database | None = None, **extra: str) -> dict[str, str]:
         """The servers' environment (the protocol's settings, benchmark limits, `--env`)."""
         db = db or self.sqlite
-        env = fixtures.base_env() | {
-            "DJANGO_SECRET_KEY": self.secret,
-            "DJANGO_DEBUG": "0",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": db.url,
-            "BENCH_SQLITE_PATH": str(self.work / "bench.sqlite3"),
-            "SESSIONS_RATE_LIMIT": "1000000",
-            "SESSIONS_RATE_BURST": "1000000",
-            "SESSIONS_MAX_CONNECTIONS_PER_USER": "100000",
-            "JWT_ACCESS_LIFETIME": str(self.params.token_lifetime),
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = live.base_env(
+            db.url,
+            secret_key=self.secret,
+            BENCH_SQLITE_PATH=self.work / "bench.sqlite3",
+            SESSIONS_RATE_LIMIT=1000000,
+            SESSIONS_RATE_BURST=1000000,
+            SESSIONS_MAX_CONNECTIONS_PER_USER=100000,
+            JWT_ACCESS_LIFETIME=self.params.token_lifetime,
+        )
         return env | dict(kv.split("=", 1) for kv in self.args.env) | extra
 
     def tokens(self, db: fixtures.Database) -> tuple[list[str], list[str]]:
@@ -157,7 +155,7 @@ class Bench:
 
     def loadgen(self, job: dict[str, Any], runs: list[Running]) -> dict:
         """Run one load generator job against `runs`, pinned to the load generator's CPU."""
-        job = {"server_pids": [r.pid for r in runs], "urls": [r.url for r in runs], **job}
+        job = {"server_pids": [r.pid for r in runs], "urls": [r.socket_url for r in runs], **job}
         timeout = job.setdefault("timeout", 300)
         done = subprocess.run(
             ["taskset", "-c", LOADGEN_CPU, sys.executable, str(BENCH / "loadgen.py")],
@@ -256,7 +254,7 @@ class Bench:
             for runs in spawned:
                 try:
                     for run in runs:
-                        servers.wait_ready(run)
+                        run.wait_ready()
                     self.probe(runs, db)
                     started[runs[0].spec.key] = runs
                 except Exception as exc:  # noqa: BLE001 - one broken server must not stop the run
@@ -266,7 +264,7 @@ class Bench:
         finally:
             for runs in spawned:
                 for run in runs:
-                    servers.stop(run)
+                    run.stop()
 
     def probe(self, runs: list[Running], db: fixtures.Database | None = None) -> None:
         """Check that `runs` speak the handshake and `ping` before measuring them.

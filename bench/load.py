@@ -22,6 +22,11 @@ client to CPU 1 when the machine has two or more.
 
     .venv/bin/python bench/load.py                                   # 2000 connections, 5 minutes
     .venv/bin/python bench/load.py --connections 200 --duration 30   # a smoke run
+
+``bench/load.py churn [options]`` runs the connection-churn scenario instead (bench/churn.py: two
+daphne processes on Redis and PostgreSQL, sockets that never authenticate and sockets that send
+garbage, while members patch; push delays, drops, Redis backlog and server ERROR lines, for
+``CHANNEL_LAYER_FANOUT=1`` and ``=0`` side by side); ``bench/load.py churn --help`` lists its options.
 """
 
 from __future__ import annotations
@@ -34,153 +39,35 @@ import json
 import os
 import random
 import resource
-import secrets
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+from fixtures import live
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-
-ROOT = Path(__file__).resolve().parents[1]
-PASSWORD = "load-Pw-16180"
-SOCKET_PATH = "/api/v1/socket"
-
 
 # --- the server ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def server_env(args: argparse.Namespace, database_url: str, secret: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "CHANNEL_LAYER_BACKEND"}}
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "project.settings",
-            "DJANGO_SECRET_KEY": secret,
-            "DJANGO_DEBUG": "0",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": database_url,
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-            # Raised for the run: one user holds a connection in every session of its column.
-            "SESSIONS_MAX_CONNECTIONS_PER_USER": str(args.connections + 10),
-            "SESSIONS_MAX_SESSIONS_PER_USER": str(args.connections + 10),
-            "SESSIONS_RATE_LIMIT": "1000",
-            "SESSIONS_RATE_BURST": "1000",
-            "JWT_ACCESS_LIFETIME": str(int(args.duration + 3600)),
-        }
-    )
-    if args.redis_url:
-        env["REDIS_URL"] = args.redis_url
-    return env
-
-
-def manage(env: dict[str, str], *argv: str) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", *argv], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600
-    )
-
-
-def prepare(env: dict[str, str], users: int) -> None:
-    """Migrate and create the users (one password hash, reused)."""
-    manage(env, "migrate", "--noinput")
-    code = (
-        "from django.contrib.auth import get_user_model\n"
-        "from django.contrib.auth.hashers import make_password\n"
-        "User = get_user_model()\n"
-        f"hashed = make_password({PASSWORD!r})\n"
-        f"names = ['load{{:03d}}'.format(i) for i in range({users})]\n"
-        "User.objects.filter(username__in=names).delete()\n"
-        "User.objects.bulk_create([User(username=n, password=hashed) for n in names])\n"
-    )
-    manage(env, "shell", "-c", code)
-
-
-class Daphne:
-    def __init__(self, env: dict[str, str], log_path: Path, pin: bool) -> None:
-        self.port = free_port()
-        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "project.asgi:application"]
-        if pin and shutil.which("taskset"):
-            argv = ["taskset", "-c", "0", *argv]
-        self.log = open(log_path, "wb")  # closed in stop()
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited: {log_path.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("daphne did not start within 60 s") from None
-                time.sleep(0.1)
-
-    @property
-    def pid(self) -> int:
-        """The daphne interpreter's pid (taskset execs it, so the pid is the same)."""
-        return self.process.pid
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.log.close()
-
-
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """A private redis-server (no persistence) on a free port; never the machine's shared one."""
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen([*argv, "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.05)
-
-
-def obtain_token(port: int, username: str) -> str:
-    body = json.dumps({"username": username, "password": PASSWORD}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v1/token/", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["access"]
+def server_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The server's settings for the run (environment variables): raised limits, quiet logs."""
+    return {
+        "LOG_LEVEL": "WARNING",
+        # Raised for the run: one user holds a connection in every session of its column.
+        "SESSIONS_MAX_CONNECTIONS_PER_USER": args.connections + 10,
+        "SESSIONS_MAX_SESSIONS_PER_USER": args.connections + 10,
+        "SESSIONS_RATE_LIMIT": 1000,
+        "SESSIONS_RATE_BURST": 1000,
+        "JWT_ACCESS_LIFETIME": int(args.duration + 3600),
+    }
 
 
 # --- the clients --------------------------------------------------------------------------------------
@@ -200,50 +87,80 @@ class Stats:
             self.errors.append(text)
 
 
+async def open_ws(url: str, timeout: float) -> Any:
+    """A WebSocket to ``url`` as a browser opens it (Origin), no compression, no pings."""
+    origin = "http://" + url.split("//", 1)[1].split("/", 1)[0]
+    return await connect(
+        url, origin=origin, compression=None, open_timeout=timeout, ping_interval=None, max_queue=None, close_timeout=5
+    )
+
+
+def close_code(exc: ConnectionClosed) -> int:
+    return exc.rcvd.code if exc.rcvd is not None else 1006
+
+
 class Conn:
-    """One connection: a reader task routes replies (by id) and pushes (the session version)."""
+    """One authenticated connection of a benchmark: a reader task stamps every frame on arrival,
+    routes replies to their requests by id and hands the rest to ``on_push``.
+
+    Not tests/wsclient.py's ``Client``, on purpose: thousands of these share one event loop, and
+    every push must be read (and stamped) as it arrives, while the tests' client reads only when
+    it waits for something; this one also skips its checks and decodes with orjson."""
 
     _ids = itertools.count(1)
 
-    def __init__(self, ws: Any, stats: Stats) -> None:
+    def __init__(self, ws: Any) -> None:
         self.ws = ws
-        self.stats = stats
-        self.waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.version = 0
+        self.version = 0  # the session version to patch on
+        self.waiting: dict[str, asyncio.Future[tuple[float, dict[str, Any]]]] = {}
         self.closed: int | None = None
         self.reader = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def open(cls, url: str, token: str, *args: Any, timeout: float = 30) -> Any:
+        """Connect to ``url`` and authenticate with ``token``; ``args`` go to the constructor."""
+        ws = await open_ws(url, timeout)
+        await ws.send(orjson.dumps({"token": token}).decode())
+        first = orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if first.get("state") != "initialised":
+            await ws.close()
+            raise RuntimeError(f"handshake failed: {first}")
+        return cls(ws, *args)
+
+    def on_push(self, frame: dict[str, Any], stamp: float) -> None:
+        """Called with every frame that is not a reply, and its arrival (``time.perf_counter()``)."""
 
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
-                frame = json.loads(raw)
-                rid = frame.get("id")
-                if rid is not None and rid in self.waiting:
-                    self.waiting.pop(rid).set_result(frame)
-                elif frame.get("state") == "patched":
-                    self.stats.pushes += 1
-                    version = frame["data"]["version"]
-                    if version > self.version + 1:
-                        self.stats.gaps += 1
-                    self.version = max(self.version, version)
-                elif frame.get("state") == "error":
-                    self.stats.error(f"unsolicited error {frame.get('code')}")
+                stamp = time.perf_counter()
+                frame = orjson.loads(raw)
+                future = self.waiting.pop(frame.get("id"), None) if "id" in frame else None
+                if future is not None:
+                    if not future.done():
+                        future.set_result((stamp, frame))
+                else:
+                    self.on_push(frame, stamp)
         except ConnectionClosed as exc:
-            self.closed = exc.rcvd.code if exc.rcvd else 1006
+            self.closed = close_code(exc)
         finally:
             for future in self.waiting.values():
                 if not future.done():
                     future.set_exception(ConnectionError(f"closed {self.closed}"))
 
-    async def request(self, state: str, data: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def stamped(self, state: str, data: dict[str, Any], timeout: float) -> tuple[float, dict[str, Any]]:
+        """Send a request; return its reply and the reply's arrival (``time.perf_counter()``)."""
         rid = f"q{next(self._ids)}"
         future = asyncio.get_running_loop().create_future()
         self.waiting[rid] = future
-        await self.ws.send(json.dumps({"state": state, "data": data, "id": rid}))
+        await self.ws.send(orjson.dumps({"state": state, "data": data, "id": rid}).decode())
         try:
             return await asyncio.wait_for(future, timeout)
         finally:
             self.waiting.pop(rid, None)
+
+    async def request(self, state: str, data: dict[str, Any], timeout: float) -> dict[str, Any]:
+        return (await self.stamped(state, data, timeout))[1]
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -251,54 +168,96 @@ class Conn:
         self.reader.cancel()
 
 
-async def open_conn(port: int, token: str, stats: Stats) -> Conn:
-    ws = await connect(
-        f"ws://127.0.0.1:{port}{SOCKET_PATH}", compression=None, open_timeout=30, ping_interval=None, max_queue=None
-    )
-    await ws.send(json.dumps({"token": token}))
-    first = json.loads(await asyncio.wait_for(ws.recv(), 30))
-    if first.get("state") != "initialised":
-        raise RuntimeError(f"handshake failed: {first}")
-    return Conn(ws, stats)
+class LoadConn(Conn):
+    """A connection of the sustained load: counts the ``patched`` pushes and the gaps between them."""
+
+    def __init__(self, ws: Any, stats: Stats) -> None:
+        super().__init__(ws)
+        self.stats = stats
+
+    def on_push(self, frame: dict[str, Any], stamp: float) -> None:
+        if frame.get("state") == "patched":
+            self.stats.pushes += 1
+            version = frame["data"]["version"]
+            if version > self.version + 1:
+                self.stats.gaps += 1
+            self.version = max(self.version, version)
+        elif frame.get("state") == "error":
+            self.stats.error(f"unsolicited error {frame.get('code')}")
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How a connection patches: every ``interval`` seconds (``catch_up``: a late patch is sent at
+    once to keep the rate; otherwise the schedule slips); on ``conflict``, it rebases on the
+    version the error names and retries, after a jittered pause growing from ``pause`` to
+    ``max_pause``, at most ``attempts`` times."""
+
+    interval: float
+    reply_timeout: float
+    attempts: int
+    pause: float
+    max_pause: float
+    catch_up: bool
+
+
+async def patches(conn: Conn, path: str, stop_at: float, pace: Pace) -> AsyncIterator[tuple[str, float, float, Any]]:
+    """Replace ``path`` with 1, 2, 3 ... at ``pace`` until ``stop_at`` or the connection closes;
+    yields ``(outcome, sent, arrived, reply)`` per request: ``ack``, ``conflict`` (retried) or
+    ``error`` (the value is given up), with the reply and its arrival (``time.perf_counter()``);
+    ``gave up`` after ``attempts`` conflicts; last, ``failed`` with the exception when a request got
+    no reply. ``conn.version`` follows the replies."""
+    await asyncio.sleep(random.uniform(0, pace.interval))  # spread the connections over the interval
+    next_at = time.monotonic()
+    value = 0
+    while time.monotonic() < stop_at and conn.closed is None:
+        value += 1
+        for attempt in range(pace.attempts):
+            request = {"version": conn.version, "ops": [{"op": "replace", "path": path, "value": value}]}
+            sent = time.perf_counter()
+            try:
+                arrived, reply = await conn.stamped("patch", request, pace.reply_timeout)
+            except (TimeoutError, ConnectionError, ConnectionClosed) as exc:
+                yield "failed", sent, time.perf_counter(), exc
+                return
+            if reply.get("state") == "patch":
+                conn.version = max(conn.version, reply["data"]["version"])
+                yield "ack", sent, arrived, reply
+                break
+            if reply.get("code") != "conflict":
+                yield "error", sent, arrived, reply
+                break
+            conn.version = max(conn.version, reply["data"]["version"])
+            yield "conflict", sent, arrived, reply
+            # Rebase on the current version after a jittered, growing pause, as the browser
+            # client does: retrying at once makes every member of a busy session collide again.
+            await asyncio.sleep(random.uniform(0, min(pace.max_pause, pace.pause * 2**attempt)))
+        else:
+            yield "gave up", 0.0, 0.0, None
+        next_at = next_at + pace.interval if pace.catch_up else max(next_at + pace.interval, time.monotonic())
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
 async def patcher(
-    conn: Conn, key: str, args: argparse.Namespace, stop_at: float, acked: dict[str, int], sid: str
+    conn: LoadConn, key: str, args: argparse.Namespace, stop_at: float, acked: dict[str, int], sid: str
 ) -> None:
-    """Patch ``/k/<key>`` every ``interval`` seconds until ``stop_at``; rebase and retry on conflict."""
+    """Patch ``/k/<key>`` every ``interval`` seconds until ``stop_at``, counting into the stats."""
     stats = conn.stats
-    await asyncio.sleep(random.uniform(0, args.interval))  # spread the connections over the interval
-    value = 0
-    next_at = time.monotonic()
-    while time.monotonic() < stop_at and conn.closed is None:
-        value += 1
-        for _attempt in range(20):
-            ops = [{"op": "replace", "path": f"/k/{key}", "value": value}]
-            started = time.perf_counter()
-            try:
-                reply = await conn.request("patch", {"version": conn.version, "ops": ops}, args.reply_timeout)
-            except (TimeoutError, ConnectionError, ConnectionClosed) as exc:
-                stats.error(f"patch: {type(exc).__name__} {exc}")
-                return
-            stats.latencies.append(time.perf_counter() - started)
-            if reply.get("state") == "patch":
-                conn.version = max(conn.version, reply["data"]["version"])
+    pace = Pace(args.interval, args.reply_timeout, attempts=20, pause=0.02, max_pause=1.0, catch_up=True)
+    async for outcome, sent, arrived, reply in patches(conn, f"/k/{key}", stop_at, pace):
+        if outcome == "failed":
+            stats.error(f"patch: {type(reply).__name__} {reply}")
+        elif outcome == "gave up":
+            stats.error(f"patch: {pace.attempts} conflicts in a row")
+        else:
+            stats.latencies.append(arrived - sent)
+            if outcome == "ack":
                 stats.acked += 1
                 acked[sid] += 1
-                break
-            if reply.get("code") == "conflict":
+            elif outcome == "conflict":
                 stats.conflicts += 1
-                conn.version = max(conn.version, reply["data"]["version"])
-                # Rebase on the current version after a jittered, growing pause, as the browser
-                # client does: retrying at once makes every member of a busy session collide again.
-                await asyncio.sleep(random.uniform(0, min(1.0, 0.02 * 2**_attempt)))
-                continue
-            stats.error(f"patch error {reply.get('code')}: {reply.get('error')}")
-            break
-        else:
-            stats.error("patch: 20 conflicts in a row")
-        next_at += args.interval
-        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            else:
+                stats.error(f"patch error {reply.get('code')}: {reply.get('error')}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -308,7 +267,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(args: argparse.Namespace, server: Daphne, tokens: list[str]) -> dict[str, Any]:
+async def run(args: argparse.Namespace, server: live.Server, tokens: list[str]) -> dict[str, Any]:
     stats = Stats()
     size = args.session_size
     sessions = args.connections // size
@@ -318,12 +277,12 @@ async def run(args: argparse.Namespace, server: Daphne, tokens: list[str]) -> di
 
     # Connect everyone (in batches), then each session's first member creates it and invites the rest.
     started = time.monotonic()
-    conns: list[Conn] = []
+    conns: list[LoadConn] = []
     semaphore = asyncio.Semaphore(args.connect_concurrency)
 
-    async def one(index: int) -> Conn:
+    async def one(index: int) -> LoadConn:
         async with semaphore:
-            return await open_conn(server.port, tokens[index % size], stats)
+            return await LoadConn.open(server.socket_url, tokens[index % size], stats)
 
     try:
         conns = list(await asyncio.gather(*(one(i) for i in range(sessions * size))))
@@ -428,6 +387,11 @@ async def run(args: argparse.Namespace, server: Daphne, tokens: list[str]) -> di
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["churn"]:
+        # The churn scenario (bench/churn.py): two daphne processes, connection churn, push delays.
+        from churn import main as churn_main
+
+        return churn_main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--session-size", type=int, default=10)
@@ -459,27 +423,20 @@ def main() -> int:
     pin = not args.no_pin and (os.cpu_count() or 1) >= 2
     workdir = Path(tempfile.mkdtemp(prefix="load-"))
     database_url = args.database_url or f"sqlite:///{workdir / 'load.sqlite3'}"
-    redis = None
-    if args.layer == "redis" and not args.redis_url:
-        redis = start_redis(workdir)
-        args.redis_url = f"redis://127.0.0.1:{redis[1]}/0"
-    env = server_env(args, database_url, secrets.token_hex(32))
-    print(f"preparing {database_url} ...", flush=True)
-    prepare(env, args.session_size)
-    server = Daphne(env, workdir / "daphne.log", pin)
-    if pin:
-        os.sched_setaffinity(0, {1})
-    try:
-        tokens = [obtain_token(server.port, f"load{i:03d}") for i in range(args.session_size)]
+    names = [f"load{i:03d}" for i in range(args.session_size)]
+    # The launcher of the tests (tests/live.py) starts and always stops the servers.
+    with live.processes(workdir) as started:
+        if args.layer == "redis" and not args.redis_url:
+            args.redis_url = started.redis().url
+        print(f"preparing {database_url} ...", flush=True)
+        live.prepare_database(database_url, names)
+        server = started.daphne(database_url, args.redis_url or None, cpu="0" if pin else None, **server_settings(args))
+        if pin:
+            os.sched_setaffinity(0, {1})
+        tokens = [server.token(name) for name in names]
         print(f"daphne pid {server.pid} on port {server.port}; {args.connections} connections ...", flush=True)
         report = asyncio.run(run(args, server, tokens))
-    finally:
-        server.stop()
-        if redis is not None:
-            redis[0].terminate()
-            redis[0].wait(timeout=10)
-    log = (workdir / "daphne.log").read_text(errors="replace")
-    report["server_log_tracebacks"] = log.count("Traceback")
+    report["server_log_tracebacks"] = server.log().count("Traceback")
     report["settings"] = {k: v for k, v in vars(args).items()}
     report["pinned"] = pin
     shutil.rmtree(workdir, ignore_errors=True)

@@ -1,24 +1,19 @@
-"""The servers under test: how each is started (pinned with `taskset`), probed and stopped."""
+"""The servers under test: what each runs; tests/live.py's launcher starts (pinned with
+`taskset`) and stops them."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fixtures import PEERS, PYTHON, ROOT
+from fixtures import PEERS, PYTHON, live
 
 logger = logging.getLogger(__name__)
 
 PORTS = range(19100, 20000)
-_next_port = iter(PORTS)
 
 
 @dataclass(frozen=True)
@@ -80,96 +75,20 @@ SERVERS: dict[str, ServerSpec] = {
 }
 
 
-@dataclass
-class Running:
-    """A started server process."""
+class Running(live.Server):
+    """A server of the comparison, started with the launcher of the tests (tests/live.py) on a
+    port of 19100-19999, pinned to `cpu`, its output in `<key>-<port>.log` in `logs`."""
 
-    spec: ServerSpec
-    port: int
-    process: subprocess.Popen
-    log: Path
-
-    @property
-    def url(self) -> str:
-        """The WebSocket endpoint of the protocol."""
-        return f"ws://127.0.0.1:{self.port}/api/v1/socket"
-
-    @property
-    def pid(self) -> int:
-        """The server's pid (taskset execs the server, so this is the server itself)."""
-        return self.process.pid
-
-
-def free_port() -> int:
-    """Next port of 19100-19999 that nothing listens on."""
-    for port in _next_port:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port left in 19100-19999")
-
-
-def _wait_listening(run: Running, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if run.process.poll() is not None:
-            break
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", run.port), 0.2):
-            return
-        time.sleep(0.1)
-    tail = run.log.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"{run.spec.label} did not listen on {run.port}:\n{tail}")
-
-
-def start(spec: ServerSpec, env: dict[str, str], logs: Path, cpu: str = "0") -> Running:
-    """Start `spec` pinned to `cpu` with `env`, and wait until it listens."""
-    run = spawn(spec, env, logs, cpu)
-    wait_ready(run)
-    return run
-
-
-def wait_ready(run: Running) -> None:
-    """Wait until `run` listens; stop it and raise with its log's tail if it does not."""
-    try:
-        _wait_listening(run)
-    except BaseException:
-        stop(run)
-        raise
-    logger.debug("started %s on port %d (pid %d)", run.spec.label, run.port, run.pid)
+    def __init__(self, spec: ServerSpec, env: dict[str, str], logs: Path, cpu: str = "0") -> None:
+        super().__init__(logs, {**env, **spec.env}, spec.argv, name=spec.key, ports=PORTS, cpu=cpu, start_timeout=60)
+        self.spec = spec
 
 
 def spawn(spec: ServerSpec, env: dict[str, str], logs: Path, cpu: str = "0") -> Running:
-    """Start `spec` pinned to `cpu` with `env`, without waiting for it (see `wait_ready`)."""
-    port = free_port()
-    argv = ["taskset", "-c", cpu, *(a.replace("{port}", str(port)) for a in spec.argv)]
-    log = logs / f"{spec.key}-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env={**env, **spec.env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    return Running(spec, port, process, log)
-
-
-def stop(run: Running) -> None:
-    """Stop the server (its own process group, by id): SIGTERM, then SIGKILL after 10 s."""
-    if run.process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(run.process.pid, signal.SIGTERM)
-        try:
-            run.process.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(run.process.pid, signal.SIGKILL)
-            run.process.wait(10)
+    """Start `spec` pinned to `cpu` with `env`, without waiting for it (then `Running.wait_ready`)."""
+    run = Running(spec, env, logs, cpu)
+    run.spawn()
+    return run
 
 
 @contextlib.contextmanager
@@ -182,8 +101,9 @@ def running(
         for cpu in cpus:
             started.append(spawn(spec, env, logs, cpu))
         for run in started:
-            wait_ready(run)
+            run.wait_ready()
+            logger.debug("started %s on port %d (pid %d)", spec.label, run.port, run.pid)
         yield started
     finally:
         for run in started:
-            stop(run)
+            run.stop()

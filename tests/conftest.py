@@ -1,6 +1,8 @@
-"""Shared fixtures: users, and the in-memory channel layer emptied between tests."""
+"""Shared fixtures: users, the in-memory channel layer emptied between tests, live servers."""
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from channels.layers import channel_layers
 
 from sessions_app import process
 from sessions_app.registry import REGISTRY
+from tests import live
 from tests.utils import make_user
 
 
@@ -58,3 +61,10 @@ async def bob() -> Any:
 @pytest.fixture
 async def carol() -> Any:
     return await make_user("carol")
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[live.Processes]:
+    """Starts real servers and databases for the test (tests/live.py); all stopped after it."""
+    with live.processes(tmp_path) as processes:
+        yield processes

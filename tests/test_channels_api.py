@@ -8,7 +8,7 @@ in sessions_app.layers.FanoutChannelLayer (the default) and alone (CHANNEL_LAYER
 
 import pytest
 
-from tests import live
+from tests import wsclient
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -16,12 +16,6 @@ LAYERS = {
     "core": "channels_redis.core.RedisChannelLayer",
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
 }
-
-
-@pytest.fixture
-def started(tmp_path):
-    with live.processes(tmp_path) as processes:
-        yield processes
 
 
 @pytest.mark.parametrize("fanout", ["1", "0"], ids=["fanout-layer", "stock-layer"])
@@ -39,10 +33,10 @@ async def test_group_add_group_send_and_send_to_a_channel_name_cross_two_daphne_
         )
         for _ in range(2)
     )
-    async with live.clients() as opened:
-        alice = await live.login(first.ws, first.token("alice"))
-        bob = await live.login(second.ws, second.token("bob"))
-        carol = await live.login(second.ws, second.token("carol"))
+    async with wsclient.clients() as opened:
+        alice = await wsclient.login(first.ws, first.token("alice"))
+        bob = await wsclient.login(second.ws, second.token("bob"))
+        carol = await wsclient.login(second.ws, second.token("carol"))
         opened.extend([alice, bob, carol])
 
         await alice.ok("lobby_join", {"room": "blue"})

@@ -5,13 +5,7 @@ import signal
 import pytest
 from django.test import AsyncClient
 
-from tests import live
-
-
-@pytest.fixture
-def started(tmp_path):
-    with live.processes(tmp_path) as processes:
-        yield processes
+from tests import live, wsclient
 
 
 def assert_component_ok(component):
@@ -58,10 +52,10 @@ async def test_healthz_follows_the_redis_channel_layer_down_and_back(started):
     assert_component_ok(body["database"])
     assert_component_ok(body["channel_layer"])
 
-    async with live.clients() as opened:
+    async with wsclient.clients() as opened:
         # With sockets receiving from the layer (joined to a session), the check still gets its
         # own message back: the health channel must not wait behind the consumers' receive.
-        alice = await live.login(server.ws, server.token("alice"))
+        alice = await wsclient.login(server.ws, server.token("alice"))
         opened.append(alice)
         await alice.ok("create", {"title": "health", "data": {}})
         for _ in range(3):

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from sessions_app.transport import ABORT_GRACE
-from tests import live
+from tests import live, wsclient
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +161,7 @@ class StalledClient:
 # --- the test ----------------------------------------------------------------------------------
 
 
-async def read_pushes(client: live.Client, versions: list[int], done: asyncio.Event) -> None:
+async def read_pushes(client: wsclient.Client, versions: list[int], done: asyncio.Event) -> None:
     """Collect the versions of ``patched`` pushes until ``done`` and no frame for 0.2 s."""
     while True:
         try:
@@ -183,9 +183,9 @@ async def test_clients_that_stop_reading_cost_the_server_a_bounded_amount_and_re
         server = start(processes.sqlite(), **SETTINGS)
         tokens = {name: server.token(name) for name in ("alice", "carol", *STALLED_USERS)}
         stalled: list[StalledClient] = []
-        async with live.clients() as opened:
-            owner = await live.login(server.ws, tokens["alice"])
-            reader = await live.login(server.ws, tokens["carol"])
+        async with wsclient.clients() as opened:
+            owner = await wsclient.login(server.ws, tokens["alice"])
+            reader = await wsclient.login(server.ws, tokens["carol"])
             opened += [owner, reader]
             session = (await owner.ok("create", {"title": "send buffers", "data": {"blob": ""}}))["id"]
             for name in ("carol", *STALLED_USERS):

@@ -4,12 +4,12 @@ WebSocket handshake, asks for a flood of 64 KiB frames and then stops reading.
 """
 
 import base64
+import contextlib
 import datetime
 import functools
 import ipaddress
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -22,7 +22,8 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 
 from sessions_app.sockets import socket_buffer
-from tests.live import ROOT, free_port, wait_until
+from tests import live
+from tests.live import ROOT, wait_until
 from tests.sockets_app import FRAME
 
 FLOOD = 256  # frames of 64 KiB: 16 MiB, past what the kernel takes (tcp_wmem's 4 MiB and the client's buffer)
@@ -35,32 +36,15 @@ TIMEOUT = 5.0  # seconds, for every wait
 # --- servers ---------------------------------------------------------------------------------
 
 
-class Server:
-    """``python -m <server> ... tests.sockets_app:app`` on a free port; ``stop`` ends it (bounded)."""
+class AppServer(live.Server):
+    """``python -m <server> ... tests.sockets_app:app`` on a free port (tests/live.py); ``tls`` is
+    the client's context when it serves TLS; the app writes its records into ``logs``."""
 
-    def __init__(self, workdir: Path, argv: list[str], port: int, tls: ssl.SSLContext | None = None) -> None:
-        self.port, self.tls, self.logs = port, tls, workdir
-        self.output = workdir / "server.log"
+    def __init__(self, workdir: Path, argv: list[str], tls: ssl.SSLContext | None = None) -> None:
         env = {**os.environ, "SOCKETS_APP_LOG_DIR": str(workdir)}
-        with self.output.open("wb") as output:
-            self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603
-        wait_until(lambda: self.process.poll() is not None or self.listening(), 10, f"{argv[2]} on {port}")
-        assert self.process.poll() is None, self.output.read_text()
-
-    def listening(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-        except OSError:
-            return False
-        return True
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        argv = [sys.executable, "-m", *argv, "tests.sockets_app:app"]
+        super().__init__(workdir, env, argv, name=argv[2], start_timeout=10)
+        self.tls, self.logs = tls, workdir
 
 
 @pytest.fixture(scope="module")
@@ -95,27 +79,29 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def start(tmp_path_factory: pytest.TempPathFactory, name: str, argv: list[str], **kwargs: Any) -> Server:
-    return Server(tmp_path_factory.mktemp(name), [sys.executable, "-m", *argv, "tests.sockets_app:app"], **kwargs)
+@contextlib.contextmanager
+def serving(tmp_path_factory: pytest.TempPathFactory, name: str, argv: list[str], **kwargs: Any) -> Iterator[AppServer]:
+    server = AppServer(tmp_path_factory.mktemp(name), argv, **kwargs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
-def daphne(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    port = free_port()
-    server = start(tmp_path_factory, "daphne", ["daphne", "-b", "127.0.0.1", "-p", str(port)], port=port)
-    yield server
-    server.stop()
+def daphne(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    with serving(tmp_path_factory, "daphne", ["daphne", "-b", "127.0.0.1", "-p", "{port}"]) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def daphne_tls(tmp_path_factory: pytest.TempPathFactory, tls_files: tuple[Path, Path]) -> Iterator[Server]:
+def daphne_tls(tmp_path_factory: pytest.TempPathFactory, tls_files: tuple[Path, Path]) -> Iterator[AppServer]:
     cert, key = tls_files
-    port = free_port()
-    endpoint = f"ssl:port={port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    endpoint = f"ssl:port={{port}}:interface=127.0.0.1:privateKey={key}:certKey={cert}"
     context = ssl.create_default_context(cafile=cert)
-    server = start(tmp_path_factory, "daphne-tls", ["daphne", "-e", endpoint], port=port, tls=context)
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, "daphne-tls", ["daphne", "-e", endpoint], tls=context) as server:
+        yield server
 
 
 UVICORN = [
@@ -129,18 +115,16 @@ UVICORN = [
 
 
 @pytest.fixture(scope="module", params=UVICORN)
-def uvicorn(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def uvicorn(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     ws, loop, tls = request.param
-    port = free_port()
-    argv = ["uvicorn", "--host", "127.0.0.1", "--port", str(port), "--ws", ws, "--loop", loop, "--log-level", "warning"]
+    argv = ["uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--ws", ws, "--loop", loop, "--log-level", "warning"]
     context = None
     if tls:
         cert, key = request.getfixturevalue("tls_files")
         argv += ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
         context = ssl.create_default_context(cafile=cert)
-    server = start(tmp_path_factory, f"uvicorn-{ws}", argv, port=port, tls=context)
-    yield server
-    server.stop()
+    with serving(tmp_path_factory, f"uvicorn-{ws}", argv, tls=context) as server:
+        yield server
 
 
 # --- the client and the app's records ----------------------------------------------------------
@@ -149,7 +133,7 @@ def uvicorn(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 class Client:
     """A WebSocket client that sends text frames and reads nothing until ``read_until_closed``."""
 
-    def __init__(self, server: Server, log: str) -> None:
+    def __init__(self, server: AppServer, log: str) -> None:
         self.records = server.logs / f"{log}.jsonl"
         raw = socket.socket()
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: sets the TCP window
@@ -247,7 +231,7 @@ def test_daphne_abort_resets_the_connection_and_the_app_gets_disconnect(
     assert client.wait_for("disconnect")["code"] == 1006
 
 
-def test_daphne_transport_already_has_twisted_http_channel_as_its_producer(daphne: Server) -> None:
+def test_daphne_transport_already_has_twisted_http_channel_as_its_producer(daphne: AppServer) -> None:
     client = Client(daphne, log="producer")
     client.send_text("register-producer")
     assert client.wait_for("register-producer")["error"] == "RuntimeError"
@@ -258,7 +242,7 @@ def test_daphne_transport_already_has_twisted_http_channel_as_its_producer(daphn
 # --- uvicorn: send waits at the high-water mark ------------------------------------------------
 
 
-def test_uvicorn_send_waits_while_the_buffer_is_over_the_high_water_mark(uvicorn: Server) -> None:
+def test_uvicorn_send_waits_while_the_buffer_is_over_the_high_water_mark(uvicorn: AppServer) -> None:
     client = Client(uvicorn, log="flood")
     assert client.wait_for("connect")["buffer"] == "AsyncioBuffer"
     client.send_text(f"flood {FLOOD}")
@@ -274,7 +258,7 @@ def test_uvicorn_send_waits_while_the_buffer_is_over_the_high_water_mark(uvicorn
     client.abort()
 
 
-def test_uvicorn_abort_resets_the_connection_and_wakes_the_waiting_send(uvicorn: Server) -> None:
+def test_uvicorn_abort_resets_the_connection_and_wakes_the_waiting_send(uvicorn: AppServer) -> None:
     client = Client(uvicorn, log="abort")
     client.send_text(f"flood {FLOOD}")
     held = client.wait_for("blocked")["buffered"]
@@ -285,7 +269,7 @@ def test_uvicorn_abort_resets_the_connection_and_wakes_the_waiting_send(uvicorn:
     assert client.wait_for("disconnect")["code"] in (1005, 1006)  # 1006 from websockets' legacy protocol
 
 
-def test_uvicorn_serves_the_ws_implementation_asked_for(uvicorn: Server, request: pytest.FixtureRequest) -> None:
+def test_uvicorn_serves_the_ws_implementation_asked_for(uvicorn: AppServer, request: pytest.FixtureRequest) -> None:
     ws = request.node.callspec.params["uvicorn"][0]
     client = Client(uvicorn, log="owner")
     owner = client.wait_for("connect")["owner"]

@@ -1,4 +1,4 @@
-"""Fixtures of the browser tests: real daphne servers and real headless Chromium.
+"""Fixtures of the browser tests: real daphne servers (tests/live.py) and real headless Chromium.
 
 Chromium is Debian's package (``apt-get install chromium``), driven by Playwright for Python
 through ``executable_path``: Playwright's own browser download is never used. Every page a test
@@ -8,7 +8,6 @@ an uncaught JavaScript error on any page fails the test.
 
 import os
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.e2e.server import Server, prepare_database
+from tests import live
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # as scripts/test.sh
@@ -43,37 +42,19 @@ def stop_process_tasks() -> Iterator[None]:
     yield
 
 
-@pytest.fixture(scope="session")
-def secret_key() -> str:
-    return secrets.token_hex(32)
+@pytest.fixture
+def start_server(started: live.Processes) -> Callable[..., live.Daphne]:
+    """Start a daphne (tests/live.py) on a fresh SQLite database with extra settings (environment
+    variables), alone on the in-memory layer as ``make run`` serves; stopped after the test."""
 
+    def start(**settings: Any) -> live.Daphne:
+        return started.daphne(started.sqlite(), **settings)
 
-@pytest.fixture(scope="session")
-def template_db(tmp_path_factory: pytest.TempPathFactory, secret_key: str) -> Path:
-    """A migrated database with the users alice, bob and carol; copied for every server."""
-    path = tmp_path_factory.mktemp("e2e-db") / "template.sqlite3"
-    prepare_database(path, secret_key)
-    return path
+    return start
 
 
 @pytest.fixture
-def start_server(tmp_path: Path, template_db: Path, secret_key: str) -> Iterator[Callable[..., Server]]:
-    """Start a daphne with extra settings (environment variables); stopped after the test."""
-    servers: list[Server] = []
-
-    def start(**settings: Any) -> Server:
-        server = Server(tmp_path / f"server{len(servers)}", template_db, secret_key, **settings)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
-
-
-@pytest.fixture
-def server(start_server: Callable[..., Server]) -> Server:
+def server(start_server: Callable[..., live.Daphne]) -> live.Daphne:
     return start_server()
 
 

@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import DESKTOP, PHONE
 from tests.e2e.ui import add_item, create_session, open_session, sign_in
-from tests.e2e.wsclient import ProtocolClient
+from tests.wsclient import BlockingClient
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +26,13 @@ def violations(page: Page) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("color_scheme", ["light", "dark"])
 def test_every_page_passes_axe(server, new_page, color_scheme):
-    with ProtocolClient(server.ws_url, server.url, "bob") as bob:
-        shared = bob.request("create", {"title": "Bob's list", "data": {"items": []}})["id"]
-        bob.request("invite", {"username": "alice", "role": "viewer"})
+    with BlockingClient(server.ws, server.token("bob")) as bob:
+        shared = bob.ok("create", {"title": "Bob's list", "data": {"items": []}})["id"]
+        bob.ok("invite", {"username": "alice", "role": "viewer"})
 
     page = new_page(PHONE)
     page.emulate_media(color_scheme=color_scheme)
-    page.goto(server.url + "/")
+    page.goto(server.http + "/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert violations(page) == [], "sign-in page"
 
@@ -43,7 +43,7 @@ def test_every_page_passes_axe(server, new_page, color_scheme):
     page.get_by_label("Done: Milk").check()
     assert violations(page) == [], "session page, owner"
 
-    page.goto(server.url + "/")
+    page.goto(server.http + "/")
     expect(page.locator("#session-list li")).to_have_count(2)
     assert violations(page) == [], "list page"
 

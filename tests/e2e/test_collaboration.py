@@ -16,7 +16,7 @@ from tests.e2e.ui import (
     open_session,
     sign_in,
 )
-from tests.e2e.wsclient import ProtocolClient
+from tests.wsclient import BlockingClient
 
 pytestmark = pytest.mark.e2e
 
@@ -95,23 +95,23 @@ def test_two_users_see_each_others_edits_and_presence(server, new_page):
     assert error_notices(alice) == [] and error_notices(bob) == [], "conflicts must not reach the user"
 
     # Bob leaves: alice's presence bar drops him.
-    bob.goto(server.url + "/")
+    bob.goto(server.http + "/")
     expect(alice.locator("#presence-list")).not_to_contain_text("bob")
 
     # The server holds what the pages show.
-    with ProtocolClient(server.ws_url, server.url, "alice") as check:
-        data = check.request("join", {"session": session_id})["data"]
+    with BlockingClient(server.ws, server.token("alice")) as check:
+        data = check.ok("join", {"session": session_id})["data"]
     assert [item["text"] for item in data["items"]] == texts
 
 
 def test_a_viewer_follows_the_session_but_cannot_edit(server, new_page):
-    with ProtocolClient(server.ws_url, server.url, "alice") as alice:
-        snapshot = alice.request(
+    with BlockingClient(server.ws, server.token("alice")) as alice:
+        snapshot = alice.ok(
             "create",
             {"title": "Launch plan", "data": {"items": [{"id": "i1", "text": "Book venue", "done": False}]}},
         )
         session_id = snapshot["id"]
-        alice.request("invite", {"username": "carol", "role": "viewer"})
+        alice.ok("invite", {"username": "carol", "role": "viewer"})
 
         carol = new_page()
         sign_in(carol, server, "carol")
@@ -133,8 +133,8 @@ def test_a_viewer_follows_the_session_but_cannot_edit(server, new_page):
         expect_items(carol, ["Book venue"])
 
         # A viewer still receives the others' changes live.
-        alice.request("join", {"session": session_id})
-        alice.request(
+        alice.ok("join", {"session": session_id})
+        alice.ok(
             "patch",
             {
                 "version": 0,
@@ -144,5 +144,5 @@ def test_a_viewer_follows_the_session_but_cannot_edit(server, new_page):
             },
         )
         expect_items(carol, ["Book venue", "Send invitations"])
-        assert alice.request("join", {"session": session_id})["version"] == 1, "the viewer changed nothing"
+        assert alice.ok("join", {"session": session_id})["version"] == 1, "the viewer changed nothing"
     assert error_notices(carol) == []

@@ -6,9 +6,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.server import PASSWORD
+from tests import live
 from tests.e2e.ui import add_item, create_session, expect_items, session_storage, sign_in
-from tests.e2e.wsclient import ProtocolClient, post_status
+from tests.live import PASSWORD
+from tests.wsclient import BlockingClient
 
 pytestmark = pytest.mark.e2e
 
@@ -24,16 +25,19 @@ def test_save_records_a_revision_and_returns_to_the_list(server, new_page):
     page.get_by_label("Note for this revision").fill("Packed")
     page.get_by_role("button", name="Save and close").click()
 
-    expect(page).to_have_url(server.url + "/")
+    expect(page).to_have_url(server.http + "/")
     expect(page.locator("#notices")).to_contain_text("Saved “Trip” as revision 1")
     expect(page.locator("#session-list")).to_contain_text("Trip")
     expect(page.locator(f'#session-list [data-session-id="{session_id}"]')).to_contain_text("version 3")
 
-    out = server.manage_shell(
+    out = live.manage(
+        server.env,
+        "shell",
+        "-c",
         "import json\n"
         "from sessions_app.models import Revision\n"
         "print(json.dumps([{'session': str(r.session_id), 'number': r.number, 'version': r.version,"
-        " 'message': r.message, 'data': r.data} for r in Revision.objects.all()]))\n"
+        " 'message': r.message, 'data': r.data} for r in Revision.objects.all()]))\n",
     )
     revisions = json.loads(out.strip().splitlines()[-1])
     assert len(revisions) == 1
@@ -45,7 +49,7 @@ def test_save_records_a_revision_and_returns_to_the_list(server, new_page):
 
 def test_sign_in_errors_are_readable_and_sign_out_revokes_the_refresh_token(server, new_page):
     page = new_page()
-    page.goto(server.url + "/")
+    page.goto(server.http + "/")
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("not-the-password")
     page.get_by_role("button", name="Sign in").click()
@@ -62,7 +66,8 @@ def test_sign_in_errors_are_readable_and_sign_out_revokes_the_refresh_token(serv
     expect(page.locator("#notices")).to_contain_text("You are signed out.")
     assert "sessions.refresh" not in session_storage(page)
     # The refresh token is blacklisted on the server, not only forgotten here.
-    assert post_status(server.url + "/api/v1/token/refresh/", {"refresh": stored["sessions.refresh"]}) == 401
+    status, _body = live.http_json(server.http + "/api/v1/token/refresh/", {"refresh": stored["sessions.refresh"]})
+    assert status == 401
 
 
 def test_a_session_link_opened_signed_out_comes_back_after_sign_in(server, new_page):
@@ -73,21 +78,21 @@ def test_a_session_link_opened_signed_out_comes_back_after_sign_in(server, new_p
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 
-    page.goto(f"{server.url}/sessions/{session_id}/")
+    page.goto(f"{server.http}/sessions/{session_id}/")
     expect(page).to_have_url(re.compile(r"/\?next="))
     page.get_by_label("Username").fill("bob")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{server.url}/sessions/{session_id}/")
+    expect(page).to_have_url(f"{server.http}/sessions/{session_id}/")
     expect_items(page, ["First"])
 
 
 def test_a_session_that_is_not_yours_says_so(server, new_page):
-    with ProtocolClient(server.ws_url, server.url, "alice") as alice:
-        private = alice.request("create", {"title": "Private", "data": {}})["id"]
+    with BlockingClient(server.ws, server.token("alice")) as alice:
+        private = alice.ok("create", {"title": "Private", "data": {}})["id"]
     page = new_page()
     sign_in(page, server, "carol")
-    page.goto(f"{server.url}/sessions/{private}/")
+    page.goto(f"{server.http}/sessions/{private}/")
     expect(page.get_by_role("alert")).to_contain_text(
         "This session could not be opened: That session does not exist, or you have no access to it."
     )

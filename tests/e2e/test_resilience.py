@@ -20,7 +20,7 @@ from tests.e2e.ui import (
     sign_in,
     statuses,
 )
-from tests.e2e.wsclient import ProtocolClient
+from tests.wsclient import BlockingClient
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +33,12 @@ def add_op(item_id: str, text: str) -> list[dict[str, Any]]:
     return [{"op": "add", "path": "/items/-", "value": item(item_id, text)}]
 
 
+def patch_current(client: BlockingClient, session_id: str, ops: list[dict[str, Any]]) -> int:
+    """Patch on the session's current version (read with a plain join); returns the new version."""
+    version = client.ok("join", {"session": session_id})["version"]
+    return client.ok("patch", {"version": version, "ops": ops})["version"]
+
+
 def record_frames(page: Page) -> list[dict[str, Any]]:
     """Every JSON frame the page sends on any of its sockets, from now on."""
     sent: list[dict[str, Any]] = []
@@ -42,13 +48,13 @@ def record_frames(page: Page) -> list[dict[str, Any]]:
 
 def shared_session(server, title: str) -> str:
     """A session of alice's, with bob as an editor; returns its id."""
-    with ProtocolClient(server.ws_url, server.url, "alice") as alice:
-        session_id = alice.request("create", {"title": title, "data": {"items": []}})["id"]
-        alice.request("invite", {"username": "bob", "role": "editor"})
+    with BlockingClient(server.ws, server.token("alice")) as alice:
+        session_id = alice.ok("create", {"title": title, "data": {"items": []}})["id"]
+        alice.ok("invite", {"username": "bob", "role": "editor"})
     return session_id
 
 
-def test_the_page_reconnects_after_a_server_restart_and_catches_up(server, new_page):
+def test_the_page_reconnects_after_a_server_restart_and_catches_up(started, server, new_page):
     session_id = shared_session(server, "Restart drill")
     page = new_page()
     sign_in(page, server, "alice")
@@ -66,9 +72,9 @@ def test_the_page_reconnects_after_a_server_restart_and_catches_up(server, new_p
     expect(page.locator("#sync-state")).to_have_text("Sending 1 change…")
 
     # Meanwhile bob edits through another server process on the same database.
-    other = server.start_another()
-    with ProtocolClient(other, other.replace("ws://", "http://"), "bob") as bob:
-        bob.patch(session_id, add_op("b1", "Added by bob during the outage"))
+    other = started.another(server)
+    with BlockingClient(other.ws, other.token("bob")) as bob:
+        patch_current(bob, session_id, add_op("b1", "Added by bob during the outage"))
 
     server.start()  # same port, same database
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected", timeout=60_000)
@@ -80,8 +86,8 @@ def test_the_page_reconnects_after_a_server_restart_and_catches_up(server, new_p
     assert rejoins and rejoins[0]["data"] == {"session": session_id, "since": 1}
     assert "connected" in statuses(page)[1:]
     assert error_notices(page) == [], "a restart is not the user's problem"
-    with ProtocolClient(server.ws_url, server.url, "bob") as bob:
-        data = bob.request("join", {"session": session_id})["data"]
+    with BlockingClient(server.ws, server.token("bob")) as bob:
+        data = bob.ok("join", {"session": session_id})["data"]
     assert [i["text"] for i in data["items"]] == [
         "Before the restart",
         "Added by bob during the outage",
@@ -89,7 +95,7 @@ def test_the_page_reconnects_after_a_server_restart_and_catches_up(server, new_p
     ]
 
 
-def test_a_missed_push_is_detected_by_its_version_and_caught_up(server, new_page):
+def test_a_missed_push_is_detected_by_its_version_and_caught_up(started, server, new_page):
     """A push whose version skips one makes the page re-join with `since` and apply the gap."""
     session_id = shared_session(server, "Gap drill")
     page = new_page()
@@ -99,11 +105,11 @@ def test_a_missed_push_is_detected_by_its_version_and_caught_up(server, new_page
 
     # Version 1 is made on another process: with the in-memory layer its push never reaches the
     # page's process, so the page misses it.
-    other = server.start_another()
-    with ProtocolClient(other, other.replace("ws://", "http://"), "bob") as bob:
-        bob.patch(session_id, add_op("m1", "Missed push"))
-    with ProtocolClient(server.ws_url, server.url, "bob") as bob:
-        bob.patch(session_id, add_op("s2", "Seen push"))  # version 2, pushed to the page
+    other = started.another(server)
+    with BlockingClient(other.ws, other.token("bob")) as bob:
+        patch_current(bob, session_id, add_op("m1", "Missed push"))
+    with BlockingClient(server.ws, server.token("bob")) as bob:
+        patch_current(bob, session_id, add_op("s2", "Seen push"))  # version 2, pushed to the page
 
     expect_items(page, ["Missed push", "Seen push"])
     joins = [f["data"] for f in frames if f.get("state") == "join"]

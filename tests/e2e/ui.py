@@ -5,14 +5,14 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.server import PASSWORD, Server
+from tests.live import PASSWORD, Server
 
 SESSION_URL = re.compile(r"/sessions/([0-9a-f-]{36})/$")
 
 
 def sign_in(page: Page, server: Server, username: str, password: str = PASSWORD) -> None:
     """Sign in through the form on / and wait for the connected list of sessions."""
-    page.goto(server.url + "/")
+    page.goto(server.http + "/")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
@@ -22,7 +22,7 @@ def sign_in(page: Page, server: Server, username: str, password: str = PASSWORD)
 
 def open_session(page: Page, server: Server, session_id: str) -> None:
     """Go to a session page and wait until it is joined and connected."""
-    page.goto(f"{server.url}/sessions/{session_id}/")
+    page.goto(f"{server.http}/sessions/{session_id}/")
     expect(page.locator("#role-badge")).to_be_visible()
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
 

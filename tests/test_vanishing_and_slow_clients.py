@@ -18,19 +18,13 @@ from sessions_app import events, services
 from sessions_app.handlers import call
 from sessions_app.models import Connection, Session
 from sessions_app.registry import REGISTRY, state
-from tests import live
+from tests import live, wsclient
 from tests.utils import access_for, connected, open_socket
 
 BLOB = "x" * 40_000  # each push carries ~40 KB: the server is still writing when the client vanishes
 
 
 # --- item 4: the client vanishes (TCP reset, no close frame) ------------------------------------
-
-
-@pytest.fixture
-def started(tmp_path):
-    with live.processes(tmp_path) as processes:
-        yield processes
 
 
 async def drain(client, quiet=1.0):
@@ -51,8 +45,8 @@ def left(frames, username):
 async def test_a_client_that_vanishes_while_pushed_to_is_cleaned_up_once_without_a_traceback(started):
     database = started.sqlite()
     server = started.daphne(database)
-    async with live.clients() as opened:
-        alice, bob, carol = [await live.login(server.ws, server.token(name)) for name in ("alice", "bob", "carol")]
+    async with wsclient.clients() as opened:
+        alice, bob, carol = [await wsclient.login(server.ws, server.token(name)) for name in ("alice", "bob", "carol")]
         opened += [alice, bob, carol]
         session = (await alice.ok("create", {"title": "vanish", "data": {"blob": ""}}))["id"]
         for client in (bob, carol):

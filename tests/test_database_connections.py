@@ -12,18 +12,12 @@ import asyncio
 
 import pytest
 
-from tests import live
+from tests import live, wsclient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 CYCLES = 500
 PARALLEL = 10
-
-
-@pytest.fixture
-def started(tmp_path):
-    with live.processes(tmp_path) as processes:
-        yield processes
 
 
 def backends(database):
@@ -44,8 +38,8 @@ def terminate(database):
 async def test_the_next_request_on_a_long_lived_socket_succeeds_after_its_backend_is_terminated(started):
     name, url = started.postgres()
     server = started.daphne(url)
-    async with live.clients() as opened:
-        alice = await live.login(server.ws, server.token("alice"))
+    async with wsclient.clients() as opened:
+        alice = await wsclient.login(server.ws, server.token("alice"))
         opened.append(alice)
         session = (await alice.ok("create", {"title": "pg", "data": {"n": 0}}))["id"]
         assert await alice.ok("patch", {"version": 0, "ops": [{"op": "replace", "path": "/n", "value": 1}]}) == {
@@ -71,7 +65,7 @@ async def test_the_next_request_on_a_long_lived_socket_succeeds_after_its_backen
 
         # A new connection's handshake (a database hop) works too, and the socket is still usable.
         assert terminate(name) >= 1
-        bob = await live.login(server.ws, server.token("bob"))
+        bob = await wsclient.login(server.ws, server.token("bob"))
         opened.append(bob)
         assert "server_time" in await alice.ok("ping")
     assert "Exception inside application" not in server.log()
@@ -79,7 +73,7 @@ async def test_the_next_request_on_a_long_lived_socket_succeeds_after_its_backen
 
 async def cycle(server, token):
     """Connect, authenticate, disconnect."""
-    client = await live.login(server.ws, token)
+    client = await wsclient.login(server.ws, token)
     await client.close()
 
 
@@ -105,7 +99,7 @@ async def test_connect_authenticate_disconnect_cycles_leak_no_database_connectio
     # ... and the server holds no more database connections than before (the check's own
     # connection above is gone once PostgreSQL notices it closed).
     live.wait_until(lambda: len(backends(name)) <= before, 5, f"at most {before} backend(s) for {name}")
-    async with live.clients() as opened:
-        opened.append(await live.login(server.ws, token))
+    async with wsclient.clients() as opened:
+        opened.append(await wsclient.login(server.ws, token))
         assert "server_time" in await opened[0].ok("ping")
     assert len(backends(name)) <= before

@@ -17,7 +17,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import override_settings
 
-from tests import live
+from tests import live, wsclient
 from tests.utils import PATH, access_for, connected, open_socket, refresh_for
 
 SLICE = 20
@@ -119,12 +119,6 @@ async def test_no_token_reaches_the_logs_of_handshakes_renewals_and_errors(every
 # --- a live daphne ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def started(tmp_path):
-    with live.processes(tmp_path) as processes:
-        yield processes
-
-
 @pytest.mark.slow
 async def test_no_token_reaches_a_live_daphnes_output(started):
     server = started.daphne(started.sqlite(), args=("--access-log", "-", "-v", "2"), LOG_LEVEL="DEBUG")
@@ -137,14 +131,14 @@ async def test_no_token_reaches_a_live_daphnes_output(started):
     # The refresh token already rotated (blacklisted): using it again fails, and is logged by nobody.
     assert live.http_json(server.http + "/api/v1/token/refresh/", {"refresh": pair["refresh"]})[0] == 401
 
-    async with live.clients() as opened:
+    async with wsclient.clients() as opened:
         for bad in [*forged, pair["refresh"], pair["access"] + "x"]:
-            client = await live.open_client(server.ws)
+            client = await wsclient.open_client(server.ws)
             opened.append(client)
             await client.send({"token": bad})
             assert (await client.recv())["code"] == "not_authenticated"
             assert await client.closed() == 4401
-        client = await live.login(server.ws, pair["access"], query=f"?token={pair['access']}")
+        client = await wsclient.login(server.ws, pair["access"], query=f"?token={pair['access']}")
         opened.append(client)
         assert "token_expires_at" in await client.ok("authenticate", {"token": renewed["access"]})
         assert (await client.request("join", {"session": pair["access"]}))["code"] == "invalid_data"
@@ -152,7 +146,7 @@ async def test_no_token_reaches_a_live_daphnes_output(started):
         assert (await client.recv())["code"] == "invalid_json"
         assert (await client.request("authenticate", {"token": bob}))["code"] == "not_authenticated"
         assert await client.closed() == 4401
-        client = await live.login(server.ws, renewed["access"])
+        client = await wsclient.login(server.ws, renewed["access"])
         opened.append(client)
         client.abort()
     server.stop()  # flush and close its output

@@ -11,17 +11,11 @@ import time
 
 import pytest
 
-from tests import live
+from tests import wsclient
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 SETTINGS = {"SESSIONS_PRESENCE_HEARTBEAT": 0.5, "SESSIONS_PRESENCE_TTL": 5}
-
-
-@pytest.fixture
-def started(tmp_path):
-    with live.processes(tmp_path) as processes:
-        yield processes
 
 
 async def shared_session(server, owner, member):
@@ -35,9 +29,9 @@ async def shared_session(server, owner, member):
 async def test_replies_commits_and_joins_while_redis_is_down_and_pushes_after_it_is_back(started):
     redis = started.redis()
     server = started.daphne(started.sqlite(), redis.url, **SETTINGS)
-    async with live.clients() as opened:
-        alice = await live.login(server.ws, server.token("alice"))
-        bob = await live.login(server.ws, server.token("bob"))
+    async with wsclient.clients() as opened:
+        alice = await wsclient.login(server.ws, server.token("alice"))
+        bob = await wsclient.login(server.ws, server.token("bob"))
         opened += [alice, bob]
         session = await shared_session(server, alice, bob)
         assert (await alice.ok("patch", {"version": 0, "ops": [{"op": "replace", "path": "/n", "value": 1}]})) == {
@@ -57,7 +51,7 @@ async def test_replies_commits_and_joins_while_redis_is_down_and_pushes_after_it
         assert "could not publish session.push" in server.log()
 
         # A join that cannot subscribe to the session's group: unavailable, then 4503.
-        bob_again = await live.login(server.ws, server.token("bob"))
+        bob_again = await wsclient.login(server.ws, server.token("bob"))
         opened.append(bob_again)
         error = await bob_again.request("join", {"session": session})
         assert error["state"] == "error", error
@@ -68,7 +62,7 @@ async def test_replies_commits_and_joins_while_redis_is_down_and_pushes_after_it
         redis.start()  # same port, empty: every group membership is gone
 
         # A reconnecting client resumes with `since` and sees the changes committed during the outage.
-        bob_new = await live.login(server.ws, server.token("bob"))
+        bob_new = await wsclient.login(server.ws, server.token("bob"))
         opened.append(bob_new)
         resumed = await bob_new.ok("join", {"session": session, "since": 1})
         assert [change["version"] for change in resumed["changes"]] == [2, 3]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests import live
+from tests import live, wsclient
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -19,12 +19,6 @@ TTL = 2.0
 HEARTBEAT = 0.5
 # Scheduling slack on a loaded machine: the bound is measured from the kill to the push's arrival.
 MARGIN = 1.5
-
-
-@pytest.fixture
-def started(tmp_path):
-    with live.processes(tmp_path) as processes:
-        yield processes
 
 
 async def append_until_stopped(client, name, acked, stop):
@@ -47,7 +41,7 @@ async def append_until_stopped(client, name, acked, stop):
             else:
                 assert reply["code"] == "conflict", reply
                 version = reply["data"]["version"]
-    except (live.Closed, TimeoutError, ConnectionError):
+    except (wsclient.Closed, TimeoutError, ConnectionError):
         return  # the process serving this client died: what was acknowledged is in `acked`
 
 
@@ -65,9 +59,9 @@ async def test_clients_of_a_killed_process_resume_on_another_and_nothing_acknowl
     survivor = started.daphne(database, redis.url, **settings)
     tokens = {name: survivor.token(name) for name in ("alice", "bob", "carol", "dave")}
 
-    async with live.clients() as opened:
-        alice, bob, dave = [await live.login(doomed.ws, tokens[name]) for name in ("alice", "bob", "dave")]
-        carol = await live.login(survivor.ws, tokens["carol"])
+    async with wsclient.clients() as opened:
+        alice, bob, dave = [await wsclient.login(doomed.ws, tokens[name]) for name in ("alice", "bob", "dave")]
+        carol = await wsclient.login(survivor.ws, tokens["carol"])
         opened += [alice, bob, dave, carol]
         session = (await alice.ok("create", {"title": "shared", "data": {"items": []}}))["id"]
         for name in ("bob", "carol", "dave"):
@@ -107,7 +101,7 @@ async def test_clients_of_a_killed_process_resume_on_another_and_nothing_acknowl
         for name in ("alice", "bob"):
             mine = [version for version, value in acked.items() if value.startswith(name)]
             since = max(mine)
-            client = await live.login(survivor.ws, tokens[name])
+            client = await wsclient.login(survivor.ws, tokens[name])
             opened.append(client)
             resumed = await client.ok("join", {"session": session, "since": since})
             versions = [change["version"] for change in resumed["changes"]]
