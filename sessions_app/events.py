@@ -23,11 +23,11 @@ from . import protocol
 logger = logging.getLogger(__name__)
 
 # Layer message types: session pushes go to the consumers (an explicit dispatch table), account
-# events to each process's channel (sessions_app.fanout).
+# events to each process's account listener (sessions_app.process).
 SESSION_PUSH = "session.push"
-USER_DEACTIVATED = "user.deactivated"
+USER_DISCONNECT = "user.disconnect"
 
-# One member per server process: its process channel (sessions_app.fanout).
+# One member per server process: its account listener's channel (sessions_app.process).
 ACCOUNTS_GROUP = "accounts"
 
 
@@ -76,9 +76,9 @@ def group_push(group: str, state: str, data: dict[str, Any], *, exclude: str = "
     )
 
 
-def user_deactivated(user_id: int) -> Event:
-    """Tells every process to close the sockets of ``user_id``: deactivated or deleted."""
-    return Event(ACCOUNTS_GROUP, {"type": USER_DEACTIVATED, "user_id": user_id})
+def user_disconnect(user_id: int, reason: str) -> Event:
+    """Tells every process to end the sockets of ``user_id`` (``reason``: protocol.END_REASONS)."""
+    return Event(ACCOUNTS_GROUP, {"type": USER_DISCONNECT, "user_id": user_id, "reason": reason})
 
 
 async def apublish(events: list[Event]) -> bool:

@@ -164,6 +164,8 @@ NOT_STATES = [
     "session_push",
     "user.deactivated",
     "user_deactivated",
+    "user.disconnect",
+    "end",
     "initialised",
     "error",
     "token_expiring",
