@@ -1,4 +1,9 @@
-"""Back office: sessions with their members inline, read-only change log and revisions, presence."""
+"""Back office: sessions with their members inline, read-only change log and revisions, presence.
+
+What is changed here reaches live connections as it does through the socket: saving or deleting a
+membership, a title or a session sends the pushes of sessions_app.membership (model signals), once
+the change commits.
+"""
 
 from typing import Any
 

@@ -6,10 +6,13 @@
   their users left. A dead process's users vanish from presence listings within the TTL, and the
   others are told within TTL + one heartbeat.
 - **Accounts.** One channel per process, read by its account listener, is in the ``accounts``
-  group. Through it come ``user.disconnect`` events: a user deactivated or deleted through the
-  ORM (the admin, ``user.save()``), whose password changed, or who signed out is disconnected
-  from every process once the change commits. One group membership per process instead of one
-  per connection keeps the handshake free of channel-layer round trips.
+  group. Through it come the events addressed to users rather than sessions: ``user.disconnect``
+  (a user deactivated, deleted, whose password changed, or who signed out: their sockets here
+  are ended) and ``user.push`` (a push for every open connection of some users, e.g. an invite:
+  handed to each such connection here, in order with its other messages). One group membership
+  per process instead of one per connection (a ``user.<id>`` group) keeps the handshake free of
+  channel-layer round trips; the price is that every process receives every such event, which
+  are rare (membership and account changes).
   As a backstop for changes no signal reports (``QuerySet.update()``, SQL, another process on
   the in-memory layer), each heartbeat asks the database which of this process's users are no
   longer active: one query per heartbeat, so such a user is disconnected within ``SESSIONS_PRESENCE_HEARTBEAT`` seconds.
@@ -46,6 +49,8 @@ class LocalConnection(Protocol):
     user: dict[str, Any] | None
 
     def end(self, reason: str) -> None: ...
+
+    def deliver(self, message: dict[str, Any]) -> None: ...
 
 
 _connections: dict[int, set[LocalConnection]] = defaultdict(set)
@@ -111,8 +116,8 @@ async def _heartbeat() -> None:
 
 
 async def _account_listener() -> None:
-    """Receive the ``accounts`` group's ``user.disconnect`` messages, the Channels way: a channel
-    of its own, ``group_add``, ``receive``. Retries with backoff while the layer is down."""
+    """Receive the ``accounts`` group's messages (``user.disconnect``, ``user.push``), the Channels
+    way: a channel of its own, ``group_add``, ``receive``. Retries with backoff while the layer is down."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
     delay = 0.0
@@ -132,7 +137,9 @@ async def _account_listener() -> None:
             await asyncio.sleep(delay)
             continue
         kind = message.get("type")
-        if kind == events.USER_DISCONNECT:
+        if kind == events.USER_PUSH:
+            push_to_users(message)
+        elif kind == events.USER_DISCONNECT:
             close_user(message.get("user_id"), message.get("reason") or protocol.DEACTIVATED)
         else:
             logger.warning("account listener ignored a message of type %r", kind)
@@ -143,3 +150,10 @@ def close_user(user_id: Any, reason: str) -> None:
     each in a task of its own: a socket whose close must wait for its client holds up no one else."""
     for consumer in list(_connections.get(user_id, ())):
         consumer.end(reason)
+
+
+def push_to_users(message: dict[str, Any]) -> None:
+    """Hand a ``user.push`` message to this process's connections of its ``user_ids``."""
+    for user_id in message.get("user_ids", ()):
+        for consumer in list(_connections.get(user_id, ())):
+            consumer.deliver(message)

@@ -24,5 +24,5 @@ class TokenRevokeSerializer(TokenBlacklistSerializer):
         blacklisted, _ = refresh.blacklist()
         user_id = blacklisted.token.user_id
         if user_id is not None:
-            events.publish_on_commit([events.user_disconnect(user_id, protocol.LOGGED_OUT)])
+            events.emit([events.user_disconnect(user_id, protocol.LOGGED_OUT)])
         return {}

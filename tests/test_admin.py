@@ -5,11 +5,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from django.urls import reverse
 from django.utils import timezone
 
 from sessions_app import presence, selectors, services
 from sessions_app.models import Connection, ServerProcess, Session
+from tests.utils import access_for, open_socket
 
 pytestmark = pytest.mark.django_db
 
@@ -146,3 +148,92 @@ def test_the_admin_is_for_staff_only(client: Any, people: Any) -> None:
     response = client.get(CHANGELIST)
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]
+
+
+# --- live connections: what the admin does reaches the sockets (issue 11 item 4) ------------------
+
+
+def form_data(response: Any) -> dict[str, Any]:
+    """The POST data of an admin change page as it was rendered: the form and every inline."""
+    data: dict[str, Any] = {}
+    forms = [response.context["adminform"].form]
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        data.update({management.add_prefix(name): value for name, value in management.initial.items()})
+        forms += formset.forms
+    for form in forms:
+        for name, field in form.fields.items():
+            value = form[name].value()
+            if value is not None and not field.disabled:
+                data[form.add_prefix(name)] = value
+    return data
+
+
+async def live_pair(alice: Any, bob: Any) -> tuple[Any, Any, str]:
+    """alice owns a session, bob is an editor; both are joined (connected clients, not closed here)."""
+    owner = await open_connected(alice)
+    member = await open_connected(bob)
+    session_id = (await owner.ok("create", {"title": "Shared", "data": {}}))["id"]
+    await owner.ok("invite", {"username": "bob", "role": "editor"})
+    await member.ok("join", {"session": session_id})
+    await owner.push("presence")
+    owner.pushes.clear()
+    member.pushes.clear()
+    return owner, member, session_id
+
+
+async def open_connected(user: Any) -> Any:
+    client = await open_socket()
+    await client.send({"token": access_for(user)})
+    first = await client.recv()
+    assert first["state"] == "initialised", first
+    client.user = first["data"]["user"]
+    return client
+
+
+@pytest.fixture
+def operator(client: Any, django_user_model: Any) -> Any:
+    """A logged-in superuser's test client, for tests with live sockets (transactional database)."""
+    client.force_login(django_user_model.objects.create(username="operator", is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deleting_a_member_in_the_session_admin_removes_them_from_the_live_session(operator, alice, bob):
+    owner, member, session_id = await live_pair(alice, bob)
+    try:
+        url = reverse("admin:sessions_app_session_change", args=[session_id])
+        page = await database_sync_to_async(operator.get)(url)
+        data = form_data(page)
+        bob_row = next(k for k, v in data.items() if k.endswith("-user") and v == bob.pk)
+        data[bob_row.removesuffix("-user") + "-DELETE"] = "on"
+        data["title"] = "Renamed in the admin"
+        response = await database_sync_to_async(operator.post)(url, data)
+        assert response.status_code == 302, response.context["errors"] if response.context else response
+        removed = await member.push("session_removed")
+        assert removed["data"] == {"session": session_id, "reason": "removed", "by": None}
+        renamed = await owner.push("session_renamed")
+        assert renamed["data"] == {"session": session_id, "title": "Renamed in the admin", "by": None}
+        assert (await owner.push("presence"))["data"]["left"]["username"] == "bob"
+        await owner.ok("patch", {"version": 0, "ops": [{"op": "add", "path": "/a", "value": 1}]})
+        assert await member.nothing()
+    finally:
+        await owner.ws.disconnect()
+        await member.ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deleting_a_session_in_the_admin_ends_its_live_connections(operator, alice, bob):
+    owner, member, session_id = await live_pair(alice, bob)
+    try:
+        url = reverse("admin:sessions_app_session_delete", args=[session_id])
+        response = await database_sync_to_async(operator.post)(url, {"post": "yes"})
+        assert response.status_code == 302
+        for client in (owner, member):
+            removed = await client.push("session_removed")
+            assert removed["data"] == {"session": session_id, "reason": "deleted", "by": None}
+            assert (await client.request("presence"))["code"] == "not_joined"
+    finally:
+        await owner.ws.disconnect()
+        await member.ws.disconnect()

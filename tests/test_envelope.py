@@ -164,6 +164,8 @@ NOT_STATES = [
     "session_push",
     "user.deactivated",
     "user_deactivated",
+    "user.push",
+    "user_push",
     "user.disconnect",
     "end",
     "initialised",
