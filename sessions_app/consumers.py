@@ -220,6 +220,12 @@ class SessionConsumer(OrderedConsumer):
             self.session_version = version
         self.write(event["text"])
 
+    def deliver(self, message: dict[str, Any]) -> None:
+        """As ``OrderedConsumer.deliver``; a ``socket.close`` (events.socket_close) is never held."""
+        if message["type"] != events.SOCKET_CLOSE:
+            return super().deliver(message)
+        self.end(message.get("reason") or protocol.DISCONNECTED)
+
     def end(self, reason: str) -> None:
         """End this socket (not_authenticated with ``data.reason``, protocol.END_REASONS; 4401) in
         a task of its own: the caller (a layer message, the heartbeat) waits for no client."""

@@ -14,7 +14,8 @@ above; anywhere else (the admin, a shell) they are sent once the transaction com
 
 Audiences: a session's group (its joined connections, ``push``); a user's open connections, joined
 to anything or nothing (``user_push``: one message to every process, whose account listener hands
-it to its connections of those users, sessions_app.process).
+it to its connections of those users, sessions_app.process); one connection (``socket_close``, sent
+to its channel name, Channels' ``channel_layer.send``).
 """
 
 import contextlib
@@ -34,10 +35,11 @@ logger = logging.getLogger(__name__)
 
 # Layer message types: session pushes go to the consumers (an explicit dispatch table), account
 # events to each process's account listener (sessions_app.process), which hands user pushes on to
-# its connections of those users.
+# its connections of those users; a socket close goes to one connection's channel.
 SESSION_PUSH = "session.push"
 USER_PUSH = "user.push"
 USER_DISCONNECT = "user.disconnect"
+SOCKET_CLOSE = "socket.close"
 
 # What a user push asks of a connection joined to the session it is about (``user_push``).
 LEAVE = "leave"  # the user is no longer a member, or the session is gone: leave it
@@ -58,10 +60,12 @@ def session_group(session_id: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One layer message for one group. ``message`` holds primitives only."""
+    """One layer message for one group, or for one channel when ``channel`` is set. ``message``
+    holds primitives only."""
 
     group: str
     message: dict[str, Any]
+    channel: str = ""
 
 
 def push(session_id: Any, state: str, data: dict[str, Any], *, exclude: str = "", version: int = 0) -> Event:
@@ -116,6 +120,11 @@ def user_push(
 def user_disconnect(user_id: int, reason: str) -> Event:
     """Tells every process to end the sockets of ``user_id`` (``reason``: protocol.END_REASONS)."""
     return Event(ACCOUNTS_GROUP, {"type": USER_DISCONNECT, "user_id": user_id, "reason": reason})
+
+
+def socket_close(channel_name: str, reason: str) -> Event:
+    """Ends one connection, on whichever process holds it (``channel_layer.send`` to its channel)."""
+    return Event("", {"type": SOCKET_CLOSE, "reason": reason}, channel=channel_name)
 
 
 # --- who makes a change, and where its events go -------------------------------------------------
@@ -175,10 +184,14 @@ async def apublish(events: list[Event]) -> bool:
     ok = True
     for event in events:
         try:
-            await layer.group_send(event.group, event.message)
+            if event.channel:
+                await layer.send(event.channel, event.message)
+            else:
+                await layer.group_send(event.group, event.message)
         except Exception:
             # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
-            logger.warning("could not publish %s to %s", event.message["type"], event.group, exc_info=True)
+            target = event.channel or event.group
+            logger.warning("could not publish %s to %s", event.message["type"], target, exc_info=True)
             ok = False
     return ok
 

@@ -7,12 +7,12 @@
   others are told within TTL + one heartbeat.
 - **Accounts.** One channel per process, read by its account listener, is in the ``accounts``
   group. Through it come the events addressed to users rather than sessions: ``user.disconnect``
-  (a user deactivated, deleted, whose password changed, or who signed out: their sockets here
-  are ended) and ``user.push`` (a push for every open connection of some users, e.g. an invite:
-  handed to each such connection here, in order with its other messages). One group membership
-  per process instead of one per connection (a ``user.<id>`` group) keeps the handshake free of
-  channel-layer round trips; the price is that every process receives every such event, which
-  are rare (membership and account changes).
+  (a user deactivated, deleted, whose password changed, who signed out, or whom an operator
+  disconnected: their sockets here are ended) and ``user.push`` (a push for every open connection
+  of some users, e.g. an invite: handed to each such connection here, in order with its other
+  messages). One group membership per process instead of one per connection (a ``user.<id>``
+  group) keeps the handshake free of channel-layer round trips; the price is that every process
+  receives every such event, which are rare (membership and account changes).
   As a backstop for changes no signal reports (``QuerySet.update()``, SQL, another process on
   the in-memory layer), each heartbeat asks the database which of this process's users are no
   longer active: one query per heartbeat, so such a user is disconnected within ``SESSIONS_PRESENCE_HEARTBEAT`` seconds.

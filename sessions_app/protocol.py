@@ -59,10 +59,12 @@ CLOSE_FOR = {
 DEACTIVATED = "deactivated"  # the account was deactivated or deleted
 PASSWORD_CHANGED = "password_changed"  # noqa: S105 (a reason, not a secret)
 LOGGED_OUT = "logged_out"  # a refresh token of the user was revoked (POST /api/v1/token/revoke/)
+DISCONNECTED = "disconnected"  # an operator closed the connection (the admin)
 END_REASONS = {
     DEACTIVATED: "This account is no longer active.",
     PASSWORD_CHANGED: "The password was changed; sign in again.",
     LOGGED_OUT: "This account signed out; sign in again.",
+    DISCONNECTED: "An operator closed this connection.",
 }
 
 STATE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")

@@ -13,6 +13,7 @@ from uuid import UUID
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from . import documents, events, presence, protocol, selectors
 from .conf import app_settings
@@ -257,3 +258,22 @@ def revision_create(*, user: dict[str, Any], channel_name: str, session_id: UUID
     data = {"revision": number, "version": session.version}
     pushed = {"session": str(session_id), **data, "by": _by(user)}
     return Outcome(data, [events.push(session_id, "saved", pushed, exclude=channel_name)], session_id, membership.role)
+
+
+# --- operators -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def user_sign_out(*, user_ids: list[int]) -> int:
+    """Sign users out everywhere: blacklist each of their refresh tokens that is still valid (so no
+    client of theirs can renew its access token) and, once that commits, end their sockets on
+    every process (``not_authenticated``, reason ``disconnected``, 4401). Returns the number of
+    refresh tokens revoked. Access tokens already issued still pass until they expire
+    (``JWT_ACCESS_LIFETIME``): deactivate the account to refuse them at once.
+    """
+    outstanding = OutstandingToken.objects.filter(
+        user_id__in=user_ids, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
+    )
+    revoked = BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in outstanding])
+    events.emit([events.user_disconnect(user_id, protocol.DISCONNECTED) for user_id in user_ids])
+    return len(revoked)

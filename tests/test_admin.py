@@ -8,10 +8,11 @@ import pytest
 from channels.db import database_sync_to_async
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from sessions_app import presence, selectors, services
 from sessions_app.models import Connection, ServerProcess, Session
-from tests.utils import access_for, open_socket
+from tests.utils import access_for, open_socket, refresh_for
 
 pytestmark = pytest.mark.django_db
 
@@ -150,7 +151,7 @@ def test_the_admin_is_for_staff_only(client: Any, people: Any) -> None:
     assert reverse("admin:login") in response["Location"]
 
 
-# --- live connections: what the admin does reaches the sockets (issue 11 item 4) ------------------
+# --- live connections: what the admin does reaches the sockets (issue 11 items 4 and 6) ------------
 
 
 def form_data(response: Any) -> dict[str, Any]:
@@ -192,11 +193,81 @@ async def open_connected(user: Any) -> Any:
     return client
 
 
+async def ended(client: Any, reason: str) -> None:
+    """The socket gets ``not_authenticated`` with ``data.reason`` (after any pushes) and closes 4401."""
+    frame = await client.recv()
+    while frame["state"] != "error":
+        frame = await client.recv()
+    assert (frame["state"], frame["code"], frame.get("data")) == ("error", "not_authenticated", {"reason": reason})
+    assert await client.closed() == 4401
+
+
 @pytest.fixture
 def operator(client: Any, django_user_model: Any) -> Any:
     """A logged-in superuser's test client, for tests with live sockets (transactional database)."""
     client.force_login(django_user_model.objects.create(username="operator", is_staff=True, is_superuser=True))
     return client
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_connections_disconnect_action_closes_the_socket_and_presence_follows(operator, alice, bob):
+    owner, member, _ = await live_pair(alice, bob)
+    try:
+        (row,) = [c async for c in Connection.objects.filter(user=bob)]
+        url = reverse("admin:sessions_app_connection_changelist")
+        response = await database_sync_to_async(operator.post)(
+            url, {"action": "disconnect", "_selected_action": [row.pk]}, follow=True
+        )
+        assert response.status_code == 200
+        assert "Disconnected 1 connection" in response.content.decode()
+        await ended(member, "disconnected")
+        await member.ws.disconnect()  # the client's side of the close handshake, as daphne reports it
+        left = await owner.push("presence")
+        assert left["data"]["left"] == {"id": bob.pk, "username": "bob"}
+        assert not await Connection.objects.filter(user=bob).aexists()  # the socket's cleanup removed it
+        await owner.ok("ping")
+    finally:
+        await owner.ws.disconnect()
+        await member.ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_connections_page_offers_no_row_only_delete(operator, alice):
+    client = await open_connected(alice)
+    try:
+        (row,) = [c async for c in Connection.objects.filter(user=alice)]
+        changelist = await database_sync_to_async(operator.get)(reverse("admin:sessions_app_connection_changelist"))
+        actions = [choice[0] for choice in changelist.context["action_form"].fields["action"].choices]
+        assert "disconnect" in actions and "delete_selected" not in actions
+        delete = await database_sync_to_async(operator.post)(
+            reverse("admin:sessions_app_connection_delete", args=[row.pk]), {"post": "yes"}
+        )
+        assert delete.status_code == 403
+        assert await client.nothing()
+        await client.ok("ping")
+    finally:
+        await client.ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_users_disconnect_everywhere_action_closes_every_socket_and_revokes_sign_ins(operator, alice, bob):
+    refresh = await database_sync_to_async(refresh_for)(alice)
+    first, second, other = await open_connected(alice), await open_connected(alice), await open_connected(bob)
+    try:
+        response = await database_sync_to_async(operator.post)(
+            reverse("admin:auth_user_changelist"),
+            {"action": "disconnect_everywhere", "_selected_action": [alice.pk]},
+            follow=True,
+        )
+        assert response.status_code == 200
+        for client in (first, second):
+            await ended(client, "disconnected")
+        await other.ok("ping")
+        refused = await database_sync_to_async(APIClient().post)("/api/v1/token/refresh/", {"refresh": refresh})
+        assert refused.status_code == 401
+    finally:
+        for client in (first, second, other):
+            await client.ws.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)
