@@ -14,11 +14,9 @@ import asyncio
 import atexit
 import contextlib
 import functools
-import http.cookiejar
 import itertools
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -34,7 +32,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -338,36 +336,6 @@ def http_json(url: str, payload: Any = None, timeout: float = 10) -> tuple[int, 
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
-
-
-class Admin:
-    """A signed-in browser of Django's admin on a live server (cookies, CSRF), through urllib."""
-
-    def __init__(self, base: str, username: str, password: str = PASSWORD) -> None:
-        self.http = base
-        self.cookies = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
-        status, page = self.post("/admin/login/", {"username": username, "password": password, "next": "/admin/"})
-        assert status == 200 and "Log out" in page, f"admin sign-in failed ({status})"
-
-    def _csrf(self, path: str) -> str:
-        with self.opener.open(self.http + path, timeout=10) as response:
-            page = response.read().decode()
-        return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-
-    def post(self, path: str, fields: dict[str, Any]) -> tuple[int, str]:
-        """POST ``fields`` (a list value: repeated) as the form on ``path`` would; ``(status, page)``
-        after redirects."""
-        data = urlencode({**fields, "csrfmiddlewaretoken": self._csrf(path)}, doseq=True).encode()
-        request = urllib.request.Request(self.http + path, data=data, headers={"Referer": self.http + path})  # noqa: S310
-        with self.opener.open(request, timeout=10) as response:
-            return response.status, response.read().decode()
-
-    def action(self, changelist: str, action: str, selected: list[Any]) -> str:
-        """Run an admin action on the selected rows of ``changelist``; returns the page shown after."""
-        status, page = self.post(changelist, {"action": action, "_selected_action": selected, "index": "0"})
-        assert status == 200, status
-        return page
 
 
 # --- the set of things a test started -----------------------------------------------------------
