@@ -229,6 +229,7 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
+    "TOKEN_BLACKLIST_SERIALIZER": "sessions_app.tokens.TokenRevokeSerializer",  # also ends sockets
 }
 
 LOGGING = {

@@ -1,12 +1,20 @@
-"""Back office: sessions with their members inline, read-only change log and revisions, presence."""
+"""Back office: sessions with their members inline, read-only change log and revisions, presence;
+open connections, which an operator can disconnect; users, whom an operator can sign out everywhere.
+
+What is changed here reaches live connections as it does through the socket: saving or deleting a
+membership, a title or a session sends the pushes of sessions_app.membership (model signals), once
+the change commits.
+"""
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from . import selectors
+from . import events, protocol, selectors, services
 from .models import Change, Connection, Membership, Revision, Session
 
 
@@ -93,14 +101,55 @@ class SessionAdmin(admin.ModelAdmin):
 
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
-    """Open sockets, for support: who is connected, where, since when. Read-only."""
+    """Open sockets, for support: who is connected, where, since when; "disconnect" closes them.
+
+    No delete: deleting a row would leave its socket open and its user present. A disconnect goes
+    to the socket itself, on whichever process holds it (``channel_layer.send`` to its channel
+    name); the socket then removes its row and tells its session, as at any close. Staff who may
+    delete connections may disconnect them.
+    """
 
     list_display = ["user", "session", "server", "opened_at"]
     list_select_related = ["user", "session", "server"]
     search_fields = ["user__username", "session__title"]
+    actions = ["disconnect"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_disconnect_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.delete_{self.opts.model_name}")
+
+    @admin.action(description="Disconnect the selected connections", permissions=["disconnect"])
+    def disconnect(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        """Close each selected socket (``not_authenticated``, reason ``disconnected``, 4401)."""
+        channels = list(queryset.values_list("channel_name", flat=True))
+        events.emit([events.socket_close(channel, protocol.DISCONNECTED) for channel in channels])
+        self.message_user(request, f"Disconnected {len(channels)} connection(s).", messages.SUCCESS)
+
+
+class SessionsUserAdmin(UserAdmin):
+    """Django's user admin, with "disconnect everywhere" (see services.user_sign_out)."""
+
+    actions = ["disconnect_everywhere"]
+
+    @admin.action(description="Disconnect everywhere and sign out", permissions=["change"])
+    def disconnect_everywhere(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        """Revoke the users' refresh tokens and close all their sockets, on every process."""
+        user_ids = list(queryset.values_list("pk", flat=True))
+        revoked = services.user_sign_out(user_ids=user_ids)
+        text = f"Disconnected {len(user_ids)} user(s) everywhere and revoked {revoked} sign-in(s)."
+        self.message_user(request, text, messages.SUCCESS)
+
+
+# Replace Django's own user admin only (a project with its own keeps it; it can add the action).
+User = get_user_model()
+if admin.site.is_registered(User) and type(admin.site.get_model_admin(User)) is UserAdmin:
+    admin.site.unregister(User)
+    admin.site.register(User, SessionsUserAdmin)

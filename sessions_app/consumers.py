@@ -220,11 +220,17 @@ class SessionConsumer(OrderedConsumer):
             self.session_version = version
         self.write(event["text"])
 
-    def user_deactivated(self) -> None:
-        """Called by this process when the user is deactivated or deleted: send not_authenticated
-        and close 4401, in a task of this connection's own (the caller, the account listener or
-        the heartbeat, must not wait for a client whose socket is backed up)."""
-        self.timers.start(self.fail(ProtocolError(protocol.NOT_AUTHENTICATED, "This account is no longer active.")))
+    def deliver(self, message: dict[str, Any]) -> None:
+        """As ``OrderedConsumer.deliver``; a ``socket.close`` (events.socket_close) is never held."""
+        if message["type"] != events.SOCKET_CLOSE:
+            return super().deliver(message)
+        self.end(message.get("reason") or protocol.DISCONNECTED)
+
+    def end(self, reason: str) -> None:
+        """End this socket (not_authenticated with ``data.reason``, protocol.END_REASONS; 4401) in
+        a task of its own: the caller (a layer message, the heartbeat) waits for no client."""
+        text = protocol.END_REASONS.get(reason, "The server closed this connection.")
+        self.timers.start(self.fail(ProtocolError(protocol.NOT_AUTHENTICATED, text, data={"reason": reason})))
 
     # --- groups --------------------------------------------------------------------------------------
 

@@ -6,12 +6,23 @@ as it is: one encoding per broadcast, not one per member. Layer messages carry p
 
 Pushes leave only after the change they announce is committed. Services return the events they
 produce; the consumer publishes them when the service's database hop has returned, which is after
-its ``transaction.atomic`` block committed. Code that writes from a synchronous context (the admin,
-signals) uses ``publish_on_commit``, which defers the send with ``transaction.on_commit``.
+its ``transaction.atomic`` block committed. Events that model signals produce (sessions_app.signals:
+a membership or a title changed, whoever changed it) go through ``emit``: inside a service run for a
+socket request (``collecting``) they join that service's events, published by the consumer as
+above; anywhere else (the admin, a shell) they are sent once the transaction commits
+(``publish_on_commit``). So the same code builds them whoever makes the change.
+
+Audiences: a session's group (its joined connections, ``push``); a user's open connections, joined
+to anything or nothing (``user_push``: one message to every process, whose account listener hands
+it to its connections of those users, sessions_app.process); one connection (``socket_close``, sent
+to its channel name, Channels' ``channel_layer.send``).
 """
 
+import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -23,11 +34,18 @@ from . import protocol
 logger = logging.getLogger(__name__)
 
 # Layer message types: session pushes go to the consumers (an explicit dispatch table), account
-# events to each process's channel (sessions_app.fanout).
+# events to each process's account listener (sessions_app.process), which hands user pushes on to
+# its connections of those users; a socket close goes to one connection's channel.
 SESSION_PUSH = "session.push"
-USER_DEACTIVATED = "user.deactivated"
+USER_PUSH = "user.push"
+USER_DISCONNECT = "user.disconnect"
+SOCKET_CLOSE = "socket.close"
 
-# One member per server process: its process channel (sessions_app.fanout).
+# What a user push asks of a connection joined to the session it is about (``user_push``).
+LEAVE = "leave"  # the user is no longer a member, or the session is gone: leave it
+ROLE = "role"  # the user's role changed: apply it
+
+# One member per server process: its account listener's channel (sessions_app.process).
 ACCOUNTS_GROUP = "accounts"
 
 
@@ -42,10 +60,12 @@ def session_group(session_id: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One layer message for one group. ``message`` holds primitives only."""
+    """One layer message for one group, or for one channel when ``channel`` is set. ``message``
+    holds primitives only."""
 
     group: str
     message: dict[str, Any]
+    channel: str = ""
 
 
 def push(session_id: Any, state: str, data: dict[str, Any], *, exclude: str = "", version: int = 0) -> Event:
@@ -76,9 +96,79 @@ def group_push(group: str, state: str, data: dict[str, Any], *, exclude: str = "
     )
 
 
-def user_deactivated(user_id: int) -> Event:
-    """Tells every process to close the sockets of ``user_id``: deactivated or deleted."""
-    return Event(ACCOUNTS_GROUP, {"type": USER_DEACTIVATED, "user_id": user_id})
+def user_push(
+    user_ids: Iterable[int],
+    state: str,
+    data: dict[str, Any],
+    *,
+    exclude: str = "",
+    session: str = "",
+    action: str = "",
+    role: str = "",
+) -> Event:
+    """A push ``{state, data}`` to every open connection of ``user_ids``, on every process.
+
+    The message, of type ``user.push``: ``{"type", "user_ids", "text", "exclude", "session",
+    "action", "role"}``. ``session`` (a UUID string) names the session it is about; a connection
+    joined to it first does ``action``: ``LEAVE`` (leave the session) or ``ROLE`` (take ``role``).
+    """
+    text = protocol.encode({"state": state, "data": data})
+    message = {"type": USER_PUSH, "user_ids": list(user_ids), "text": text, "exclude": exclude}
+    return Event(ACCOUNTS_GROUP, {**message, "session": session, "action": action, "role": role})
+
+
+def user_disconnect(user_id: int, reason: str) -> Event:
+    """Tells every process to end the sockets of ``user_id`` (``reason``: protocol.END_REASONS)."""
+    return Event(ACCOUNTS_GROUP, {"type": USER_DISCONNECT, "user_id": user_id, "reason": reason})
+
+
+def socket_close(channel_name: str, reason: str) -> Event:
+    """Ends one connection, on whichever process holds it (``channel_layer.send`` to its channel)."""
+    return Event("", {"type": SOCKET_CLOSE, "reason": reason}, channel=channel_name)
+
+
+# --- who makes a change, and where its events go -------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Collecting:
+    by: dict[str, Any] | None
+    exclude: str
+    pushes: list[Event] = field(default_factory=list)
+
+
+_collecting: ContextVar[_Collecting | None] = ContextVar("sessions_app_collecting", default=None)
+
+
+@contextlib.contextmanager
+def collecting(*, by: dict[str, Any], exclude: str = "") -> Iterator[list[Event]]:
+    """Within: the change is made by ``by`` (``{"id", "username"}``) through the connection
+    ``exclude``, and the events ``emit`` is given are added to the yielded list (for the service
+    to return and the consumer to publish after commit) instead of being sent on commit."""
+    token = _collecting.set(_Collecting(by, exclude))
+    try:
+        yield _collecting.get().pushes  # type: ignore[union-attr]
+    finally:
+        _collecting.reset(token)
+
+
+def made_by() -> tuple[dict[str, Any] | None, str]:
+    """``(by, exclude)`` of the change being made: the user and connection of the socket request
+    (``collecting``), or ``(None, "")`` for any other (an operator in the admin, a shell)."""
+    current = _collecting.get()
+    return (current.by, current.exclude) if current is not None else (None, "")
+
+
+def emit(events: list[Event]) -> None:
+    """Send ``events`` after the current change commits: with the service's own events inside
+    ``collecting``, else with ``publish_on_commit``."""
+    if not events:
+        return
+    current = _collecting.get()
+    if current is not None:
+        current.pushes.extend(events)
+    else:
+        publish_on_commit(events)
 
 
 async def apublish(events: list[Event]) -> bool:
@@ -94,10 +184,14 @@ async def apublish(events: list[Event]) -> bool:
     ok = True
     for event in events:
         try:
-            await layer.group_send(event.group, event.message)
+            if event.channel:
+                await layer.send(event.channel, event.message)
+            else:
+                await layer.group_send(event.group, event.message)
         except Exception:
             # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
-            logger.warning("could not publish %s to %s", event.message["type"], event.group, exc_info=True)
+            target = event.channel or event.group
+            logger.warning("could not publish %s to %s", event.message["type"], target, exc_info=True)
             ok = False
     return ok
 

@@ -12,12 +12,21 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
 
-from . import auth, protocol, selectors, services
+from . import auth, events, protocol, selectors, services
 from .models import Role
 from .presence import user_check
 from .protocol import ProtocolError
-from .registry import Connection, state
-from .serializers import CreateSchema, InviteSchema, JoinSchema, PatchSchema, SaveSchema, TokenSchema
+from .registry import Connection, message, state
+from .serializers import (
+    CreateSchema,
+    InviteSchema,
+    JoinSchema,
+    PatchSchema,
+    RemoveSchema,
+    RenameSchema,
+    SaveSchema,
+    TokenSchema,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +152,51 @@ async def presence(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
 
 @state("invite", schema=InviteSchema, needs_session=True)
 async def invite(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
-    """Owner only: add a member or change their role; returns ``{"members": [...]}``."""
+    """Owner only: add a member or change their role; returns ``{"members": [...]}``.
+
+    Pushes ``session_added`` or ``role_changed`` to the member, ``members`` to the session.
+    """
     outcome = await call(
-        services.member_invite, user=conn.user, session_id=conn.session_id, username=data["username"], role=data["role"]
+        services.member_invite,
+        user=conn.user,
+        session_id=conn.session_id,
+        username=data["username"],
+        role=data["role"],
+        channel_name=conn.channel_name,
     )
+    await conn.publish(outcome.pushes)
+    return outcome.data
+
+
+@state("remove", schema=RemoveSchema, needs_session=True)
+async def remove(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+    """Owner only: ``{"username"}`` -> ``{"members": [...]}``; the member leaves the session.
+
+    Pushes ``session_removed`` to the member (whose joined connections leave), ``members`` to the
+    session. Errors: not_found (no such member), permission_denied, invalid_data (the owner).
+    """
+    outcome = await call(
+        services.member_remove,
+        user=conn.user,
+        session_id=conn.session_id,
+        username=data["username"],
+        channel_name=conn.channel_name,
+    )
+    await conn.publish(outcome.pushes)
+    return outcome.data
+
+
+@state("rename", schema=RenameSchema, needs_session=True)
+async def rename(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+    """Owner only: ``{"title"}`` -> ``{"id", "title"}``; pushes ``session_renamed`` to every member."""
+    outcome = await call(
+        services.session_rename,
+        user=conn.user,
+        session_id=conn.session_id,
+        title=data["title"],
+        channel_name=conn.channel_name,
+    )
+    await conn.publish(outcome.pushes)
     return outcome.data
 
 
@@ -175,3 +225,33 @@ async def save(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     await conn.publish(outcome.pushes)
     conn.close_after_reply = protocol.CLOSE_NORMAL
     return outcome.data
+
+
+# --- pushes to the user ------------------------------------------------------------------------------
+
+
+@message(events.USER_PUSH)
+async def user_push(conn: Connection, event: dict[str, Any]) -> None:
+    """Called for a ``user.push`` to this connection's user (events.user_push, handed over by
+    sessions_app.process): forwarded as it is, unless this connection caused it (``exclude``).
+
+    One about the joined session acts first: ``leave`` (``session_removed``) sends the push, leaves
+    the session's group (none of its pushes follow) and tells its other members (``presence``);
+    ``role`` (``role_changed``) makes the new role the one later patches are checked with.
+    """
+    if event["exclude"] == conn.channel_name:
+        return
+    joined = conn.session_id is not None and event["session"] == str(conn.session_id)
+    if joined and event["action"] == events.LEAVE:
+        conn.write(event["text"])
+        await conn.leave_session([])
+        try:
+            outcome = await call(services.session_leave, user=conn.user, channel_name=conn.channel_name)
+        except ProtocolError:
+            logger.warning("%s left its session; its presence is removed when it closes", conn.channel_name)
+            return
+        await conn.publish(outcome.pushes)
+        return
+    if joined and event["action"] == events.ROLE:
+        conn.role = event["role"]
+    conn.write(event["text"])

@@ -6,9 +6,13 @@
   their users left. A dead process's users vanish from presence listings within the TTL, and the
   others are told within TTL + one heartbeat.
 - **Accounts.** One channel per process, read by its account listener, is in the ``accounts``
-  group; a user deactivated or deleted through the ORM (the admin, ``user.save()``) is
-  disconnected from every process once the change commits. One group membership per process
-  instead of one per connection keeps the handshake free of channel-layer round trips.
+  group. Through it come the events addressed to users rather than sessions: ``user.disconnect``
+  (a user deactivated, deleted, whose password changed, who signed out, or whom an operator
+  disconnected: their sockets here are ended) and ``user.push`` (a push for every open connection
+  of some users, e.g. an invite: handed to each such connection here, in order with its other
+  messages). One group membership per process instead of one per connection (a ``user.<id>``
+  group) keeps the handshake free of channel-layer round trips; the price is that every process
+  receives every such event, which are rare (membership and account changes).
   As a backstop for changes no signal reports (``QuerySet.update()``, SQL, another process on
   the in-memory layer), each heartbeat asks the database which of this process's users are no
   longer active: one query per heartbeat, so such a user is disconnected within ``SESSIONS_PRESENCE_HEARTBEAT`` seconds.
@@ -30,7 +34,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import DatabaseError, connections
 
-from . import events, presence, selectors
+from . import events, presence, protocol, selectors
 from .conf import app_settings
 from .models import ServerProcess
 
@@ -44,7 +48,9 @@ class LocalConnection(Protocol):
 
     user: dict[str, Any] | None
 
-    def user_deactivated(self) -> None: ...
+    def end(self, reason: str) -> None: ...
+
+    def deliver(self, message: dict[str, Any]) -> None: ...
 
 
 _connections: dict[int, set[LocalConnection]] = defaultdict(set)
@@ -102,7 +108,7 @@ async def _heartbeat() -> None:
             await events.apublish(await beat())
             if _connections:
                 for user_id in await not_active(user_ids=list(_connections)):
-                    close_user(user_id)
+                    close_user(user_id, protocol.DEACTIVATED)
         except Exception:
             # Broad on purpose: the database or Redis may be down (any driver error); the next beat retries.
             logger.warning("heartbeat failed", exc_info=True)
@@ -110,8 +116,8 @@ async def _heartbeat() -> None:
 
 
 async def _account_listener() -> None:
-    """Receive ``user.deactivated`` messages of the ``accounts`` group, the Channels way: a channel
-    of its own, ``group_add``, ``receive``. Retries with backoff while the layer is down."""
+    """Receive the ``accounts`` group's messages (``user.disconnect``, ``user.push``), the Channels
+    way: a channel of its own, ``group_add``, ``receive``. Retries with backoff while the layer is down."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
     delay = 0.0
@@ -130,14 +136,24 @@ async def _account_listener() -> None:
             delay = min(delay * 2, 5.0) or 0.2
             await asyncio.sleep(delay)
             continue
-        if message.get("type") == events.USER_DEACTIVATED:
-            close_user(message.get("user_id"))
+        kind = message.get("type")
+        if kind == events.USER_PUSH:
+            push_to_users(message)
+        elif kind == events.USER_DISCONNECT:
+            close_user(message.get("user_id"), message.get("reason") or protocol.DEACTIVATED)
         else:
-            logger.warning("account listener ignored a message of type %r", message.get("type"))
+            logger.warning("account listener ignored a message of type %r", kind)
 
 
-def close_user(user_id: Any) -> None:
-    """Close every socket of ``user_id`` on this process (not_authenticated, 4401), each in a task
-    of its own: a socket whose close must wait for its client holds up no one else."""
+def close_user(user_id: Any, reason: str) -> None:
+    """End every socket of ``user_id`` on this process (not_authenticated with ``reason``, 4401),
+    each in a task of its own: a socket whose close must wait for its client holds up no one else."""
     for consumer in list(_connections.get(user_id, ())):
-        consumer.user_deactivated()
+        consumer.end(reason)
+
+
+def push_to_users(message: dict[str, Any]) -> None:
+    """Hand a ``user.push`` message to this process's connections of its ``user_ids``."""
+    for user_id in message.get("user_ids", ()):
+        for consumer in list(_connections.get(user_id, ())):
+            consumer.deliver(message)

@@ -54,6 +54,19 @@ CLOSE_FOR = {
     UNAVAILABLE: CLOSE_UNAVAILABLE,
 }
 
+# Why the server ended an authenticated socket (``not_authenticated`` with ``data.reason``, then
+# 4401), and the human text of each (docs/protocol.md, section 7, "Sockets the server ends").
+DEACTIVATED = "deactivated"  # the account was deactivated or deleted
+PASSWORD_CHANGED = "password_changed"  # noqa: S105 (a reason, not a secret)
+LOGGED_OUT = "logged_out"  # a refresh token of the user was revoked (POST /api/v1/token/revoke/)
+DISCONNECTED = "disconnected"  # an operator closed the connection (the admin)
+END_REASONS = {
+    DEACTIVATED: "This account is no longer active.",
+    PASSWORD_CHANGED: "The password was changed; sign in again.",
+    LOGGED_OUT: "This account signed out; sign in again.",
+    DISCONNECTED: "An operator closed this connection.",
+}
+
 STATE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # Deepest nesting of objects and arrays accepted in a frame or a document. Deep values cost
 # recursion in every library that walks them (deepcopy, json, jsonpatch); 64 levels is far beyond

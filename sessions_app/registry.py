@@ -62,6 +62,8 @@ class Connection(Protocol):
 
     def send_frame(self, frame: dict[str, Any]) -> None: ...
 
+    def write(self, text: str) -> None: ...
+
 
 Handler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any]]]
 MessageHandler = Callable[[Connection, dict[str, Any]], Awaitable[None]]

@@ -74,6 +74,18 @@ class InviteSchema(serializers.Serializer):
     role = serializers.ChoiceField(choices=[Role.EDITOR.value, Role.VIEWER.value])
 
 
+class RemoveSchema(serializers.Serializer):
+    """``remove``: ``{"username": str}``."""
+
+    username = StrictCharField(max_length=150)
+
+
+class RenameSchema(serializers.Serializer):
+    """``rename``: ``{"title": str 1..200}``."""
+
+    title = StrictCharField(min_length=1, max_length=200)
+
+
 class SaveSchema(serializers.Serializer):
     """``save``: ``{"message": str = ""}``."""
 

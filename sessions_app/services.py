@@ -1,5 +1,8 @@
 """Writes. Synchronous ORM code, one transaction each; the consumer calls these through
 ``database_sync_to_async`` (one hop per operation) and publishes the returned events afterwards.
+
+Writes of memberships and titles run inside ``events.collecting``: the pushes the model signals
+build for them (sessions_app.membership, the same for the admin) come back in ``Outcome.pushes``.
 """
 
 import logging
@@ -10,6 +13,7 @@ from uuid import UUID
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from . import documents, events, presence, protocol, selectors
 from .conf import app_settings
@@ -46,9 +50,10 @@ def session_create(*, user: dict[str, Any], channel_name: str, title: str, data:
         raise ProtocolError(
             protocol.PERMISSION_DENIED, f"You already own {limit} sessions, the most allowed.", data={"limit": limit}
         )
-    session = Session.objects.create(title=title, owner_id=user["id"], data=data)
-    Membership.objects.create(session=session, user_id=user["id"], role=Role.OWNER)
-    pushes = presence.connection_move(channel_name=channel_name, user=user, session_id=session.pk)
+    with events.collecting(by=_by(user), exclude=channel_name) as pushes:  # the owner's other tabs
+        session = Session.objects.create(title=title, owner_id=user["id"], data=data)
+        Membership.objects.create(session=session, user_id=user["id"], role=Role.OWNER)
+    pushes += presence.connection_move(channel_name=channel_name, user=user, session_id=session.pk)
     snapshot = selectors.session_snapshot(session=session, role=Role.OWNER)
     return Outcome(snapshot, pushes, session.pk, Role.OWNER, session.version)
 
@@ -165,23 +170,68 @@ def _by(user: dict[str, Any]) -> dict[str, Any]:
     return {"id": user["id"], "username": user["username"]}
 
 
-@transaction.atomic
-def member_invite(*, user: dict[str, Any], session_id: UUID, username: str, role: str) -> Outcome:
-    """Add ``username`` to the session as ``role`` (editor or viewer), or change their role.
-
-    Owner only. Returns ``{"members": [...]}``. Raises NOT_FOUND (session or user),
-    PERMISSION_DENIED (not the owner), INVALID_DATA (the owner's own role cannot change).
-    """
+def _owned(*, user: dict[str, Any], session_id: UUID, action: str) -> Session:
+    """The session, if ``user`` is its owner; raises NOT_FOUND, PERMISSION_DENIED ("Only the owner
+    can ``action``.")."""
     membership = selectors.membership_get(session_id=session_id, user_id=user["id"])
     if membership.role != Role.OWNER:
-        raise ProtocolError(protocol.PERMISSION_DENIED, "Only the owner can invite.")
+        raise ProtocolError(protocol.PERMISSION_DENIED, f"Only the owner can {action}.")
+    return membership.session
+
+
+@transaction.atomic
+def member_invite(
+    *, user: dict[str, Any], session_id: UUID, username: str, role: str, channel_name: str = ""
+) -> Outcome:
+    """Add ``username`` to the session as ``role`` (editor or viewer), or change their role.
+
+    Owner only. Returns ``{"members": [...]}``, with ``session_added`` or ``role_changed`` for the
+    invitee and ``members`` for the session's other connections (not ``channel_name``). Raises
+    NOT_FOUND (session or user), PERMISSION_DENIED (not the owner), INVALID_DATA (the owner's own
+    role cannot change).
+    """
+    session = _owned(user=user, session_id=session_id, action="invite")
     invitee = get_user_model().objects.filter(username=username, is_active=True).first()
     if invitee is None:
         raise ProtocolError(protocol.NOT_FOUND, f"No user named {username!r}.")
-    if invitee.pk == membership.session.owner_id:
+    if invitee.pk == session.owner_id:
         raise ProtocolError(protocol.INVALID_DATA, "The owner's role cannot change.")
-    Membership.objects.update_or_create(session_id=session_id, user=invitee, defaults={"role": role})
-    return Outcome({"members": selectors.members_of(session_id=session_id)})
+    with events.collecting(by=_by(user), exclude=channel_name) as pushes:
+        Membership.objects.update_or_create(session_id=session_id, user=invitee, defaults={"role": role})
+    return Outcome({"members": selectors.members_of(session_id=session_id)}, pushes)
+
+
+@transaction.atomic
+def member_remove(*, user: dict[str, Any], session_id: UUID, username: str, channel_name: str = "") -> Outcome:
+    """Remove ``username``'s membership; returns ``{"members": [...]}``.
+
+    Owner only. The removed user's connections get ``session_removed`` (one joined to the session
+    leaves it) and the session's other connections ``members``. Raises NOT_FOUND (the session, or
+    no such member), PERMISSION_DENIED (not the owner), INVALID_DATA (the owner cannot be removed).
+    """
+    session = _owned(user=user, session_id=session_id, action="remove members")
+    member = Membership.objects.filter(session_id=session_id, user__username=username).first()
+    if member is None:
+        raise ProtocolError(protocol.NOT_FOUND, f"{username!r} is not a member of this session.")
+    if member.user_id == session.owner_id:
+        raise ProtocolError(protocol.INVALID_DATA, "The owner cannot be removed.")
+    with events.collecting(by=_by(user), exclude=channel_name) as pushes:
+        member.delete()
+    return Outcome({"members": selectors.members_of(session_id=session_id)}, pushes)
+
+
+@transaction.atomic
+def session_rename(*, user: dict[str, Any], session_id: UUID, title: str, channel_name: str = "") -> Outcome:
+    """Change the session's title; returns ``{"id", "title"}``.
+
+    Owner only. Every member's connections but ``channel_name`` get ``session_renamed``. Raises
+    NOT_FOUND, PERMISSION_DENIED (not the owner).
+    """
+    session = _owned(user=user, session_id=session_id, action="rename the session")
+    with events.collecting(by=_by(user), exclude=channel_name) as pushes:
+        session.title = title
+        session.save(update_fields=["title"])
+    return Outcome({"id": str(session_id), "title": title}, pushes)
 
 
 @transaction.atomic
@@ -208,3 +258,22 @@ def revision_create(*, user: dict[str, Any], channel_name: str, session_id: UUID
     data = {"revision": number, "version": session.version}
     pushed = {"session": str(session_id), **data, "by": _by(user)}
     return Outcome(data, [events.push(session_id, "saved", pushed, exclude=channel_name)], session_id, membership.role)
+
+
+# --- operators -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def user_sign_out(*, user_ids: list[int]) -> int:
+    """Sign users out everywhere: blacklist each of their refresh tokens that is still valid (so no
+    client of theirs can renew its access token) and, once that commits, end their sockets on
+    every process (``not_authenticated``, reason ``disconnected``, 4401). Returns the number of
+    refresh tokens revoked. Access tokens already issued still pass until they expire
+    (``JWT_ACCESS_LIFETIME``): deactivate the account to refuse them at once.
+    """
+    outstanding = OutstandingToken.objects.filter(
+        user_id__in=user_ids, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
+    )
+    revoked = BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in outstanding])
+    events.emit([events.user_disconnect(user_id, protocol.DISCONNECTED) for user_id in user_ids])
+    return len(revoked)

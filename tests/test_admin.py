@@ -5,11 +5,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from sessions_app import presence, selectors, services
 from sessions_app.models import Connection, ServerProcess, Session
+from tests.utils import access_for, open_socket, refresh_for
 
 pytestmark = pytest.mark.django_db
 
@@ -146,3 +149,162 @@ def test_the_admin_is_for_staff_only(client: Any, people: Any) -> None:
     response = client.get(CHANGELIST)
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]
+
+
+# --- live connections: what the admin does reaches the sockets (issue 11 items 4 and 6) ------------
+
+
+def form_data(response: Any) -> dict[str, Any]:
+    """The POST data of an admin change page as it was rendered: the form and every inline."""
+    data: dict[str, Any] = {}
+    forms = [response.context["adminform"].form]
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        data.update({management.add_prefix(name): value for name, value in management.initial.items()})
+        forms += formset.forms
+    for form in forms:
+        for name, field in form.fields.items():
+            value = form[name].value()
+            if value is not None and not field.disabled:
+                data[form.add_prefix(name)] = value
+    return data
+
+
+async def live_pair(alice: Any, bob: Any) -> tuple[Any, Any, str]:
+    """alice owns a session, bob is an editor; both are joined (connected clients, not closed here)."""
+    owner = await open_connected(alice)
+    member = await open_connected(bob)
+    session_id = (await owner.ok("create", {"title": "Shared", "data": {}}))["id"]
+    await owner.ok("invite", {"username": "bob", "role": "editor"})
+    await member.ok("join", {"session": session_id})
+    await owner.push("presence")
+    owner.pushes.clear()
+    member.pushes.clear()
+    return owner, member, session_id
+
+
+async def open_connected(user: Any) -> Any:
+    client = await open_socket()
+    await client.send({"token": access_for(user)})
+    first = await client.recv()
+    assert first["state"] == "initialised", first
+    client.user = first["data"]["user"]
+    return client
+
+
+async def ended(client: Any, reason: str) -> None:
+    """The socket gets ``not_authenticated`` with ``data.reason`` (after any pushes) and closes 4401."""
+    frame = await client.recv()
+    while frame["state"] != "error":
+        frame = await client.recv()
+    assert (frame["state"], frame["code"], frame.get("data")) == ("error", "not_authenticated", {"reason": reason})
+    assert await client.closed() == 4401
+
+
+@pytest.fixture
+def operator(client: Any, django_user_model: Any) -> Any:
+    """A logged-in superuser's test client, for tests with live sockets (transactional database)."""
+    client.force_login(django_user_model.objects.create(username="operator", is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_connections_disconnect_action_closes_the_socket_and_presence_follows(operator, alice, bob):
+    owner, member, _ = await live_pair(alice, bob)
+    try:
+        (row,) = [c async for c in Connection.objects.filter(user=bob)]
+        url = reverse("admin:sessions_app_connection_changelist")
+        response = await database_sync_to_async(operator.post)(
+            url, {"action": "disconnect", "_selected_action": [row.pk]}, follow=True
+        )
+        assert response.status_code == 200
+        assert "Disconnected 1 connection" in response.content.decode()
+        await ended(member, "disconnected")
+        await member.ws.disconnect()  # the client's side of the close handshake, as daphne reports it
+        left = await owner.push("presence")
+        assert left["data"]["left"] == {"id": bob.pk, "username": "bob"}
+        assert not await Connection.objects.filter(user=bob).aexists()  # the socket's cleanup removed it
+        await owner.ok("ping")
+    finally:
+        await owner.ws.disconnect()
+        await member.ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_connections_page_offers_no_row_only_delete(operator, alice):
+    client = await open_connected(alice)
+    try:
+        (row,) = [c async for c in Connection.objects.filter(user=alice)]
+        changelist = await database_sync_to_async(operator.get)(reverse("admin:sessions_app_connection_changelist"))
+        actions = [choice[0] for choice in changelist.context["action_form"].fields["action"].choices]
+        assert "disconnect" in actions and "delete_selected" not in actions
+        delete = await database_sync_to_async(operator.post)(
+            reverse("admin:sessions_app_connection_delete", args=[row.pk]), {"post": "yes"}
+        )
+        assert delete.status_code == 403
+        assert await client.nothing()
+        await client.ok("ping")
+    finally:
+        await client.ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_users_disconnect_everywhere_action_closes_every_socket_and_revokes_sign_ins(operator, alice, bob):
+    refresh = await database_sync_to_async(refresh_for)(alice)
+    first, second, other = await open_connected(alice), await open_connected(alice), await open_connected(bob)
+    try:
+        response = await database_sync_to_async(operator.post)(
+            reverse("admin:auth_user_changelist"),
+            {"action": "disconnect_everywhere", "_selected_action": [alice.pk]},
+            follow=True,
+        )
+        assert response.status_code == 200
+        for client in (first, second):
+            await ended(client, "disconnected")
+        await other.ok("ping")
+        refused = await database_sync_to_async(APIClient().post)("/api/v1/token/refresh/", {"refresh": refresh})
+        assert refused.status_code == 401
+    finally:
+        for client in (first, second, other):
+            await client.ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deleting_a_member_in_the_session_admin_removes_them_from_the_live_session(operator, alice, bob):
+    owner, member, session_id = await live_pair(alice, bob)
+    try:
+        url = reverse("admin:sessions_app_session_change", args=[session_id])
+        page = await database_sync_to_async(operator.get)(url)
+        data = form_data(page)
+        bob_row = next(k for k, v in data.items() if k.endswith("-user") and v == bob.pk)
+        data[bob_row.removesuffix("-user") + "-DELETE"] = "on"
+        data["title"] = "Renamed in the admin"
+        response = await database_sync_to_async(operator.post)(url, data)
+        assert response.status_code == 302, response.context["errors"] if response.context else response
+        removed = await member.push("session_removed")
+        assert removed["data"] == {"session": session_id, "reason": "removed", "by": None}
+        renamed = await owner.push("session_renamed")
+        assert renamed["data"] == {"session": session_id, "title": "Renamed in the admin", "by": None}
+        assert (await owner.push("presence"))["data"]["left"]["username"] == "bob"
+        await owner.ok("patch", {"version": 0, "ops": [{"op": "add", "path": "/a", "value": 1}]})
+        assert await member.nothing()
+    finally:
+        await owner.ws.disconnect()
+        await member.ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deleting_a_session_in_the_admin_ends_its_live_connections(operator, alice, bob):
+    owner, member, session_id = await live_pair(alice, bob)
+    try:
+        url = reverse("admin:sessions_app_session_delete", args=[session_id])
+        response = await database_sync_to_async(operator.post)(url, {"post": "yes"})
+        assert response.status_code == 302
+        for client in (owner, member):
+            removed = await client.push("session_removed")
+            assert removed["data"] == {"session": session_id, "reason": "deleted", "by": None}
+            assert (await client.request("presence"))["code"] == "not_joined"
+    finally:
+        await owner.ws.disconnect()
+        await member.ws.disconnect()

@@ -3,6 +3,7 @@
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import override_settings
 
 from sessions_app import protocol
@@ -10,6 +11,12 @@ from sessions_app.models import Membership
 from tests.utils import access_for, connected, open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def raw_delete_memberships(*, user_id: int) -> None:
+    """Delete the user's memberships in SQL, as a script outside Django would (no model signal)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Membership._meta.db_table} WHERE user_id = %s", [user_id])  # noqa: S608
 
 
 async def test_a_frame_nested_deeper_than_the_limit_gets_invalid_message_and_the_socket_stays_open(alice):
@@ -72,9 +79,10 @@ async def test_a_patch_on_a_version_older_than_a_seen_push_conflicts_without_a_d
         await b.ok("join", {"session": snap["id"]})
         await a.ok("patch", {"version": 0, "ops": [{"op": "replace", "path": "/n", "value": 1}]})
         assert (await b.push("patched"))["data"]["version"] == 1
-        # Remove bob's membership behind the consumer's back: a request that reaches the database
-        # now answers not_found, so a conflict proves the stale patch never got there.
-        await database_sync_to_async(Membership.objects.filter(user=bob).delete)()
+        # Remove bob's membership behind the consumer's back (SQL: no signal, so no push that
+        # would make the connection leave): a request that reaches the database now answers
+        # not_found, so a conflict proves the stale patch never got there.
+        await database_sync_to_async(raw_delete_memberships)(user_id=bob.pk)
         stale = await b.request("patch", {"version": 0, "ops": [{"op": "replace", "path": "/n", "value": 2}]})
         assert stale["code"] == protocol.CONFLICT and stale["data"] == {"version": 1}
         fresh = await b.request("patch", {"version": 1, "ops": [{"op": "replace", "path": "/n", "value": 2}]})

@@ -62,6 +62,7 @@ async def test_patched_reaches_every_other_connection_including_the_same_users_o
 async def test_patched_is_never_sent_back_to_the_sender(alice: Any, bob: Any) -> None:
     async with connected(alice) as owner, connected(bob) as editor:
         session_id = await session_with(owner, bob="editor")
+        await editor.push("session_added")  # the invite, for bob's session list
         await editor.ok("join", {"session": session_id})
         await owner.push("presence")
         for version in range(3):
@@ -75,6 +76,8 @@ async def test_patched_does_not_reach_connections_outside_the_session(alice: Any
     async with connected(alice) as owner, connected(bob) as elsewhere, connected(alice) as idle:
         await elsewhere.ok("create", {"title": "Bob's own"})
         await session_with(owner, bob="editor")
+        await elsewhere.push("session_added")  # bob's invite, for his session list
+        await idle.push("session_added")  # alice's new session, for her other tab's list
         await owner.ok("patch", {"version": 0, "ops": ADD})
         assert await elsewhere.nothing()
         assert await idle.nothing()
