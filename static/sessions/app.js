@@ -42,6 +42,28 @@ function bindSignOut(tokens, getClient) {
   });
 }
 
+/**
+ * Register the service worker (templates/sessions/sw.js) and put this page and what it loaded in
+ * its cache, so that a reload while the server is down still opens the page (the first visit is
+ * not yet controlled by the worker: its requests did not pass through it).
+ */
+async function keepForOffline() {
+  const url = document.body.dataset.serviceWorkerUrl;
+  if (!url || !("serviceWorker" in navigator) || !globalThis.caches) return;
+  try {
+    await navigator.serviceWorker.register(url);
+    const cache = await caches.open("sessions-pages-v1");
+    const mine = (name) => new URL(name, location.href).origin === location.origin;
+    const loaded = performance
+      .getEntriesByType("resource")
+      .map((entry) => entry.name)
+      .filter((name) => mine(name) && new URL(name).pathname.startsWith("/static/"));
+    await cache.addAll([...new Set([location.pathname, ...loaded])]);
+  } catch {
+    // No service worker (private mode, http on another host): reloading needs the server.
+  }
+}
+
 function main() {
   const tokens = new TokenStore();
   let client = null;
@@ -52,6 +74,7 @@ function main() {
   const page = document.body.dataset.page;
   if (page === "home") startHome({ tokens, newClient });
   else if (page === "session") startSession({ tokens, newClient });
+  window.addEventListener("load", () => keepForOffline());
 }
 
 main();

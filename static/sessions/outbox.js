@@ -30,21 +30,24 @@ function randomId(crypto = globalThis.crypto) {
  * holds it too (a duplicated tab starts with a copy of the original's sessionStorage): then a
  * new one. The id is held as a Web Lock until the tab closes. Without Web Locks: the stored id.
  */
-export async function claimTab({ storage = globalThis.sessionStorage, locks = globalThis.navigator?.locks } = {}) {
+export async function claimTab({ storage = globalThis.sessionStorage, locks = globalThis.navigator?.locks, wait = 1500 } = {}) {
   let id = storage?.getItem(TAB_KEY) || randomId();
   if (locks?.request) {
-    const hold = (name) =>
+    // Held until the tab goes away. `wait` ms for an id still held: after a reload the page that
+    // went away may not have released it yet; a duplicated tab's original never will.
+    const hold = (name, ms) =>
       new Promise((resolve) => {
+        const options = ms ? { signal: AbortSignal.timeout(ms) } : { ifAvailable: true };
         locks
-          .request(name, { ifAvailable: true }, (lock) => {
+          .request(name, options, (lock) => {
             resolve(lock !== null);
-            return lock ? new Promise(() => {}) : undefined; // held until the tab goes away
+            return lock ? new Promise(() => {}) : undefined;
           })
           .catch(() => resolve(false));
       });
-    if (!(await hold(TAB_LOCK + id))) {
+    if (!(await hold(TAB_LOCK + id, wait))) {
       id = randomId();
-      await hold(TAB_LOCK + id);
+      await hold(TAB_LOCK + id, 0);
     }
   }
   storage?.setItem(TAB_KEY, id);

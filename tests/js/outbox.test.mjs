@@ -114,6 +114,7 @@ describe("Outbox (the store)", () => {
     const held = new Set();
     const locks = {
       request: async (name, options, callback) => {
+        if (held.has(name) && options.signal) throw new Error("AbortError: timed out waiting");
         if (held.has(name)) return callback(null);
         held.add(name);
         return callback({ name });
