@@ -10,7 +10,7 @@ import { LiveSession } from "./session.js";
 import { $, errorText, go, h, homeUrl, notify, setFlash, show } from "./ui.js";
 
 const ROLE_LABELS = { owner: "Owner", editor: "Editor", viewer: "Viewer (read-only)" };
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+const plural = (n, word, many = `${word}s`) => `${n} ${n === 1 ? word : many}`;
 
 // localStorage can be missing or throw on access (disabled storage, some private modes).
 function localStore() {
@@ -76,7 +76,7 @@ export async function startSession({ tokens, newClient }) {
     const note = $("#foreign-note");
     const notes = [];
     if (shape === "strings") notes.push("This list holds plain text entries: new ones are added the same way.");
-    if (foreign) notes.push(`${plural(foreign, "entry")} of another kind ${foreign === 1 ? "is" : "are"} shown read-only.`);
+    if (foreign) notes.push(`${plural(foreign, "entry", "entries")} of another kind ${foreign === 1 ? "is" : "are"} shown read-only.`);
     if (shape === "foreign") notes.push("This session's data is not a list this page can change: it is shown below, read-only.");
     note.textContent = notes.join(" ");
     show(note, notes.length > 0);
