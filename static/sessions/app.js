@@ -3,6 +3,7 @@
 
 import { SessionClient } from "./client.js";
 import { startHome } from "./home.js";
+import { unsentBySession } from "./outbox.js";
 import { startSession } from "./session-page.js";
 import { TokenStore } from "./tokens.js";
 import { $, bindIndicator, errorText, homeUrl, notify, setFlash, show, showFlash } from "./ui.js";
@@ -36,8 +37,17 @@ function bindSignOut(tokens, getClient) {
   button.addEventListener("click", async () => {
     button.disabled = true;
     getClient()?.close();
+    let kept = 0;
+    try {
+      kept = [...unsentBySession(localStorage, tokens.userKey).values()].reduce((a, b) => a + b, 0);
+    } catch {
+      kept = 0;
+    }
     const revoked = await tokens.signOut();
-    setFlash(revoked ? "You are signed out." : "You are signed out here, but the server could not be told; your sign-in lapses on its own within a day.");
+    let message = revoked ? "You are signed out." : "You are signed out here, but the server could not be told; your sign-in lapses on its own within a day.";
+    // Unsent changes stay on this device (outbox.js): they go out at the next sign-in.
+    if (kept) message += ` ${kept} unsent change${kept === 1 ? " is" : "s are"} kept on this device and will be sent when you sign in again and open the session.`;
+    setFlash(message);
     window.location.assign(homeUrl());
   });
 }

@@ -20,6 +20,9 @@ export const PREFIX = "sessions.outbox.v1";
 const TAB_KEY = "sessions.tab";
 const TAB_LOCK = "sessions.tab.";
 
+// The user's part of a key, with the dots escaped too: "a" must not be a prefix of "a.b".
+const userPart = (user) => encodeURIComponent(user).replace(/\./g, "%2E");
+
 function randomId(crypto = globalThis.crypto) {
   const bytes = crypto.getRandomValues(new Uint8Array(6));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -70,7 +73,7 @@ export class Outbox {
    */
   constructor({ storage = globalThis.localStorage, user, session, tab, alive = () => liveTabs(), now = () => Date.now() }) {
     Object.assign(this, { storage, user, session, tab, alive, now });
-    this.base = `${PREFIX}.${encodeURIComponent(user)}.${session}.`;
+    this.base = `${PREFIX}.${userPart(user)}.${session}.`;
     this.key = this.base + tab;
     this.failed = false; // the last write failed (quota, storage disabled): changes are in memory only
   }
@@ -141,7 +144,7 @@ export class Outbox {
 
 /** How many unsent changes this device keeps for `user`, by session id (for the list page). */
 export function unsentBySession(storage, user) {
-  const base = `${PREFIX}.${encodeURIComponent(user)}.`;
+  const base = `${PREFIX}.${userPart(user)}.`;
   const counts = new Map();
   try {
     for (let i = 0; i < storage.length; i += 1) {

@@ -78,6 +78,10 @@ describe("Outbox (the store)", () => {
     assert.equal((await new Outbox({ storage, user: "2", session: SID, tab: "t1", alive: async () => null }).load()).entries.length, 0, "other users' changes are not mine");
     again.save({ doc, entries: [] });
     assert.equal(storage.length, 0);
+    // A user key that begins like another's ("name-a", "name-a.b") never reads the other's.
+    new Outbox({ storage, user: "name-a.b", session: SID, tab: "t1" }).save({ doc: null, entries: [{ key: "z", change: {}, sent: null, at: 1 }] });
+    assert.equal(unsentBySession(storage, "name-a").size, 0);
+    assert.equal((await new Outbox({ storage, user: "name-a", session: SID, tab: "t2", alive: async () => new Set() }).load()).entries.length, 0);
   });
 
   it("adopts the changes of a closed tab, never those of a tab still open", async () => {
