@@ -23,14 +23,19 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 
 install: $(VENV)/.runtime  ## Create .venv and install the runtime requirements
 
-install-dev: $(VENV)/.dev  ## Also install the test, lint and benchmark tools
+# tsc, pinned in package.json / package-lock.json, for the check of static/sessions/client.d.ts
+# (tests/js/types.test.mjs). Only when npm is there: without it the node tests pass the check over.
+node_modules/.installed: package.json package-lock.json
+	if command -v npm >/dev/null; then npm ci --no-audit --no-fund --loglevel=error && touch $@; fi
+
+install-dev: $(VENV)/.dev node_modules/.installed  ## Also install the test, lint and benchmark tools (and tsc, with npm)
 
 run: $(VENV)/.runtime  ## Migrate, create the demo users on first run, serve daphne on $(HOST):$(PORT)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_users --url http://$(HOST):$(PORT)/
 	$(PY) -m daphne -b $(HOST) -p $(PORT) project.asgi:application
 
-test: $(VENV)/.dev  ## Every test: lint, pytest (SQLite, PostgreSQL, Redis, Chromium), node, conformance
+test: $(VENV)/.dev node_modules/.installed  ## Every test: lint, pytest (SQLite, PostgreSQL, Redis, Chromium), node (with tsc), conformance
 	PYTHON=$(abspath $(PY)) scripts/test.sh
 
 lint: $(VENV)/.dev  ## ruff check and ruff format --check

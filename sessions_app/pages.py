@@ -19,3 +19,11 @@ class SessionPageView(TemplateView):
     """The live page of one session: the shared checklist, presence, invite and save."""
 
     template_name = "sessions/session.html"
+
+
+class ServiceWorkerView(TemplateView):
+    """The pages' service worker (templates/sessions/sw.js), at the root so that its scope is the
+    whole site: a page reloaded while the server is down still opens (docs/client.md)."""
+
+    template_name = "sessions/sw.js"
+    content_type = "text/javascript"

@@ -3,6 +3,7 @@
 
 import { SessionClient } from "./client.js";
 import { startHome } from "./home.js";
+import { unsentBySession } from "./outbox.js";
 import { startSession } from "./session-page.js";
 import { TokenStore } from "./tokens.js";
 import { $, bindIndicator, errorText, homeUrl, notify, setFlash, show, showFlash } from "./ui.js";
@@ -36,10 +37,41 @@ function bindSignOut(tokens, getClient) {
   button.addEventListener("click", async () => {
     button.disabled = true;
     getClient()?.close();
+    let kept = 0;
+    try {
+      kept = [...unsentBySession(localStorage, tokens.userKey).values()].reduce((a, b) => a + b, 0);
+    } catch {
+      kept = 0;
+    }
     const revoked = await tokens.signOut();
-    setFlash(revoked ? "You are signed out." : "You are signed out here, but the server could not be told; your sign-in lapses on its own within a day.");
+    let message = revoked ? "You are signed out." : "You are signed out here, but the server could not be told; your sign-in lapses on its own within a day.";
+    // Unsent changes stay on this device (outbox.js): they go out at the next sign-in.
+    if (kept) message += ` ${kept} unsent change${kept === 1 ? " is" : "s are"} kept on this device and will be sent when you sign in again and open the session.`;
+    setFlash(message);
     window.location.assign(homeUrl());
   });
+}
+
+/**
+ * Register the service worker (templates/sessions/sw.js) and put this page and what it loaded in
+ * its cache, so that a reload while the server is down still opens the page (the first visit is
+ * not yet controlled by the worker: its requests did not pass through it).
+ */
+async function keepForOffline() {
+  const url = document.body.dataset.serviceWorkerUrl;
+  if (!url || !("serviceWorker" in navigator) || !globalThis.caches) return;
+  try {
+    await navigator.serviceWorker.register(url);
+    const cache = await caches.open("sessions-pages-v1");
+    const mine = (name) => new URL(name, location.href).origin === location.origin;
+    const loaded = performance
+      .getEntriesByType("resource")
+      .map((entry) => entry.name)
+      .filter((name) => mine(name) && new URL(name).pathname.startsWith("/static/"));
+    await cache.addAll([...new Set([location.pathname, ...loaded])]);
+  } catch {
+    // No service worker (private mode, http on another host): reloading needs the server.
+  }
 }
 
 function main() {
@@ -52,6 +84,7 @@ function main() {
   const page = document.body.dataset.page;
   if (page === "home") startHome({ tokens, newClient });
   else if (page === "session") startSession({ tokens, newClient });
+  window.addEventListener("load", () => keepForOffline());
 }
 
 main();

@@ -2,14 +2,16 @@
 // dependency and no build step; docs/client.md is its manual.
 //
 //   const client = new SessionClient({ tokens: new TokenStore() });
-//   client.on("status", (s) => ...);            // connecting | connected | reconnecting | offline | closed
+//   client.on("status", (s) => ...);            // connecting | connected | reconnecting | unreachable | offline | closed
 //   client.on("patched", (data) => ...);        // pushes, by state
 //   await client.connect();
 //   const reply = await client.request("list"); // resolves with the reply's data, rejects with ProtocolError
 //
-// It reconnects by itself (exponential backoff, full jitter) as the close-code table says,
-// renews its token on `token_expiring` and on 4401, and holds requests made while the socket is
-// down in a bounded queue. LiveSession (session.js) adds the joined document on top.
+// It reconnects by itself (exponential backoff, full jitter, at most 10 s apart) as the
+// close-code table says, renews its token on `token_expiring` and on 4401, and holds requests
+// made while the socket is down in a bounded queue. LiveSession (session.js) adds the joined
+// document on top, and keeps unsent changes however long the outage. client.d.ts declares the
+// types (requests, replies, pushes, errors, close codes) from docs/protocol.md.
 
 import { Emitter } from "./emitter.js";
 import {
@@ -27,6 +29,19 @@ import { CLOSED, CONNECTION_LOST, OfflineQueue, PendingRequests, ProtocolError, 
 import { SignedOutError } from "./tokens.js";
 
 export { ProtocolError } from "./requests.js";
+export {
+  CLOSE_ABNORMAL,
+  CLOSE_AUTH_TIMEOUT,
+  CLOSE_CLIENT_TIMEOUT,
+  CLOSE_GOING_AWAY,
+  CLOSE_MESSAGE_TOO_LARGE,
+  CLOSE_NORMAL,
+  CLOSE_RATE_LIMITED,
+  CLOSE_SERVER_ERROR,
+  CLOSE_TOO_BIG,
+  CLOSE_UNAUTHENTICATED,
+  CLOSE_UNAVAILABLE,
+} from "./reconnect.js";
 
 export const SOCKET_PATH = "/api/v1/socket";
 
@@ -54,16 +69,18 @@ export class SessionClient extends Emitter {
     random = Math.random,
     isOnline = () => globalThis.navigator?.onLine !== false,
     network = globalThis.window, // an EventTarget firing "online" / "offline", or null
+    now = () => Date.now(),
     requestTimeout = 10000,
     queueLimit = 100,
     queueTimeout = 30000,
     heartbeatInterval = 25000,
-    offlineAfter = 3, // failed attempts in a row before the status says "offline"
+    unreachableAfter = 2, // failed attempts in a row before the status says "unreachable"
     maxMessageBytes = 65536, // SESSIONS_MAX_MESSAGE_BYTES: a bigger frame would close 4413
   } = {}) {
     super();
-    Object.assign(this, { tokens, url, WebSocketImpl, timers, random, isOnline });
-    Object.assign(this, { requestTimeout, queueTimeout, heartbeatInterval, offlineAfter, maxMessageBytes });
+    Object.assign(this, { tokens, url, WebSocketImpl, timers, random, isOnline, now });
+    Object.assign(this, { requestTimeout, queueTimeout, heartbeatInterval, unreachableAfter, maxMessageBytes });
+    this.retryAt = null; // when the next attempt is due (ms, this.now()), while one is scheduled
     this.pending = new PendingRequests({ timers });
     this.queue = new OfflineQueue({ limit: queueLimit, timeout: queueTimeout, timers });
     this.status = "idle";
@@ -79,7 +96,8 @@ export class SessionClient extends Emitter {
     this.readyHooks = [];
     if (network?.addEventListener) {
       network.addEventListener("online", () => this.reconnectNow());
-      network.addEventListener("offline", () => this.wanted && !this.ready && this.setStatus("offline"));
+      // No network: say so (an open socket may still work, e.g. to localhost; then it says connected).
+      network.addEventListener("offline", () => this.wanted && !this.ready && this.setStatus("offline", this.retryDetail()));
     }
   }
 
@@ -130,16 +148,21 @@ export class SessionClient extends Emitter {
     return promise;
   }
 
-  /** Resolve when ready; reject with `offline` after `timeout` ms, `closed` if closed for good. */
+  /**
+   * Resolve when ready; reject with `offline` after `timeout` ms (never with Infinity), `closed`
+   * if closed for good.
+   */
   whenReady(timeout = this.queueTimeout) {
     if (this.ready) return Promise.resolve();
     if (!this.wanted) return Promise.reject(new ProtocolError(CLOSED, "Not connected."));
     return new Promise((resolve, reject) => {
       const waiter = { resolve, reject, timer: null };
-      waiter.timer = this.timers.set(() => {
-        this.readyWaiters.delete(waiter);
-        reject(new ProtocolError("offline", "The connection did not come back in time."));
-      }, timeout);
+      if (Number.isFinite(timeout)) {
+        waiter.timer = this.timers.set(() => {
+          this.readyWaiters.delete(waiter);
+          reject(new ProtocolError("offline", "The connection did not come back in time."));
+        }, timeout);
+      }
       this.readyWaiters.add(waiter);
     });
   }
@@ -149,13 +172,25 @@ export class SessionClient extends Emitter {
     this.readyHooks.push(hook);
   }
 
-  /** Skip the backoff wait and try now (the browser says the network is back). */
+  /**
+   * Skip the backoff wait and try now (the browser says the network is back, or the user pressed
+   * "Retry now"). True if an attempt was started; false while one is already under way.
+   */
   reconnectNow() {
     if (this.wanted && this.reconnectTimer !== null) {
       this.timers.clear(this.reconnectTimer);
       this.reconnectTimer = null;
+      this.retryAt = null;
+      this.setStatus("connecting");
       this.open();
+      return true;
     }
+    return false;
+  }
+
+  /** {retryAt, attempt} of the scheduled attempt (retryAt null when none is scheduled). */
+  retryDetail() {
+    return { retryAt: this.retryAt, attempt: this.attempt };
   }
 
   // --- connection lifecycle ---------------------------------------------------------------
@@ -169,6 +204,7 @@ export class SessionClient extends Emitter {
 
   async open() {
     this.reconnectTimer = null;
+    this.retryAt = null;
     if (!this.wanted) return;
     if (this.tokens.accessExpired()) {
       // Renew first rather than be refused with 4401 (protocol.md §2).
@@ -200,6 +236,7 @@ export class SessionClient extends Emitter {
     this.stopHeartbeat();
     if (this.reconnectTimer !== null) this.timers.clear(this.reconnectTimer);
     this.reconnectTimer = null;
+    this.retryAt = null;
     if (ws) ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     return ws;
   }
@@ -235,13 +272,18 @@ export class SessionClient extends Emitter {
     }
   }
 
+  // Offline (the browser has no network) and unreachable (it has, but the server does not
+  // answer) are told apart: the first is the user's to fix, the second is not.
   retryLater(action) {
     if (!this.wanted) return;
     const delay = backoffDelay(this.attempt, scheduleFor(action), this.random);
     this.attempt += 1;
-    const offline = this.attempt > this.offlineAfter || !this.isOnline();
-    this.setStatus(offline ? "offline" : "reconnecting", { delay, attempt: this.attempt });
+    this.retryAt = this.now() + delay;
     this.reconnectTimer = this.timers.set(() => this.open(), delay);
+    let status = this.attempt > this.unreachableAfter ? "unreachable" : "reconnecting";
+    if (!this.isOnline()) status = "offline";
+    this.setStatus(status, { delay, ...this.retryDetail() });
+    this.emit("retry", { delay, ...this.retryDetail() });
   }
 
   signOut(err) {

@@ -1,5 +1,6 @@
 // The home page: sign in, then the list of my sessions with a form to create one.
 
+import { unsentBySession } from "./outbox.js";
 import { $, errorText, go, h, notify, sessionUrl, show } from "./ui.js";
 
 const ROLE_LABELS = { owner: "Owner", editor: "Editor", viewer: "Viewer" };
@@ -9,7 +10,16 @@ function formatWhen(iso) {
   return Number.isNaN(date.getTime()) ? "" : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
-function renderList(sessions) {
+// Changes this device still keeps for the user, by session (outbox.js): they go out when the session is opened.
+function unsent(tokens) {
+  try {
+    return unsentBySession(globalThis.localStorage, tokens.userKey);
+  } catch {
+    return new Map();
+  }
+}
+
+function renderList(sessions, waiting = new Map()) {
   show($("#sessions-loading"), false);
   show($("#sessions-empty"), sessions.length === 0);
   $("#session-list").replaceChildren(
@@ -24,6 +34,9 @@ function renderList(sessions) {
           h("span", { className: `badge badge-${s.role}` }, ROLE_LABELS[s.role] ?? s.role),
           h("span", {}, `version ${s.version}`),
           s.updated_at ? h("time", { datetime: s.updated_at }, formatWhen(s.updated_at)) : null,
+          waiting.get(s.id)
+            ? h("span", { className: "unsent" }, `${waiting.get(s.id)} unsent change${waiting.get(s.id) === 1 ? "" : "s"} on this device: open to send`)
+            : null,
         ),
       ),
     ),
@@ -88,7 +101,7 @@ function showSessions(tokens, newClient) {
   client.on("connected", async () => {
     // After every (re)connect, so the list is never stale.
     try {
-      renderList((await mine.request("list")).sessions);
+      renderList((await mine.request("list")).sessions, unsent(tokens));
     } catch (err) {
       if (err.code !== "closed") notify(errorText("Your sessions could not be loaded", err));
     }

@@ -57,7 +57,10 @@ export function closeReason(code) {
   }
 }
 
-export const DEFAULT_BACKOFF = Object.freeze({ base: 500, cap: 30000, min: 0 });
+// Capped at 10 s: after a server restart every page is back within 10 s (5 s on average), while
+// the jitter still spreads a crowd of clients over those 10 s. "Retry now" and the browser's
+// `online` event skip the wait.
+export const DEFAULT_BACKOFF = Object.freeze({ base: 500, cap: 10000, min: 0 });
 // 4429 means "you are over a limit": wait longer, and never come back almost at once.
 export const LONG_BACKOFF = Object.freeze({ base: 5000, cap: 120000, min: 2000 });
 

@@ -1,25 +1,53 @@
 // The live session page: joins the session named by <body data-session-id>, renders the
-// checklist, presence and members, and sends invites and the final save.
+// checklist (any document shape), presence and members, keeps unsent changes in the outbox, and
+// sends invites and the final save.
 
-import { ChecklistView } from "./checklist-view.js";
+import { avatarsFor } from "./avatars.js";
+import { ChecklistView, renderValue } from "./checklist-view.js";
+import { EditConflict, listShape, otherFields, revive } from "./checklist.js";
+import { Outbox, claimTab } from "./outbox.js";
 import { LiveSession } from "./session.js";
 import { $, errorText, go, h, homeUrl, notify, setFlash, show } from "./ui.js";
 
 const ROLE_LABELS = { owner: "Owner", editor: "Editor", viewer: "Viewer (read-only)" };
+const plural = (n, word, many = `${word}s`) => `${n} ${n === 1 ? word : many}`;
 
-export function startSession({ tokens, newClient }) {
+// localStorage can be missing or throw on access (disabled storage, some private modes).
+function localStore() {
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export async function startSession({ tokens, newClient }) {
   if (!tokens.signedIn) {
     return window.location.replace(`${homeUrl()}?next=${encodeURIComponent(location.pathname)}`);
   }
   show($("#sign-out"));
   const sessionId = document.body.dataset.sessionId;
   const client = newClient();
-  const live = new LiveSession(client);
+  const storage = localStore();
+  const tab = storage ? await claimTab() : null;
+  const user = tokens.userKey;
+  const openOutbox = storage && user ? (id) => new Outbox({ storage, user, session: id, tab }) : null;
+  const live = new LiveSession(client, { openOutbox, revive });
+  let presenceAt = null; // when the presence shown was last known live
 
   const change = (intent, what) => {
-    live.change(intent).catch((err) => notify(errorText(`${what} failed`, err)));
+    const promise = live.change(intent);
+    promise.catch((err) => {
+      if (!(err instanceof EditConflict)) notify(errorText(`${what} failed`, err));
+    });
+    return promise;
   };
-  const view = new ChecklistView({ list: $("#items"), empty: $("#items-empty"), change });
+  const view = new ChecklistView({
+    list: $("#items"),
+    empty: $("#items-empty"),
+    change,
+    whoChanged: () => live.lastRemote?.by?.username,
+  });
 
   function renderHeader() {
     const doc = live.doc;
@@ -31,26 +59,54 @@ export function startSession({ tokens, newClient }) {
     show(badge);
     view.setEditable(doc.canEdit);
     show($("#read-only-note"), !doc.canEdit);
-    show($("#add-form"), doc.canEdit);
-    show($("#sync-state"), doc.canEdit);
+    show($("#sync-state"), doc.canEdit || live.pendingCount > 0);
     show($("#save"), doc.canEdit);
     show($("#invite"), doc.role === "owner");
     renderMembers();
   }
 
+  // The document as the page shows it: the list (any shape), and what is not a list, read-only.
+  function renderData(data) {
+    const entries = view.render(data);
+    const shape = listShape(data);
+    const foreign = entries.filter((e) => e.kind === "other").length;
+    const others = otherFields(data);
+    // A document whose `items` is not a list cannot take an item without losing what is there.
+    show($("#add-form"), live.doc.canEdit && shape !== "foreign");
+    const note = $("#foreign-note");
+    const notes = [];
+    if (shape === "strings") notes.push("This list holds plain text entries: new ones are added the same way.");
+    if (foreign) notes.push(`${plural(foreign, "entry", "entries")} of another kind ${foreign === 1 ? "is" : "are"} shown read-only.`);
+    if (shape === "foreign") notes.push("This session's data is not a list this page can change: it is shown below, read-only.");
+    note.textContent = notes.join(" ");
+    show(note, notes.length > 0);
+    show($("#other-data"), others.length > 0);
+    $("#other-data-tree").replaceChildren(...(others.length ? [renderValue(Object.fromEntries(others))] : []));
+  }
+
   function renderPresence() {
     const me = client.user?.id;
     const present = live.doc?.present ?? [];
-    $("#presence-list").replaceChildren(
-      h("li", { className: "presence-label" }, present.length === 1 ? "Here now:" : `Here now (${present.length}):`),
-      ...present.map((user) =>
-        h(
+    const stale = !client.ready;
+    const avatars = avatarsFor(present);
+    const list = $("#presence-list");
+    list.classList.toggle("stale", stale);
+    let label = present.length === 1 ? "Here now:" : `Here now (${present.length}):`;
+    if (stale) {
+      const at = presenceAt ? ` at ${presenceAt.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })}` : "";
+      label = present.length ? `Last seen here${at} (not live while disconnected):` : "Who is here is not known while disconnected.";
+    }
+    list.replaceChildren(
+      h("li", { className: "presence-label" }, label),
+      ...present.map((user) => {
+        const { initials, color } = avatars.get(user.id);
+        return h(
           "li",
-          { className: "avatar-chip", dataset: { userId: String(user.id) }, title: user.username },
-          h("span", { className: "avatar", "aria-hidden": "true" }, user.username.slice(0, 1).toUpperCase()),
+          { className: "avatar-chip", dataset: { userId: String(user.id) }, title: stale ? `${user.username} (last seen)` : user.username },
+          h("span", { className: "avatar", "aria-hidden": "true", style: `background-color: ${color}` }, initials),
           user.id === me ? `${user.username} (you)` : user.username,
-        ),
-      ),
+        );
+      }),
     );
   }
 
@@ -61,22 +117,53 @@ export function startSession({ tokens, newClient }) {
     );
   }
 
+  // "All changes saved" only when nothing waits; while something does, where it is.
   function renderSyncState() {
-    const pending = live.intents.length;
-    $("#sync-state").textContent = pending ? `Sending ${pending} change${pending > 1 ? "s" : ""}…` : "All changes saved";
+    const node = $("#sync-state");
+    const n = live.pendingCount;
+    let text;
+    let state;
+    if (n === 0) {
+      state = live.doc?.cached ? "cached" : "saved";
+      text = live.doc?.cached ? "Showing the copy kept on this device; connecting…" : "All changes saved";
+    } else if (client.ready) {
+      state = "sending";
+      text = `Sending ${plural(n, "change")}…`;
+    } else {
+      state = "waiting";
+      const until = client.status === "offline" ? "you are back online" : "the server is back";
+      text = live.persisted
+        ? `${plural(n, "change")} not sent yet: kept on this device, sent when ${until}.`
+        : `${plural(n, "change")} not sent yet, sent when ${until}. They could not be kept on this device: keep this tab open.`;
+    }
+    node.textContent = text;
+    node.dataset.state = state;
   }
 
   live.on("document", () => {
     if (!live.doc) return;
     renderHeader(); // a snapshot after a reconnect may bring a new role
-    view.render(live.view());
+    renderData(live.view());
     renderSyncState();
   });
-  live.on("presence", renderPresence);
+  live.on("presence", () => {
+    if (client.ready) presenceAt = new Date();
+    renderPresence();
+  });
+  client.on("status", () => {
+    if (client.ready) presenceAt = new Date();
+    renderPresence();
+    if (live.doc) renderSyncState();
+  });
   live.on("saved", (data) => {
     if (data.by?.id !== client.user?.id) notify(`${data.by?.username ?? "Someone"} saved revision ${data.revision}.`, { kind: "info" });
   });
   live.on("error", (err) => notify(errorText("Catching up with the latest changes failed", err)));
+  // A change kept from an earlier visit that the server refused now: say so (nobody awaits it).
+  live.on("refused", ({ error }) => {
+    if (error instanceof EditConflict) view.showConflict(error);
+    else notify(errorText("A change you made earlier could not be saved", error));
+  });
 
   $("#add-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -127,8 +214,10 @@ export function startSession({ tokens, newClient }) {
 
   client.connect().catch(() => {}); // failures reach the page through the join below
   live.join(sessionId).catch((err) => {
+    if (err.code === "closed") return; // the client's own notice says why
     $("#session-title").textContent = "Session unavailable";
     show($("#checklist"), false);
+    show($("#other-data"), false);
     notify(errorText("This session could not be opened", err), { action: { label: "Back to my sessions", href: homeUrl() } });
   });
 }

@@ -3,31 +3,61 @@
 // every reconnect, and local changes sent as JSON Patches that are rebased and retried on
 // `conflict` without the user noticing.
 //
-//   const live = new LiveSession(client);
+//   const live = new LiveSession(client, { openOutbox: (id) => new Outbox({...}), revive });
 //   live.on("document", () => render(live.view()));
 //   await live.join(sessionId);
 //   await live.change((data) => [{ op: "add", path: "/items/-", value: item }]);
 //
 // A change is an *intent*: a function from the current data to the ops (or null when there is
 // nothing left to do). It is called again on the rebased data after a conflict, so it must look
-// items up by id, never trust an index computed earlier.
+// items up by id, never trust an index computed earlier. An intent with a `change` description
+// (checklist.js) is also kept in the outbox (outbox.js) until the server acknowledges or refuses
+// it, across reconnects, reloads and closed tabs; no outage, however long, drops it.
+//
+// Exactly once: before a patch leaves, the version it is made on (`base`) and its ops are written
+// down. If the reply never comes (the socket dropped, the tab was reloaded), the server's change
+// log says what happened: the patch could only have become version base + 1, so the change at
+// base + 1 is ours if it is by this user with these ops (applied: done), and otherwise ours was
+// refused by the version check (compute it again on the new data and send it). docs/client.md,
+// "Unsent changes", has the whole argument.
 
 import { Emitter } from "./emitter.js";
 import { APPLIED, GAP, SyncedDocument } from "./document.js";
-import { PatchError, applyPatch } from "./jsonpatch.js";
-import { CONNECTION_LOST, ProtocolError, QUEUE_FULL, TIMEOUT } from "./requests.js";
+import { PatchError, applyPatch, deepClone, deepEqual } from "./jsonpatch.js";
+import { CLOSED, CONNECTION_LOST, ProtocolError, QUEUE_FULL, TIMEOUT } from "./requests.js";
+
+const HISTORY = 500; // changes remembered by version, to recognise our own after a lost reply
+const FOREVER = Infinity;
+
+// A failure that says nothing about the change itself: wait for the connection and go on.
+const transient = (err) => err?.code === CONNECTION_LOST || err?.code === TIMEOUT;
+
+let keys = 0;
+function entryKey() {
+  keys += 1;
+  const random = globalThis.crypto?.getRandomValues ? globalThis.crypto.getRandomValues(new Uint32Array(1))[0].toString(36) : "";
+  return `${Date.now().toString(36)}-${random}-${keys}`;
+}
 
 export class LiveSession extends Emitter {
-  constructor(client, { maxRetries = 5, intentLimit = 100 } = {}) {
+  /**
+   * `openOutbox(sessionId)` returns the Outbox to keep unsent changes in (or null: memory only);
+   * `revive(description)` rebuilds an intent from its stored description. `intentLimit` bounds
+   * the changes waiting at once (the next one is refused with `offline_queue_full`).
+   */
+  constructor(client, { maxRetries = 5, intentLimit = 500, openOutbox = null, revive = null, now = () => Date.now() } = {}) {
     super();
-    this.client = client;
-    this.maxRetries = maxRetries;
-    this.intentLimit = intentLimit;
+    Object.assign(this, { client, maxRetries, intentLimit, openOutbox, revive, now });
     this.doc = null;
-    this.intents = []; // changes not yet accepted, shown optimistically by view()
+    this.sessionId = null;
+    this.outbox = null;
+    this.entries = []; // changes not yet acknowledged, oldest first, shown optimistically by view()
+    this.history = new Map(); // version -> {by, ops} of changes seen lately
+    this.lastRemote = null; // the latest change by someone else (or another tab): {version, by}
     this.tail = Promise.resolve(); // patches and re-joins run one at a time, in order
     this.resyncQueued = false;
     this.needsSnapshot = false;
+    this.frozen = false; // the client closed for good: the outbox is left as it is for next time
     client.beforeReady(() => this.rejoin());
     client.on("patched", (data) => this.patched(data));
     client.on("presence", (data) => this.presence(data));
@@ -38,46 +68,83 @@ export class LiveSession extends Emitter {
 
   /** Create a session (the caller becomes its owner and is joined) and return its snapshot. */
   async create(title, data = {}) {
-    return this.take(await this.client.request("create", { title, data }));
+    const snapshot = await this.client.request("create", { title, data });
+    this.sessionId = snapshot.id;
+    this.outbox = this.openOutbox?.(snapshot.id) ?? null;
+    return this.take(snapshot);
   }
 
-  /** Join a session by id and return its snapshot. */
+  /**
+   * Join a session by id and return its snapshot. Changes this user left unsent in it (an
+   * earlier tab, a reload during an outage) are restored first and shown with the copy of the
+   * document kept with them; they go out once the server has answered. Waits for the connection
+   * as long as it takes; rejects only when the server refuses (`not_found`...) or the client is
+   * closed for good.
+   */
   async join(sessionId) {
-    return this.take(await this.client.request("join", { session: sessionId }));
+    this.sessionId = sessionId;
+    this.outbox = this.openOutbox?.(sessionId) ?? null;
+    if (this.outbox) await this.restore();
+    try {
+      for (;;) {
+        await this.client.whenReady(FOREVER);
+        if (this.doc && !this.doc.cached) return this.snapshot();
+        try {
+          return this.take(await this.client.requestNow("join", { session: sessionId }));
+        } catch (err) {
+          if (!transient(err)) throw err;
+        }
+      }
+    } catch (err) {
+      this.joinFailed = err; // restored changes cannot go anywhere: they are refused with it
+      this.emit("joinfailed", err);
+      throw err;
+    }
   }
 
   /** The data with the pending local changes applied on top (what the page shows). */
   view() {
     if (!this.doc) return null;
     let data = this.doc.data;
-    for (const intent of this.intents) {
+    for (const entry of this.entries) {
       try {
-        const ops = intent(data);
+        const ops = entry.intent(data);
         if (ops && ops.length) data = applyPatch(data, ops);
       } catch {
-        // This change no longer applies; the server will say so when it is sent.
+        // This change no longer applies (or meets someone else's edit); the send will say so.
       }
     }
     return data;
   }
 
+  /** Changes not yet acknowledged by the server. */
+  get pendingCount() {
+    return this.entries.length;
+  }
+
+  /** False when the last write to the outbox failed: unsent changes are only in this tab's memory. */
+  get persisted() {
+    return this.outbox !== null && !this.outbox.failed;
+  }
+
   /**
    * Send the change an intent describes; resolve with the patch reply ({version}) or
-   * {skipped: true} when the intent found nothing to do. Rejects with ProtocolError when the
-   * server refuses it (permission_denied, invalid_data...), the connection does not come back
-   * in time (`offline`), or it kept conflicting after `maxRetries` rebases.
+   * {skipped: true} when the intent found nothing to do. Waits for the connection however long
+   * it takes. Rejects with ProtocolError when the server refuses it (permission_denied,
+   * invalid_data...), it kept conflicting after `maxRetries` rebases, or the client was closed
+   * for good (`closed`: the change stays in the outbox for the next visit); with the intent's
+   * own error (EditConflict) when it cannot be rebased without the user.
    */
   change(intent) {
-    if (!this.doc) return Promise.reject(new ProtocolError("not_joined", "No session is open."));
-    if (this.intents.length >= this.intentLimit) {
-      return Promise.reject(new ProtocolError(QUEUE_FULL, "Too many changes are waiting to be sent."));
+    if (!this.sessionId) return Promise.reject(new ProtocolError("not_joined", "No session is open."));
+    if (this.entries.length >= this.intentLimit) {
+      return Promise.reject(new ProtocolError(QUEUE_FULL, `Too many changes are waiting to be sent (${this.intentLimit}).`));
     }
-    this.intents.push(intent);
+    const entry = { key: entryKey(), intent, change: intent.change ?? null, sent: null, at: this.now() };
+    this.entries.push(entry);
+    this.persist();
     this.emit("document");
-    return this.serial(() => this.send(intent)).finally(() => {
-      this.intents.splice(this.intents.indexOf(intent), 1);
-      this.emit("document");
-    });
+    return this.schedule(entry);
   }
 
   // --- internals --------------------------------------------------------------------------
@@ -88,54 +155,219 @@ export class LiveSession extends Emitter {
     return run;
   }
 
+  schedule(entry) {
+    return this.serial(() => this.send(entry)).then(
+      (result) => {
+        this.settled(entry);
+        return result;
+      },
+      (err) => {
+        if (err?.code === CLOSED) this.frozen = true; // keep it stored for the next visit
+        this.settled(entry);
+        throw err;
+      },
+    );
+  }
+
+  settled(entry) {
+    const i = this.entries.indexOf(entry);
+    if (i !== -1) this.entries.splice(i, 1);
+    this.persist();
+    this.emit("document");
+  }
+
+  // Write the unsent changes (and the copy of the document they apply to) to the outbox.
+  persist() {
+    if (!this.outbox || this.frozen) return;
+    const doc = this.doc && {
+      id: this.doc.id,
+      title: this.doc.title,
+      version: this.doc.version,
+      data: this.doc.data,
+      role: this.doc.role,
+      members: this.doc.members,
+    };
+    const entries = this.entries
+      .filter((entry) => entry.change)
+      .map(({ key, change, sent, at }) => ({ key, change, sent, at }));
+    const wasFailing = this.outbox.failed;
+    this.outbox.save({ doc, entries });
+    if (this.outbox.failed !== wasFailing) this.emit("document");
+  }
+
+  // The outbox's entries back into the queue, and its copy of the document on screen.
+  async restore() {
+    const { doc, entries } = await this.outbox.load();
+    if (doc && !this.doc) {
+      this.doc = new SyncedDocument({ ...doc, present: [] });
+      this.doc.cached = true; // not confirmed by the server yet
+    }
+    for (const stored of entries) {
+      const intent = this.revive?.(stored.change);
+      const entry = { ...stored, intent };
+      if (!intent) {
+        this.emit("refused", { entry, error: new ProtocolError("invalid_data", "A change kept on this device could not be read.") });
+        continue;
+      }
+      this.entries.push(entry);
+      this.schedule(entry).catch((error) => this.emit("refused", { entry, error }));
+    }
+    this.persist();
+    if (this.doc) {
+      this.emit("document");
+      this.emit("presence", { present: [] });
+    }
+  }
+
   take(snapshot) {
     this.doc = new SyncedDocument(snapshot);
+    this.history.clear();
+    this.persist();
     this.emit("document");
     this.emit("presence", { present: this.doc.present });
     return snapshot;
+  }
+
+  snapshot() {
+    const { id, title, version, data, role, members, present } = this.doc;
+    return { id, title, version, data, role, members, present };
   }
 
   isMine(data) {
     return this.doc !== null && data.session === this.doc.id;
   }
 
-  async send(intent) {
+  // Until the client is ready and the document is the server's (not the copy kept offline).
+  async ready() {
+    for (;;) {
+      await this.client.whenReady(FOREVER);
+      if (this.joinFailed) throw this.joinFailed;
+      if (this.doc && !this.doc.cached) return;
+      // The re-join or join() is fetching the snapshot: wait for it (or its failure, or the end).
+      await new Promise((resolve) => {
+        const offs = [
+          this.on("document", () => this.doc && !this.doc.cached && done()),
+          this.on("joinfailed", () => done()),
+          this.client.on("status", () => done()),
+        ];
+        const done = () => (offs.forEach((off) => off()), resolve());
+      });
+    }
+  }
+
+  async send(entry) {
     let invalidOnce = false;
-    for (let attempt = 0; attempt <= this.maxRetries; attempt += 1) {
-      await this.client.whenReady();
-      const doc = this.doc;
-      const ops = intent(doc.data);
-      if (!ops || ops.length === 0) return { version: doc.version, skipped: true };
+    let conflicts = 0;
+    for (;;) {
+      let ops;
+      let doc;
+      try {
+        await this.ready();
+        if (entry.sent) {
+          const outcome = await this.settle(entry);
+          if (outcome.applied) return { version: outcome.version };
+          entry.sent = null; // not applied (or not knowable: then the intent's own check decides)
+          this.persist();
+        }
+        doc = this.doc;
+        ops = entry.intent(doc.data);
+        if (!ops || ops.length === 0) return { version: doc.version, skipped: true };
+        entry.sent = { base: doc.version, ops: deepClone(ops) };
+        this.persist(); // written down before the patch leaves
+      } catch (err) {
+        if (transient(err)) continue; // the reconnect re-joins; try again then
+        throw err;
+      }
       doc.begin();
       let reply;
       try {
         reply = await this.client.requestNow("patch", { version: doc.version, ops });
       } catch (err) {
         const followUp = doc.failed();
-        if (err.code === "conflict" || err.code === TIMEOUT) {
-          await this.catchUp(); // rebase on what the others did, then compute the ops again
+        // Lost or late reply: it may have been applied. Catch up; settle() decides next time.
+        if (transient(err)) {
+          if (err.code === TIMEOUT) await this.catchUp().catch(() => {});
           continue;
         }
-        if (err.code === CONNECTION_LOST) continue; // the reconnect re-joins; try again then
+        if (err.code === "conflict" && conflicts < this.maxRetries) {
+          // Someone's change is at base + 1. Not this patch, but perhaps an earlier send of this
+          // same change whose reply was lost: `sent` stays, and settle() looks after the catch-up.
+          conflicts += 1;
+          await this.catchUp().catch(() => {}); // rebase on what the others did, then compute again
+          continue;
+        }
+        entry.sent = null; // refused: it was not applied
+        this.persist();
         if (err.code === "invalid_data" && !invalidOnce) {
           invalidOnce = true; // our copy may be behind without our knowing: catch up once
-          await this.catchUp();
+          await this.catchUp().catch(() => {});
           continue;
         }
         if (followUp === GAP) this.queueResync();
+        if (err.code === "conflict") {
+          throw new ProtocolError("conflict", "Your change kept colliding with other people's; please try again.");
+        }
         throw err;
       }
-      if (doc.accepted(reply.version, ops) === GAP) await this.catchUp();
+      entry.sent = null;
+      if (doc.accepted(reply.version, ops) === GAP) await this.catchUp().catch(() => {});
       this.emit("document");
       return reply;
     }
-    throw new ProtocolError("conflict", "Your change kept colliding with other people's; please try again.");
   }
 
-  // After a reconnect (before queued requests go out): catch up from our version.
+  /**
+   * A patch of ours went out on version `base` and its reply never came. It could only have
+   * become version base + 1 (the server applies a patch only on the version it names), so look
+   * at that change: by us with these ops means applied. {applied, version} or {applied: false};
+   * {unknown: true} when the server no longer keeps that change (the intent's check decides).
+   */
+  async settle(entry) {
+    const { base, ops } = entry.sent;
+    if (this.doc.version <= base) return { applied: false }; // nothing came after base, ours neither
+    if (!this.history.has(base + 1)) {
+      const reply = await this.client.requestNow("join", { session: this.doc.id, since: base });
+      if (Array.isArray(reply.changes)) {
+        for (const change of reply.changes) this.remember(change);
+        if (this.doc.catchUp(reply.changes) === GAP) this.queueResync();
+      } else {
+        this.doc.reset(reply);
+      }
+      this.emit("document");
+    }
+    const change = this.history.get(base + 1);
+    if (!change) return { unknown: true };
+    const ours = change.by?.id === this.client.user?.id && deepEqual(change.ops, ops);
+    return ours ? { applied: true, version: base + 1 } : { applied: false };
+  }
+
+  remember(change) {
+    if (typeof change?.version !== "number") return;
+    this.history.set(change.version, { by: change.by, ops: change.ops });
+    if (this.history.size > HISTORY) this.history.delete(this.history.keys().next().value);
+    const me = this.client.user?.id;
+    if (change.by && change.by.id !== me && (!this.lastRemote || change.version > this.lastRemote.version)) {
+      this.lastRemote = { version: change.version, by: change.by };
+    }
+  }
+
+  // After a reconnect (before queued requests go out): catch up from our version, or take the
+  // server's snapshot when what we show is the copy kept on this device.
   async rejoin() {
-    if (!this.doc) return;
-    await this.resync();
+    if (!this.doc || !this.sessionId) return; // join() takes the first snapshot itself
+    if (this.doc.cached) {
+      try {
+        this.take(await this.client.requestNow("join", { session: this.sessionId }));
+      } catch (err) {
+        if (!transient(err)) {
+          this.joinFailed = err;
+          this.emit("joinfailed", err);
+        }
+        throw err;
+      }
+    } else {
+      await this.resync();
+    }
     const { present } = await this.client.requestNow("presence", {});
     this.presence({ session: this.doc.id, present });
   }
@@ -146,10 +378,9 @@ export class LiveSession extends Emitter {
     try {
       if (this.needsSnapshot) throw new PatchError("the local copy diverged");
       const reply = await this.client.requestNow("join", { session: doc.id, since: doc.version });
+      if (Array.isArray(reply.changes)) for (const change of reply.changes) this.remember(change);
       if (!Array.isArray(reply.changes) || doc.catchUp(reply.changes) === GAP) {
-        const full = Array.isArray(reply.changes)
-          ? await this.client.requestNow("join", { session: doc.id })
-          : reply;
+        const full = Array.isArray(reply.changes) ? await this.client.requestNow("join", { session: doc.id }) : reply;
         doc.reset(full);
       }
     } catch (err) {
@@ -157,6 +388,7 @@ export class LiveSession extends Emitter {
       doc.reset(await this.client.requestNow("join", { session: doc.id })); // copies diverged
       this.needsSnapshot = false;
     }
+    this.persist();
     this.emit("document");
   }
 
@@ -165,7 +397,7 @@ export class LiveSession extends Emitter {
     this.resyncQueued = true;
     this.serial(async () => {
       this.resyncQueued = false;
-      await this.client.whenReady();
+      await this.client.whenReady(FOREVER);
       await this.catchUp();
     }).catch((err) => this.emit("error", err));
   }
@@ -175,12 +407,13 @@ export class LiveSession extends Emitter {
     try {
       await this.resync();
     } catch (err) {
-      if (err.code !== CONNECTION_LOST) throw err;
+      if (!transient(err)) throw err;
     }
   }
 
   patched(data) {
-    if (!this.isMine(data)) return;
+    if (!this.isMine(data) || this.doc.cached) return;
+    this.remember(data);
     let result;
     try {
       result = this.doc.receive(data.version, data.ops);

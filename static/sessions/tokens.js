@@ -17,15 +17,21 @@ export class SignedOutError extends Error {
   }
 }
 
-/** The exp claim of a JWT, in milliseconds since the epoch, or null if it cannot be read. */
-export function tokenExpiry(token) {
+/** The claims of a JWT (not verified: only the server can), or null if they cannot be read. */
+export function tokenClaims(token) {
   try {
     const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
     const payload = JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
-    return typeof payload.exp === "number" ? payload.exp * 1000 : null;
+    return payload && typeof payload === "object" ? payload : null;
   } catch {
     return null;
   }
+}
+
+/** The exp claim of a JWT, in milliseconds since the epoch, or null if it cannot be read. */
+export function tokenExpiry(token) {
+  const exp = tokenClaims(token)?.exp;
+  return typeof exp === "number" ? exp * 1000 : null;
 }
 
 async function postJson(fetchFn, url, body) {
@@ -95,6 +101,16 @@ export class TokenStore {
 
   get username() {
     return this.storage.getItem(KEY_USERNAME);
+  }
+
+  /**
+   * A stable key for the signed-in user, known before any connection: the access token's
+   * `user_id` claim (SimpleJWT's USER_ID_CLAIM), else the username. Unsent changes are kept
+   * under it (outbox.js).
+   */
+  get userKey() {
+    const id = this.access ? tokenClaims(this.access)?.user_id : undefined;
+    return id !== undefined && id !== null ? `id-${id}` : this.username ? `name-${this.username}` : null;
   }
 
   get signedIn() {

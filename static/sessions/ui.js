@@ -26,12 +26,11 @@ export function show(node, visible = true) {
 
 // --- notices ----------------------------------------------------------------------------
 
-const MAX_NOTICES = 4;
-
 /**
- * Show a notice at the top of the page. Errors use role="alert" and stay until dismissed;
- * information uses role="status" and goes after `timeout` ms. `action` adds a button
- * ({label, run}) or a link ({label, href}). Returns the notice element.
+ * Show a notice at the top of the page, in the one notice region: the newest replaces whatever
+ * was there (notices never pile up). Errors use role="alert" and stay until dismissed or
+ * replaced; information and success use role="status" and go after `timeout` ms. `action`
+ * adds a button ({label, run}) or a link ({label, href}). Returns the notice element.
  */
 export function notify(message, { kind = "error", timeout = kind === "error" ? 0 : 6000, action } = {}) {
   const region = $("#notices");
@@ -46,10 +45,7 @@ export function notify(message, { kind = "error", timeout = kind === "error" ? 0
       : null,
     h("button", { type: "button", className: "notice-close", "aria-label": "Dismiss", onclick: dismiss }, "×"),
   );
-  // The same message twice in a row is one notice, not a pile.
-  for (const old of region.querySelectorAll(".notice")) if (old.firstChild.textContent === message) old.remove();
-  region.prepend(node);
-  while (region.children.length > MAX_NOTICES) region.lastElementChild.remove();
+  region.replaceChildren(node);
   if (timeout) setTimeout(dismiss, timeout);
   return node;
 }
@@ -65,7 +61,7 @@ const FRIENDLY = {
   not_found: "That session does not exist, or you have no access to it.",
   not_joined: "The session is not open; reload the page.",
   rate_limited: "Too many changes at once; slow down a little.",
-  offline: "You are offline, so this was not sent. Check your connection and try again.",
+  offline: "The server could not be reached in time, so this was not sent. Try again when the connection is back.",
   offline_queue_full: "Too many changes are waiting for the connection; wait for it to come back.",
   timeout: "The server did not answer in time. Try again.",
   connection_lost: "The connection dropped before the server answered. Try again.",
@@ -79,6 +75,9 @@ const FRIENDLY = {
 export function errorText(what, err) {
   const code = err?.code;
   let why = FRIENDLY[code];
+  if (code === "offline" && globalThis.navigator?.onLine === false) {
+    why = "You are offline, so this was not sent. Check your network and try again.";
+  }
   // not_found is also the answer for an unknown username (invite): the server's text says which.
   if (code === "not_found" && err?.requestState === "invite" && err?.message) why = err.message;
   if (code === "invalid_data" || code === "conflict" || (!why && err?.message)) why = err.message;
@@ -92,24 +91,47 @@ export function errorText(what, err) {
 
 // --- connection indicator ---------------------------------------------------------------
 
+// "offline" is the browser's word (no network: the user's to fix); "unreachable" means the network
+// is there but the server does not answer (not the user's doing).
 const LABELS = {
   idle: "Not connected",
   connecting: "Connecting…",
   connected: "Connected",
   reconnecting: "Reconnecting…",
-  offline: "Offline, retrying",
-  closed: "Offline",
+  unreachable: "Server unreachable, retrying",
+  offline: "Offline: no network",
+  closed: "Disconnected",
 };
+const WAITING = new Set(["reconnecting", "unreachable", "offline"]);
 
-/** Keep #connection in step with the client's status. */
+/**
+ * Keep #connection in step with the client's status, with the time to the next attempt and a
+ * "Retry now" button (#retry-now) while the client waits to reconnect.
+ */
 export function bindIndicator(client) {
   const node = $("#connection");
+  const retry = $("#retry-now");
+  const countdown = node.querySelector(".countdown");
+  let ticker = null;
+  const tick = () => {
+    const left = client.retryAt === null ? 0 : Math.ceil((client.retryAt - Date.now()) / 1000);
+    countdown.textContent = WAITING.has(client.status) && left > 0 ? ` · next try in ${left} s` : "";
+  };
   const render = (status) => {
     node.dataset.status = status;
     node.querySelector(".label").textContent = LABELS[status] ?? status;
+    if (retry) show(retry, WAITING.has(status));
+    clearInterval(ticker);
+    ticker = WAITING.has(status) ? setInterval(tick, 1000) : null;
+    tick();
   };
+  retry?.addEventListener("click", () => {
+    client.reconnectNow();
+    tick();
+  });
   render(client.status);
   client.on("status", render);
+  client.on("retry", tick);
 }
 
 /** Reload-free navigation that keeps history sane. */

@@ -1,7 +1,9 @@
 """What a person does on the pages, as Playwright steps shared by the browser tests."""
 
 import json
+import os
 import re
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
@@ -82,3 +84,28 @@ def statuses(page: Page) -> list[str]:
 def error_notices(page: Page) -> list[str]:
     """The error notices on the page (information and success notices are not counted)."""
     return page.locator("#notices .notice-error p").all_inner_texts()
+
+
+SHOTS = Path(os.environ.get("E2E_SHOTS", Path(__file__).parent / "artifacts" / "states"))
+
+
+def shot(page: Page, name: str) -> None:
+    """A screenshot of a page state, for people to look at: ``$E2E_SHOTS/<name>.png``."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
+
+
+def expect_waiting(page: Page, count: int) -> None:
+    """The sync label says ``count`` changes wait, kept on this device."""
+    word = "change" if count == 1 else "changes"
+    expect(page.locator("#sync-state")).to_contain_text(f"{count} {word} not sent yet: kept on this device")
+
+
+def offline_ready(page: Page) -> None:
+    """Wait until the service worker controls the page and has this page in its cache, so that a
+    reload while the server is down still opens it."""
+    page.wait_for_function(
+        """async () => Boolean(navigator.serviceWorker.controller)
+            && Boolean(await caches.match(location.pathname))""",
+        timeout=15_000,
+    )

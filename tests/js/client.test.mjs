@@ -148,22 +148,72 @@ describe("SessionClient: the close-code table", () => {
     });
   }
 
-  it("backs off exponentially while the server stays away, then says offline", async () => {
-    const { timers, statuses } = await connected();
+  it("backs off exponentially (at most 10 s) while the server stays away, then says unreachable", async () => {
+    const { client, timers, statuses } = await connected();
     const delays = [];
-    for (let i = 0; i < 5; i += 1) {
+    for (let i = 0; i < 7; i += 1) {
       FakeSocket.last.serverClose(1006);
       delays.push(timers.nextDelay());
+      if (i === 0) assert.equal(statuses.at(-1), "reconnecting");
       timers.advance(timers.nextDelay());
       await flush();
     }
-    assert.deepEqual(delays, [500, 1000, 2000, 4000, 8000]);
-    assert.equal(statuses.at(-1), "offline");
+    assert.deepEqual(delays, [500, 1000, 2000, 4000, 8000, 10000, 10000]);
+    assert.equal(statuses.at(-1), "unreachable", "the browser is online: it is the server that does not answer");
+    assert.ok(!statuses.includes("offline"));
+    assert.equal(client.retryAt, null, "an attempt is under way, none scheduled");
     FakeSocket.last.handshake();
     await flush();
     assert.equal(statuses.at(-1), "connected");
     FakeSocket.last.serverClose(1006);
     assert.equal(timers.nextDelay(), 500, "a successful handshake resets the schedule");
+  });
+
+  it("says offline, not unreachable, when the browser has no network", async () => {
+    let online = true;
+    const { statuses } = await connected({ isOnline: () => online });
+    online = false;
+    FakeSocket.last.serverClose(1006);
+    assert.equal(statuses.at(-1), "offline");
+  });
+
+  it("tells when the next attempt is due, and Retry now starts it at once", async () => {
+    let now = 1000;
+    const { client, timers, statuses } = await connected({ now: () => now });
+    const retries = [];
+    client.on("retry", (detail) => retries.push(detail));
+    FakeSocket.last.serverClose(1006);
+    assert.deepEqual(retries, [{ delay: 500, retryAt: 1500, attempt: 1 }]);
+    assert.equal(client.retryAt, 1500);
+    now = 1100;
+    assert.equal(client.reconnectNow(), true);
+    assert.equal(timers.pending, 0, "the backoff timer is gone");
+    assert.equal(statuses.at(-1), "connecting");
+    await flush();
+    assert.equal(FakeSocket.instances.length, 2, "a new socket at once");
+    assert.equal(client.reconnectNow(), false, "nothing to skip while an attempt is under way");
+    FakeSocket.last.handshake();
+    await flush();
+    assert.equal(statuses.at(-1), "connected");
+  });
+
+  it("whenReady(Infinity) waits as long as the outage lasts", async () => {
+    const { client, timers } = await connected();
+    FakeSocket.last.serverClose(1006);
+    let settled = false;
+    client.whenReady(Infinity).then(() => (settled = true), () => (settled = "rejected"));
+    for (let i = 0; i < 60; i += 1) {
+      timers.advance(timers.nextDelay()); // an hour of failed attempts
+      await flush();
+      FakeSocket.last.serverClose(1006);
+    }
+    await flush();
+    assert.equal(settled, false);
+    timers.advance(timers.nextDelay());
+    await flush();
+    FakeSocket.last.handshake();
+    await flush();
+    assert.equal(settled, true);
   });
 
   it("waits longer after 4429", async () => {

@@ -137,3 +137,35 @@ export class FakeTokens {
 }
 
 export { jwt };
+
+/** Web Storage (localStorage) in memory; `quota` bytes of keys and values, as a browser limits it. */
+export class MemoryStorage {
+  constructor({ quota = Infinity } = {}) {
+    this.map = new Map();
+    this.quota = quota;
+    this.broken = false; // every write throws (storage disabled)
+  }
+
+  get length() {
+    return this.map.size;
+  }
+
+  key(i) {
+    return [...this.map.keys()][i] ?? null;
+  }
+
+  getItem(key) {
+    return this.map.has(key) ? this.map.get(key) : null;
+  }
+
+  setItem(key, value) {
+    if (this.broken) throw new Error("SecurityError: storage is disabled");
+    const used = [...this.map].reduce((n, [k, v]) => n + (k === key ? 0 : k.length + v.length), 0);
+    if (used + key.length + String(value).length > this.quota) throw new Error("QuotaExceededError");
+    this.map.set(key, String(value));
+  }
+
+  removeItem(key) {
+    this.map.delete(key);
+  }
+}
