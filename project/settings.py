@@ -196,6 +196,16 @@ if _layer_fanout:
 else:
     CHANNEL_LAYERS = {"default": _inner_layer}
 
+# Argon2 (argon2-cffi) first: new passwords and every sign-in with an older hash get it (Django
+# rewrites a hash made by another hasher when its user signs in). Django's hashers, run in a small
+# pool of low-priority threads so that sign-ins cannot starve the sockets (sessions_app/passwords.py).
+PASSWORD_HASHERS = [
+    "sessions_app.passwords.Argon2PasswordHasher",
+    "sessions_app.passwords.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
