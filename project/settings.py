@@ -86,6 +86,8 @@ SESSIONS_MAX_DOCUMENT_BYTES = sessions_setting(env.int, "MAX_DOCUMENT_BYTES")
 SESSIONS_CHANGE_LOG_KEEP = sessions_setting(env.int, "CHANGE_LOG_KEEP")
 SESSIONS_PRESENCE_HEARTBEAT = sessions_setting(env.float, "PRESENCE_HEARTBEAT")
 SESSIONS_PRESENCE_TTL = sessions_setting(env.float, "PRESENCE_TTL")
+SESSIONS_LOGIN_FAILURE_LIMIT = sessions_setting(env.int, "LOGIN_FAILURE_LIMIT")
+SESSIONS_LOGIN_LOCKOUT = sessions_setting(env.float, "LOGIN_LOCKOUT")
 SESSIONS_ALLOWED_ORIGINS = items(env.list("SESSIONS_ALLOWED_ORIGINS", list(DEFAULTS["ALLOWED_ORIGINS"])))
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
 
@@ -116,6 +118,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "channels",
+    "axes",
     "sessions_app",
 ]
 
@@ -128,6 +131,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns the admin login's lockout into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -206,6 +211,18 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
 
+# Password guessing is throttled per account and per address (django-axes; sessions_app/lockout.py
+# has the policy and why). Its backend comes first: it refuses a locked-out sign-in before any
+# password is checked. The address is REMOTE_ADDR (django-ipware is not installed): behind a proxy,
+# run daphne with --proxy-headers so that it is the client's (README, "Operations").
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = "sessions_app.lockout.failure_limit"
+AXES_COOLOFF_TIME = "sessions_app.lockout.cool_off"
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in; failures are still recorded
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -239,6 +256,7 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
+    "TOKEN_OBTAIN_SERIALIZER": "sessions_app.tokens.TokenObtainPairSerializer",
 }
 
 LOGGING = {
