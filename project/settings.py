@@ -88,6 +88,7 @@ SESSIONS_PRESENCE_HEARTBEAT = sessions_setting(env.float, "PRESENCE_HEARTBEAT")
 SESSIONS_PRESENCE_TTL = sessions_setting(env.float, "PRESENCE_TTL")
 SESSIONS_LOGIN_FAILURE_LIMIT = sessions_setting(env.int, "LOGIN_FAILURE_LIMIT")
 SESSIONS_LOGIN_LOCKOUT = sessions_setting(env.float, "LOGIN_LOCKOUT")
+SESSIONS_LOGIN_MAX_AGE = sessions_setting(env.int, "LOGIN_MAX_AGE")
 SESSIONS_ALLOWED_ORIGINS = items(env.list("SESSIONS_ALLOWED_ORIGINS", list(DEFAULTS["ALLOWED_ORIGINS"])))
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
 
@@ -246,7 +247,7 @@ warnings.filterwarnings("ignore", message="No directory at: ")
 WHITENOISE_AUTOREFRESH = DEBUG
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["sessions_app.tokens.JWTAuthentication"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 
@@ -256,7 +257,11 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
+    # Tokens carry a hash of the password hash: a password change ends them (sessions_app/tokens.py,
+    # which also checks it for refresh tokens and caps a sign-in's age, SESSIONS_LOGIN_MAX_AGE).
+    "CHECK_REVOKE_TOKEN": True,
     "TOKEN_OBTAIN_SERIALIZER": "sessions_app.tokens.TokenObtainPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "sessions_app.tokens.TokenRefreshSerializer",
 }
 
 LOGGING = {

@@ -69,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     # (django-axes, sessions_app/lockout.py).
     "LOGIN_FAILURE_LIMIT": 5,
     "LOGIN_LOCKOUT": 900.0,
+    # Seconds after a password sign-in past which its refresh token is refused and no token of it
+    # is valid, however often it was rotated (sessions_app/tokens.py).
+    "LOGIN_MAX_AGE": 604800,
     # WebSocket origins (Channels patterns); empty: the hosts of ALLOWED_HOSTS.
     "ALLOWED_ORIGINS": (),
 }
@@ -92,6 +95,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "PRESENCE_TTL": (0, None),
     "LOGIN_FAILURE_LIMIT": (1, None),
     "LOGIN_LOCKOUT": (1, None),
+    "LOGIN_MAX_AGE": (1, None),
 }
 
 
@@ -140,6 +144,7 @@ class AppSettings:
     PRESENCE_TTL: float
     LOGIN_FAILURE_LIMIT: int
     LOGIN_LOCKOUT: float
+    LOGIN_MAX_AGE: int
     ALLOWED_ORIGINS: tuple[str, ...]
 
     def reload(self) -> None:
