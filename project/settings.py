@@ -59,8 +59,16 @@ def sessions_setting(parse: Callable[..., Any], name: str) -> Any:
 
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", "")
+# On by default for a fresh checkout, but honoured for loopback clients only: with DEBUG on, every
+# other client gets 403 (sessions_app.security.debug_loopback_only), never a debug page.
 DEBUG = env.bool("DJANGO_DEBUG", True)
 ALLOWED_HOSTS = items(env.list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]))
+# Served over HTTPS only (directly or behind a proxy that terminates TLS): see "HTTPS" below.
+_https = env.bool("DJANGO_HTTPS", False)
+_proxy_ssl_header = env.bool("DJANGO_PROXY_SSL_HEADER", False)
+_hsts_seconds = env.int("DJANGO_HSTS_SECONDS", 31536000, validate=Range(min=0))
+_hsts_include_subdomains = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+_hsts_preload = env.bool("DJANGO_HSTS_PRELOAD", False)
 _database_url = env.str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 _database_conn_max_age = env.int("DATABASE_CONN_MAX_AGE", 60, validate=Range(min=0))
 REDIS_URL = env.str("REDIS_URL", "")
@@ -120,11 +128,15 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "channels",
     "axes",
+    "csp",
     "sessions_app",
 ]
 
 MIDDLEWARE = [
+    # First: with DEBUG on, nothing else runs for a client that is not on loopback.
+    "sessions_app.security.debug_loopback_only",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -178,6 +190,39 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# HTTPS (DJANGO_HTTPS=1): HTTP requests are redirected to HTTPS, except the load balancer's health
+# check (/healthz, often probed over plain HTTP inside the network); session and CSRF cookies are
+# sent over HTTPS only; Strict-Transport-Security for DJANGO_HSTS_SECONDS. Behind a proxy that
+# terminates TLS, DJANGO_PROXY_SSL_HEADER=1 trusts its X-Forwarded-Proto (the proxy must set it and
+# drop a client's own). `manage.py check --deploy` is clean with the settings the README's
+# "Production settings" list (tests/test_deploy.py).
+SECURE_SSL_REDIRECT = _https
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _https
+SECURE_HSTS_SECONDS = _hsts_seconds if _https else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _hsts_include_subdomains
+SECURE_HSTS_PRELOAD = _hsts_preload
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Content-Security-Policy on every response (django-csp; Django 5.2 has none built in): the pages
+# load their scripts, styles and socket from this origin only, never inline code (templates/,
+# static/sessions/), and cannot be framed. connect-src 'self' covers the page's own ws:/wss: origin
+# (CSP Level 3).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # Channel layer: Redis when REDIS_URL is set (CHANNEL_LAYER_BACKEND picks the core or the pub/sub
 # layer of channels_redis), otherwise the in-memory layer, which only reaches one process. With
