@@ -59,8 +59,16 @@ def sessions_setting(parse: Callable[..., Any], name: str) -> Any:
 
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", "")
+# On by default for a fresh checkout, but honoured for loopback clients only: with DEBUG on, every
+# other client gets 403 (sessions_app.security.debug_loopback_only), never a debug page.
 DEBUG = env.bool("DJANGO_DEBUG", True)
 ALLOWED_HOSTS = items(env.list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]))
+# Served over HTTPS only (directly or behind a proxy that terminates TLS): see "HTTPS" below.
+_https = env.bool("DJANGO_HTTPS", False)
+_proxy_ssl_header = env.bool("DJANGO_PROXY_SSL_HEADER", False)
+_hsts_seconds = env.int("DJANGO_HSTS_SECONDS", 31536000, validate=Range(min=0))
+_hsts_include_subdomains = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+_hsts_preload = env.bool("DJANGO_HSTS_PRELOAD", False)
 _database_url = env.str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 _database_conn_max_age = env.int("DATABASE_CONN_MAX_AGE", 60, validate=Range(min=0))
 REDIS_URL = env.str("REDIS_URL", "")
@@ -86,6 +94,9 @@ SESSIONS_MAX_DOCUMENT_BYTES = sessions_setting(env.int, "MAX_DOCUMENT_BYTES")
 SESSIONS_CHANGE_LOG_KEEP = sessions_setting(env.int, "CHANGE_LOG_KEEP")
 SESSIONS_PRESENCE_HEARTBEAT = sessions_setting(env.float, "PRESENCE_HEARTBEAT")
 SESSIONS_PRESENCE_TTL = sessions_setting(env.float, "PRESENCE_TTL")
+SESSIONS_LOGIN_FAILURE_LIMIT = sessions_setting(env.int, "LOGIN_FAILURE_LIMIT")
+SESSIONS_LOGIN_LOCKOUT = sessions_setting(env.float, "LOGIN_LOCKOUT")
+SESSIONS_LOGIN_MAX_AGE = sessions_setting(env.int, "LOGIN_MAX_AGE")
 SESSIONS_ALLOWED_ORIGINS = items(env.list("SESSIONS_ALLOWED_ORIGINS", list(DEFAULTS["ALLOWED_ORIGINS"])))
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
 
@@ -116,11 +127,16 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "channels",
+    "axes",
+    "csp",
     "sessions_app",
 ]
 
 MIDDLEWARE = [
+    # First: with DEBUG on, nothing else runs for a client that is not on loopback.
+    "sessions_app.security.debug_loopback_only",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -128,6 +144,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns the admin login's lockout into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -173,6 +191,39 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# HTTPS (DJANGO_HTTPS=1): HTTP requests are redirected to HTTPS, except the load balancer's health
+# check (/healthz, often probed over plain HTTP inside the network); session and CSRF cookies are
+# sent over HTTPS only; Strict-Transport-Security for DJANGO_HSTS_SECONDS. Behind a proxy that
+# terminates TLS, DJANGO_PROXY_SSL_HEADER=1 trusts its X-Forwarded-Proto (the proxy must set it and
+# drop a client's own). `manage.py check --deploy` is clean with the settings the README's
+# "Production settings" list (tests/test_deploy.py).
+SECURE_SSL_REDIRECT = _https
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _https
+SECURE_HSTS_SECONDS = _hsts_seconds if _https else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _hsts_include_subdomains
+SECURE_HSTS_PRELOAD = _hsts_preload
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Content-Security-Policy on every response (django-csp; Django 5.2 has none built in): the pages
+# load their scripts, styles and socket from this origin only, never inline code (templates/,
+# static/sessions/), and cannot be framed. connect-src 'self' covers the page's own ws:/wss: origin
+# (CSP Level 3).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 # Channel layer: Redis when REDIS_URL is set (CHANNEL_LAYER_BACKEND picks the core or the pub/sub
 # layer of channels_redis), otherwise the in-memory layer, which only reaches one process. With
 # CHANNEL_LAYER_FANOUT (the default) that layer is wrapped in sessions_app.layers.FanoutChannelLayer:
@@ -195,6 +246,28 @@ if _layer_fanout:
     }
 else:
     CHANNEL_LAYERS = {"default": _inner_layer}
+
+# Argon2 (argon2-cffi) first: new passwords and every sign-in with an older hash get it (Django
+# rewrites a hash made by another hasher when its user signs in). Django's hashers, run in a small
+# pool of low-priority threads so that sign-ins cannot starve the sockets (sessions_app/passwords.py).
+PASSWORD_HASHERS = [
+    "sessions_app.passwords.Argon2PasswordHasher",
+    "sessions_app.passwords.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
+# Password guessing is throttled per account and per address (django-axes; sessions_app/lockout.py
+# has the policy and why). Its backend comes first: it refuses a locked-out sign-in before any
+# password is checked. The address is REMOTE_ADDR (django-ipware is not installed): behind a proxy,
+# run daphne with --proxy-headers so that it is the client's (README, "Operations").
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = "sessions_app.lockout.failure_limit"
+AXES_COOLOFF_TIME = "sessions_app.lockout.cool_off"
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in; failures are still recorded
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -219,7 +292,7 @@ warnings.filterwarnings("ignore", message="No directory at: ")
 WHITENOISE_AUTOREFRESH = DEBUG
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["sessions_app.tokens.JWTAuthentication"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 
@@ -230,6 +303,11 @@ SIMPLE_JWT = {
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
     "TOKEN_BLACKLIST_SERIALIZER": "sessions_app.tokens.TokenRevokeSerializer",  # also ends sockets
+    # Tokens carry a hash of the password hash: a password change ends them (sessions_app/tokens.py,
+    # which also checks it for refresh tokens and caps a sign-in's age, SESSIONS_LOGIN_MAX_AGE).
+    "CHECK_REVOKE_TOKEN": True,
+    "TOKEN_OBTAIN_SERIALIZER": "sessions_app.tokens.TokenObtainPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "sessions_app.tokens.TokenRefreshSerializer",
 }
 
 LOGGING = {

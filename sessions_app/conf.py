@@ -63,6 +63,15 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between a process's heartbeats, and after the last one that it counts as dead.
     "PRESENCE_HEARTBEAT": 10.0,
     "PRESENCE_TTL": 30.0,
+    # Failed sign-ins (token API and admin) for one username, or from one address, each within
+    # LOGIN_LOCKOUT seconds of the one before, after which sign-ins for that username or from that
+    # address are refused (HTTP 429) until LOGIN_LOCKOUT seconds after the last failure
+    # (django-axes, sessions_app/lockout.py).
+    "LOGIN_FAILURE_LIMIT": 5,
+    "LOGIN_LOCKOUT": 900.0,
+    # Seconds after a password sign-in past which its refresh token is refused and no token of it
+    # is valid, however often it was rotated (sessions_app/tokens.py).
+    "LOGIN_MAX_AGE": 604800,
     # WebSocket origins (Channels patterns); empty: the hosts of ALLOWED_HOSTS.
     "ALLOWED_ORIGINS": (),
 }
@@ -84,6 +93,9 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "CHANGE_LOG_KEEP": (0, None),
     "PRESENCE_HEARTBEAT": (0, None),
     "PRESENCE_TTL": (0, None),
+    "LOGIN_FAILURE_LIMIT": (1, None),
+    "LOGIN_LOCKOUT": (1, None),
+    "LOGIN_MAX_AGE": (1, None),
 }
 
 
@@ -130,6 +142,9 @@ class AppSettings:
     CHANGE_LOG_KEEP: int
     PRESENCE_HEARTBEAT: float
     PRESENCE_TTL: float
+    LOGIN_FAILURE_LIMIT: int
+    LOGIN_LOCKOUT: float
+    LOGIN_MAX_AGE: int
     ALLOWED_ORIGINS: tuple[str, ...]
 
     def reload(self) -> None:

@@ -100,6 +100,8 @@ class SessionConsumer(OrderedConsumer):
             try:
                 decoded = protocol.decode(text)
             except protocol.TooDeep as exc:
+                # Echo what is valid of the id and state, as for any other invalid_message.
+                request_id, request_state = protocol.echo_fields(exc.value)
                 rate.check()
                 raise ProtocolError(protocol.INVALID_MESSAGE, f"The request is {exc}.") from None
             except ValueError as exc:

@@ -68,9 +68,12 @@ def apply_patch(document: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str
     operation that can grow a document beyond what the frame carries (20 copies of the root double
     it 20 times), so each ``copy`` adds the size of its source to a running bound, and the patch is
     refused as soon as the bound passes ``SESSIONS_MAX_DOCUMENT_BYTES``, before the copy is made.
-    Raises ProtocolError(INVALID_DATA) naming the first operation that cannot be applied, or for a
-    result that check_document refuses.
+    Raises ProtocolError(INVALID_DATA) naming the first operation that cannot be applied or holds
+    U+0000 in any of its members (operations are stored in the change log as sent, extra members
+    included, and PostgreSQL's jsonb cannot store U+0000), or for a result that check_document
+    refuses.
     """
+    _check_no_nul(ops)
     limit = app_settings.MAX_DOCUMENT_BYTES
     bound = -1  # the size bound, measured at the first copy
     for index, op in enumerate(ops):
@@ -100,6 +103,22 @@ def apply_patch(document: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str
     # The document was within MAX_DEPTH before, and _check_depth bounded every value placed in it.
     check_document(document, depth_checked=True)
     return document
+
+
+def _check_no_nul(ops: list[dict[str, Any]]) -> None:
+    """Refuse operations with U+0000 in any key or string, naming the first (the text test is a
+    cheap pre-filter: U+0000 can only be in the encoded text as the escape backslash-u-0000)."""
+    if "\\u0000" not in protocol.encode(ops):
+        return
+    for index, op in enumerate(ops):
+        if _holds_nul(op):
+            name, path = op.get("op"), op.get("path")
+            label = f"{name} {path}" if isinstance(name, str) and isinstance(path, str) else "malformed"
+            label = label.replace("\x00", "\\u0000")
+            raise ProtocolError(
+                protocol.INVALID_DATA,
+                f"Operation {index} ({label[:80]}) cannot be applied: it contains the character U+0000.",
+            )
 
 
 def _check_depth(path: Any, value: Any) -> None:

@@ -15,11 +15,10 @@ from uuid import UUID
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.tokens import Token
 
-from . import events, protocol, selectors
+from . import events, protocol, selectors, tokens
 from .conf import app_settings
 from .models import Connection, ServerProcess
 from .protocol import ProtocolError
@@ -58,12 +57,14 @@ def server_heartbeat() -> list[events.Event]:
 
 
 def user_check(*, token: Token) -> dict[str, Any]:
-    """The token's user as ``{"id", "username"}``, through SimpleJWT's ``JWTAuthentication.get_user``.
+    """The token's user as ``{"id", "username"}``, through SimpleJWT's ``JWTAuthentication.get_user``
+    (``tokens.JWTAuthentication``, the REST API's too).
 
-    Raises ProtocolError(NOT_AUTHENTICATED) for an unknown or inactive user.
+    Raises ProtocolError(NOT_AUTHENTICATED) for an unknown or inactive user, or a token made before
+    the user's password changed (``CHECK_REVOKE_TOKEN``; sessions_app/tokens.py).
     """
     try:
-        user = JWTAuthentication().get_user(token)
+        user = tokens.JWTAuthentication().get_user(token)
     except (InvalidToken, AuthenticationFailed):
         raise ProtocolError(protocol.NOT_AUTHENTICATED, "The token's user is unknown or inactive.") from None
     return selectors.user_summary(user)
@@ -72,9 +73,9 @@ def user_check(*, token: Token) -> dict[str, Any]:
 def connection_open(*, token: Token, channel_name: str) -> dict[str, Any]:
     """Find the token's user and register the connection; returns ``{"id", "username"}``.
 
-    The user lookup is SimpleJWT's own ``JWTAuthentication.get_user`` (unknown and inactive users
-    fail). Raises ProtocolError(NOT_AUTHENTICATED), or ProtocolError(TOO_MANY_CONNECTIONS) when the
-    user already has ``SESSIONS_MAX_CONNECTIONS_PER_USER`` live connections (checked in the same
+    The user lookup is ``user_check`` (unknown and inactive users, and tokens made before a password
+    change, fail). Raises ProtocolError(NOT_AUTHENTICATED), or ProtocolError(TOO_MANY_CONNECTIONS)
+    when the user already has ``SESSIONS_MAX_CONNECTIONS_PER_USER`` live connections (checked in the same
     statement as the insert; simultaneous connects on several processes can still pass the limit
     by their number under PostgreSQL's READ COMMITTED).
     """

@@ -103,7 +103,13 @@ class ProtocolError(Exception):
 
 
 class TooDeep(ValueError):
-    """A JSON text or value nested deeper than ``MAX_DEPTH``."""
+    """A JSON text nested deeper than ``MAX_DEPTH``; ``value`` is what it parsed to, so that the
+    error can echo the request's ``id`` and ``state`` (``echo_fields``), as every error does.
+    """
+
+    def __init__(self, message: str, value: Any = None) -> None:
+        super().__init__(message)
+        self.value = value
 
 
 # --- JSON -------------------------------------------------------------------------------------
@@ -129,7 +135,8 @@ def decode(text: str) -> Any:
 
     Refuses ``NaN``, ``Infinity`` and numbers that overflow a double, which are not JSON; keeps
     integers of any size exact. Raises ``ValueError`` (json.JSONDecodeError or orjson's) on
-    invalid input, and its subclass ``TooDeep`` for nesting deeper than ``MAX_DEPTH``.
+    invalid input, including nesting past orjson's own limit (1024 levels), and its subclass
+    ``TooDeep`` for nesting deeper than ``MAX_DEPTH``, carrying the parsed value.
     """
     long_digits = _LONG_DIGITS.search(text) is not None
     if not long_digits:
@@ -138,10 +145,14 @@ def decode(text: str) -> Any:
         try:
             value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         except RecursionError:
-            raise TooDeep(f"nested deeper than {MAX_DEPTH} levels") from None
+            # Past the standard library's recursion limit (about 1000 levels). orjson parses up
+            # to 1024 levels, enough to find the id and state to echo (integers of more than 64
+            # bits become floats there, which are not ids anyway); past that it raises
+            # JSONDecodeError, a ValueError (invalid_json), as for a frame without long digits.
+            raise TooDeep(f"nested deeper than {MAX_DEPTH} levels", orjson.loads(text)) from None
     # Nesting needs an opening bracket per level: count them before walking the value.
     if text.count("[") + text.count("{") > MAX_DEPTH and depth(value) > MAX_DEPTH:
-        raise TooDeep(f"nested deeper than {MAX_DEPTH} levels")
+        raise TooDeep(f"nested deeper than {MAX_DEPTH} levels", value)
     if long_digits:
         # The standard library accepts lone surrogate escapes (backslash-u-d800), which are not
         # Unicode scalar values and cannot be stored (orjson refuses them): re-encoding finds them.

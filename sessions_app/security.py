@@ -1,10 +1,15 @@
-"""The WebSocket origin policy (protocol section 1)."""
+"""The WebSocket origin policy (protocol section 1), and DEBUG for loopback clients only."""
 
+import ipaddress
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import ParseResult
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.utils.decorators import sync_and_async_middleware
 
 from .conf import app_settings
 
@@ -36,3 +41,56 @@ def origin_validator(application: Any) -> OptionalOriginValidator:
     """
     allowed = app_settings.ALLOWED_ORIGINS or settings.ALLOWED_HOSTS
     return OptionalOriginValidator(application, list(allowed))
+
+
+# --- DEBUG for loopback clients only ----------------------------------------------------------------
+
+# Headers a proxy adds for the client it forwards: a request carrying one comes from elsewhere,
+# whatever its connection's address.
+FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+DEBUG_REFUSAL = (
+    "This server runs with DJANGO_DEBUG=1, which answers loopback clients only: Django's debug "
+    "pages show its settings. To serve other machines, run it with DJANGO_DEBUG=0 (README, "
+    '"Settings").\n'
+)
+
+
+def is_loopback_client(request: HttpRequest) -> bool:
+    """True when the request's connection comes from a loopback address (127.0.0.0/8, ::1, or
+    ::ffff:127.0.0.1) and carries no proxy's forwarding header. A request without an address (a
+    Unix socket, which a proxy may front) is not."""
+    if any(header in request.META for header in FORWARDING_HEADERS):
+        return False
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    if settings.DEBUG and not is_loopback_client(request):
+        return HttpResponseForbidden(DEBUG_REFUSAL, content_type="text/plain; charset=utf-8")
+    return None
+
+
+@sync_and_async_middleware
+def debug_loopback_only(get_response: Callable[[HttpRequest], Any]) -> Callable[[HttpRequest], Any]:
+    """Middleware, first in ``MIDDLEWARE``: with ``DEBUG`` on, answer a request from anywhere but
+    loopback with 403 and a line saying why, before any other middleware or view runs, so that no
+    debug page (a 500's traceback and settings, a DisallowedHost 400, the 404's URL list) can reach
+    another machine. ``make run HOST=0.0.0.0`` keeps DEBUG for the machine itself only.
+    """
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> Any:
+            return _refusal(request) or await get_response(request)
+
+        return markcoroutinefunction(middleware)
+
+    def sync_middleware(request: HttpRequest) -> Any:
+        return _refusal(request) or get_response(request)
+
+    return sync_middleware

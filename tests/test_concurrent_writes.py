@@ -163,3 +163,25 @@ def test_U0000_is_refused_before_it_reaches_jsonb(editors: list[dict[str, Any]])
         ops=[{"op": "replace", "path": "/a", "value": "\\u0000"}],
     )
     assert Session.objects.get(pk=session_id).data == {"a": "\\u0000"}
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"op": "add", "path": "/b", "value": 1, "x": "\u0000"},
+        {"op": "test", "path": "/a", "value": "\u0000"},
+        {"op": "add", "path": "/b", "value": 1, "\u0000": True},
+    ],
+    ids=["extra member", "test value", "extra member name"],
+)
+def test_U0000_in_any_member_of_an_operation_is_refused_before_it_reaches_the_change_log(
+    editors: list[dict[str, Any]], op: dict[str, Any]
+) -> None:
+    # The document never holds it, but the operation is stored as sent in the change log (jsonb).
+    owner = editors[0]
+    session_id = services.session_create(user=owner, channel_name="", title="Nul", data={"a": ""}).session_id
+    with pytest.raises(ProtocolError) as info:
+        services.session_patch(user=owner, channel_name="", session_id=session_id, version=0, ops=[op])
+    assert info.value.code == protocol.INVALID_DATA
+    assert Change.objects.filter(session_id=session_id).count() == 0
+    assert Session.objects.get(pk=session_id).version == 0

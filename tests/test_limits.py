@@ -1,5 +1,7 @@
 """Limits found by trying to break the server: frame depth, binary size, patch amplification."""
 
+import json
+
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
@@ -29,6 +31,47 @@ async def test_a_frame_nested_deeper_than_the_limit_gets_invalid_message_and_the
             await client.send_text(frame)
             error = await client.recv()
             assert error["code"] == protocol.INVALID_MESSAGE, error
+        assert "server_time" in await client.ok("ping")
+
+
+@pytest.mark.parametrize(
+    ("levels", "extra"),
+    [(200, ""), (200, ', "n": 12345678901234567890123'), (1010, ', "n": 12345678901234567890123')],
+    ids=["orjson", "long digits", "past the standard library's recursion limit"],
+)
+async def test_a_too_deep_frame_echoes_its_id_and_state_as_every_error_does(alice, levels, extra):
+    deep = "[" * levels + "]" * levels
+    async with connected(alice) as client:
+        for request_id in ("deep-1", 7, -(2**63)):
+            frame = f'{{"state": "ping", "data": {{"a": {deep}}}, "id": {json.dumps(request_id)}{extra}}}'
+            await client.send_text(frame)
+            error = await client.recv()
+            assert (error["code"], error["id"], error["request_state"]) == ("invalid_message", request_id, "ping")
+
+
+@pytest.mark.parametrize(
+    ("envelope", "echoed"),
+    [
+        ('"state": "ping", "id": true', {"request_state": "ping"}),
+        ('"state": "no such state!", "id": "x"', {"id": "x"}),
+        (f'"state": 5, "id": {2**64}', {}),
+    ],
+)
+async def test_a_too_deep_frame_echoes_only_what_is_valid_of_its_id_and_state(alice, envelope, echoed):
+    deep = "[" * 100 + "]" * 100
+    async with connected(alice) as client:
+        await client.send_text(f'{{{envelope}, "data": {{"a": {deep}}}}}')
+        error = await client.recv()
+        assert error["code"] == "invalid_message", error
+        assert {key: error[key] for key in ("id", "request_state") if key in error} == echoed
+
+
+async def test_a_frame_nested_past_the_parsers_limit_is_invalid_json_with_or_without_long_digits(alice):
+    deep = "[" * 1100 + "]" * 1100
+    async with connected(alice) as client:
+        for extra in ("", ', "n": 12345678901234567890123'):
+            await client.send_text(f'{{"state": "ping", "data": {{"a": {deep}}}, "id": 3{extra}}}')
+            assert (await client.recv())["code"] == "invalid_json"
         assert "server_time" in await client.ok("ping")
 
 

@@ -89,6 +89,8 @@ def operations(document):
 
 def model_patch(document, ops):
     """The document after ``ops``, or None when the patch must be refused (the server's rules)."""
+    if holds_nul(ops):  # operations are stored as sent (jsonb refuses U+0000 anywhere)
+        return None
     try:
         result = jsonpatch.JsonPatch(ops).apply(copy.deepcopy(document))
     except Exception:  # noqa: BLE001 - any failure of the library means "cannot be applied"

@@ -82,6 +82,67 @@ def test_a_patch_returns_one_patched_push_excluding_the_sender(users: Any) -> No
     assert json.loads(event.message["text"])["state"] == "patched"
 
 
+# Each operation's value is placed in the document; a later operation of the same patch then
+# changes it there. If the library placed the operation's own object (jsonpatch before 1.34 did,
+# for add and replace), that change would show in the operation too: the change log and the push
+# would carry ops that no longer produce the stored document.
+ALIASING_OPS = [
+    {"op": "add", "path": "/items", "value": []},
+    {"op": "add", "path": "/items/-", "value": "milk"},
+    {"op": "add", "path": "/box", "value": 0},
+    {"op": "replace", "path": "/box", "value": {"k": []}},
+    {"op": "add", "path": "/box/k/-", "value": 1},
+    {"op": "add", "path": "", "value": {"root": [], "items": ["milk"], "box": {"k": [1]}}},
+    {"op": "add", "path": "/root/-", "value": 2},
+]
+
+
+def test_a_patch_is_logged_and_pushed_exactly_as_sent_and_replays_to_the_stored_document(users: Any) -> None:
+    session_id = create(users["alice"], {"start": True}).session_id
+    ops = json.loads(json.dumps(ALIASING_OPS))  # the handler's own objects, as decoded from a frame
+    outcome = patch(users["alice"], session_id, 0, ops)
+    stored = Session.objects.get().data
+    assert stored == {"root": [2], "items": ["milk"], "box": {"k": [1]}}
+    change = Change.objects.get()
+    assert change.ops == ALIASING_OPS
+    [push] = outcome.pushes
+    assert json.loads(push.message["text"])["data"]["ops"] == ALIASING_OPS
+    # Replaying the change log on the document it started from (join with since) gives the stored one.
+    assert documents.apply_patch({"start": True}, change.ops) == stored
+
+
+def test_applying_the_same_operations_twice_gives_the_same_document_both_times() -> None:
+    ops = json.loads(json.dumps(ALIASING_OPS))
+    first = documents.apply_patch({}, ops)
+    assert ops == ALIASING_OPS
+    assert documents.apply_patch({}, ops) == first
+
+
+NUL_OPS = {
+    "in an extra member": [{"op": "add", "path": "/a", "value": 1, "x": "\u0000"}],
+    "in an extra member's name": [{"op": "add", "path": "/a", "value": 1, "x\u0000": 1}],
+    "in a test value": [{"op": "test", "path": "/start", "value": "\u0000"}],
+    "in a nested value": [{"op": "add", "path": "/a", "value": {"b": ["x\u0000y"]}}],
+    "in a path": [{"op": "add", "path": "/a\u0000", "value": 1}],
+    "in the second operation": [{"op": "add", "path": "/a", "value": 1}, {"op": "remove", "path": "/a", "n": "\u0000"}],
+}
+
+
+@pytest.mark.parametrize("ops", NUL_OPS.values(), ids=NUL_OPS.keys())
+def test_a_patch_holding_U0000_anywhere_is_invalid_data_and_nothing_is_stored(users: Any, ops: Any) -> None:
+    session_id = create(users["alice"], {"start": "\\u0000"}).session_id  # six characters, not U+0000
+    error = raised(protocol.INVALID_DATA, patch, users["alice"], session_id, 0, ops)
+    assert error.message.startswith(f"Operation {len(ops) - 1} (") and "U+0000" in error.message
+    assert (Session.objects.get().version, Change.objects.count()) == (0, 0)
+
+
+def test_an_operation_may_hold_the_text_backslash_u0000_which_is_not_U0000(users: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    ops = [{"op": "add", "path": "/a", "value": "\\u0000", "note": "C:\\u0000dir"}]
+    patch(users["alice"], session_id, 0, ops)
+    assert Change.objects.get().ops == ops
+
+
 def test_the_change_log_is_trimmed_to_the_kept_number_of_changes(users: Any, settings: Any) -> None:
     settings.SESSIONS_CHANGE_LOG_KEEP = 3
     session_id = create(users["alice"]).session_id

@@ -116,6 +116,24 @@ async def test_create_refuses_a_document_holding_U0000(alice: Any, data: dict[st
         assert await client.ok("list") == {"sessions": []}
 
 
+async def test_U0000_in_a_title_message_username_token_or_operation_is_invalid_data(alice: Any, bob: Any) -> None:
+    # One rule for every stored value (docs/protocol.md section 7, "Strings"): jsonb and
+    # PostgreSQL text columns cannot hold U+0000. None of these may reach the database.
+    async with connected(alice) as client:
+        assert (await error(client, "create", {"title": "a\u0000"}))["code"] == "invalid_data"
+        await client.ok("create", {"title": "ok", "data": {"a": 1}})
+        for state, data in [
+            ("patch", {"version": 0, "ops": [{"op": "add", "path": "/b", "value": 1, "x": "\u0000"}]}),
+            ("patch", {"version": 0, "ops": [{"op": "test", "path": "/a", "value": "\u0000"}]}),
+            ("invite", {"username": "bob\u0000", "role": "editor"}),
+            ("authenticate", {"token": "x\u0000"}),
+            ("save", {"message": "m\u0000"}),
+        ]:
+            reply = await error(client, state, data)
+            assert reply["code"] == "invalid_data", reply
+        assert (await client.ok("save", {"message": "done"}))["version"] == 0
+
+
 async def test_create_keeps_a_backslash_u0000_text_which_is_not_U0000(alice: Any) -> None:
     # Six characters: a backslash, "u", four zeros. Storable everywhere, jsonb included.
     data = {"escape": "\\u0000"}

@@ -102,3 +102,18 @@ def test_redis_url_picks_the_redis_layer_of_channel_layer_backend(
         monkeypatch, REDIS_URL=url, CHANNEL_LAYER_BACKEND=backend, CHANNEL_LAYER_CAPACITY="7", CHANNEL_LAYER_FANOUT="0"
     )
     assert stock["CHANNEL_LAYERS"] == {"default": inner}
+
+
+def test_https_turns_on_the_redirect_secure_cookies_and_hsts(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = load(monkeypatch)
+    assert (plain["SECURE_SSL_REDIRECT"], plain["SESSION_COOKIE_SECURE"], plain["SECURE_HSTS_SECONDS"]) == (
+        False,
+        False,
+        0,
+    )
+    assert "SECURE_PROXY_SSL_HEADER" not in plain
+    https = load(monkeypatch, DJANGO_HTTPS="1", DJANGO_PROXY_SSL_HEADER="1", DJANGO_HSTS_SECONDS="600")
+    assert https["SECURE_SSL_REDIRECT"] and https["SESSION_COOKIE_SECURE"] and https["CSRF_COOKIE_SECURE"]
+    assert https["SECURE_HSTS_SECONDS"] == 600
+    assert https["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
+    assert https["SECURE_REDIRECT_EXEMPT"] == [r"^healthz$"]

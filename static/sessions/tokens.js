@@ -143,6 +143,10 @@ export class TokenStore {
     if (result.status === 401 || result.status === 400) {
       throw new Error("Wrong username or password.");
     }
+    if (result.status === 429) {
+      // Too many failed sign-ins for this account or from this address (README, "Operations").
+      throw new Error("Too many failed sign-ins for this account or from this address. Try again later.");
+    }
     if (!result.ok || !result.data || !result.data.access) {
       throw new Error(`Sign-in failed (HTTP ${result.status}). Try again in a moment.`);
     }

@@ -164,7 +164,8 @@ def test_a_socket_closed_with_4401_reconnects_with_a_refreshed_token(start_serve
     record_statuses(page)
 
     # The drop is short: watch the recorded statuses rather than poll the indicator.
-    page.wait_for_function("window.__statuses.includes('reconnecting')", timeout=15_000)
+    # A function, not an expression string: Playwright evaluates a string with eval, which the CSP refuses.
+    page.wait_for_function("() => window.__statuses.includes('reconnecting')", timeout=15_000)
     expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
     add_item(page, "After the new handshake")
     expect_all_sent(page)

@@ -65,6 +65,12 @@ describe("TokenStore", () => {
     assert.ok(!t.signedIn);
   });
 
+  it("says when sign-ins are locked out (HTTP 429) instead of blaming the password", async () => {
+    const t = makeStore({ storage: new MemoryStorage(), fetch: fakeFetch({ [TOKEN_URL]: [429, { detail: "Too many failed sign-ins" }] }) });
+    await assert.rejects(t.signIn("alice", "pw"), /Too many failed sign-ins .* Try again later/);
+    assert.ok(!t.signedIn);
+  });
+
   it("stores the rotated refresh token", async () => {
     const storage = new MemoryStorage();
     const fetch = fakeFetch({ [REFRESH_URL]: [200, { access: "A2", refresh: "R2" }] });

@@ -1,0 +1,172 @@
+"""Issue 11, item 9: debug pages never reach another machine, and ``manage.py check --deploy`` is
+clean with the production settings the README documents (HTTPS, HSTS, Secure cookies; CSP).
+"""
+
+import os
+import re
+import secrets
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import AsyncClient, Client
+
+from sessions_app.security import DEBUG_REFUSAL
+
+ROOT = Path(__file__).resolve().parents[1]
+REMOTE = "203.0.113.9"  # TEST-NET-3: never this machine
+
+
+def readme_production_environment() -> dict[str, str]:
+    """The variables the README's "Production settings" block exports (a ``$(...)`` value, the
+    secret key, is made here as the comment says: 50 random characters)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Production settings\n", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    variables: dict[str, str] = {}
+    for line in block.splitlines():
+        if not line.startswith("export "):
+            continue
+        for word in shlex.split(line.removeprefix("export "), comments=True):
+            name, value = word.split("=", 1)
+            variables[name] = secrets.token_urlsafe(50) if value.startswith("$(") else value
+    return variables
+
+
+def check_deploy(variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "DJANGO_", "SESSIONS_"))}
+    env.pop("DATABASE_URL", None)
+    env.update(variables)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# --- check --deploy -------------------------------------------------------------------------------
+
+
+def test_the_readme_documents_a_production_environment() -> None:
+    variables = readme_production_environment()
+    assert variables["DJANGO_DEBUG"] == "0" and variables["DJANGO_HTTPS"] == "1"
+    assert len(variables["DJANGO_SECRET_KEY"]) >= 50
+
+
+def test_check_deploy_reports_no_issue_with_the_production_settings_the_readme_documents() -> None:
+    result = check_deploy(readme_production_environment())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
+
+
+def test_check_deploy_does_report_a_production_environment_without_https() -> None:
+    # The test above would pass with a check that never runs: this one shows that it does.
+    variables = {**readme_production_environment(), "DJANGO_HTTPS": "0"}
+    result = check_deploy(variables)
+    assert result.returncode != 0
+    assert {"security.W004", "security.W008", "security.W012", "security.W016"} <= set(
+        re.findall(r"security\.W\d+", result.stdout + result.stderr)
+    )
+
+
+# --- DEBUG for loopback clients only --------------------------------------------------------------
+
+
+@pytest.fixture
+def debug(settings: Any) -> None:
+    settings.DEBUG = True
+
+
+def assert_refused(response: Any) -> None:
+    assert response.status_code == 403
+    assert response.content.decode() == DEBUG_REFUSAL
+    assert b"DEBUG = True" not in response.content and b"URLconf" not in response.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/no/such/page", {}),  # a debug 404 lists the URL patterns
+        ("/", {"HTTP_HOST": "attacker.example"}),  # a debug DisallowedHost 400 shows the settings
+        ("/healthz", {}),
+        ("/api/v1/token/", {}),
+    ],
+)
+def test_with_debug_on_a_client_elsewhere_gets_403_and_no_debug_page(debug: None, path: str, headers: Any) -> None:
+    assert_refused(Client().get(path, REMOTE_ADDR=REMOTE, **headers))
+
+
+@pytest.mark.django_db
+def test_with_debug_on_a_loopback_client_behind_a_proxy_is_elsewhere_too(debug: None) -> None:
+    for header in ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"):
+        assert_refused(Client().get("/no/such/page", REMOTE_ADDR="127.0.0.1", **{header: REMOTE}))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"])
+def test_with_debug_on_a_loopback_client_gets_the_debug_pages(debug: None, address: str) -> None:
+    response = Client().get("/no/such/page", REMOTE_ADDR=address)
+    assert response.status_code == 404
+    assert b"URLconf" in response.content  # Django's debug 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("address", ["", "not an address", "10.0.0.1", "fe80::1"])
+def test_with_debug_on_an_unknown_or_private_address_is_elsewhere(debug: None, address: str) -> None:
+    assert_refused(Client().get("/no/such/page", REMOTE_ADDR=address))
+
+
+class AsyncClientAt(AsyncClient):
+    """Django's AsyncClient (ASGI requests through the handler and every middleware) from ``address``."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
+
+    def _base_scope(self, **request: Any) -> dict[str, Any]:
+        return {**super()._base_scope(**request), "client": [self.address, 50000]}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_with_debug_on_the_asgi_handler_refuses_a_client_elsewhere(debug: None) -> None:
+    assert_refused(await AsyncClientAt(REMOTE).get("/no/such/page"))
+    loopback = await AsyncClientAt("127.0.0.1").get("/no/such/page")
+    assert loopback.status_code == 404 and b"URLconf" in loopback.content
+
+
+@pytest.mark.django_db
+def test_with_debug_off_every_client_is_served_without_debug_pages() -> None:
+    assert Client().get("/", REMOTE_ADDR=REMOTE).status_code == 200
+    missing = Client().get("/no/such/page", REMOTE_ADDR=REMOTE)
+    assert missing.status_code == 404 and b"URLconf" not in missing.content
+
+
+# --- HTTPS and CSP --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_with_https_http_requests_are_redirected_except_the_health_check(settings: Any) -> None:
+    settings.SECURE_SSL_REDIRECT = True
+    assert Client().get("/").status_code == 301
+    assert Client().get("/healthz").status_code in (200, 503)  # probed over plain HTTP by a balancer
+    secure = Client().get("/", secure=True)
+    assert secure.status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_pages_carry_a_content_security_policy_of_this_origin_only() -> None:
+    response = Client().get("/")
+    directives = dict(
+        [*part.split(" ", 1), ""][:2] for part in (p.strip() for p in response["Content-Security-Policy"].split(";"))
+    )
+    assert directives["default-src"] == "'self'"
+    assert directives["script-src"] == "'self'" and "unsafe-inline" not in response["Content-Security-Policy"]
+    assert directives["connect-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'" and directives["object-src"] == "'none'"
