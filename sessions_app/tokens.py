@@ -157,7 +157,7 @@ class TokenRefreshSerializer(serializers.TokenRefreshSerializer):
 
 class JWTAuthentication(authentication.JWTAuthentication):
     """SimpleJWT's, except that a token without the password claim (minted with the signing key,
-    module docstring) is not refused for the lack of it. Used by the socket (services.user_check)
+    module docstring) is not refused for the lack of it. Used by the socket (presence.user_check)
     and the REST API alike.
     """
 
