@@ -7,21 +7,21 @@ from playwright.sync_api import expect
 
 from tests.e2e.conftest import DESKTOP
 from tests.e2e.ui import add_item, error_notices, expect_all_sent, expect_items, open_session, shot, sign_in
-from tests.e2e.wsclient import ProtocolClient
+from tests.wsclient import BlockingClient
 
 pytestmark = pytest.mark.e2e
 
 
 def join_data(server, session_id: str) -> dict:
-    with ProtocolClient(server.ws_url, server.url, "alice") as check:
-        return check.request("join", {"session": session_id})["data"]
+    with BlockingClient(server.ws, server.token("alice")) as check:
+        return check.ok("join", {"session": session_id})["data"]
 
 
 def test_the_readme_example_session_is_shown_and_grows_in_its_own_shape(server, new_page):
     # Exactly the README's "An example session": create with {"items": []}, then add "milk".
-    with ProtocolClient(server.ws_url, server.url, "alice") as alice:
-        session_id = alice.request("create", {"title": "Groceries", "data": {"items": []}})["id"]
-        alice.request("patch", {"version": 0, "ops": [{"op": "add", "path": "/items/-", "value": "milk"}]})
+    with BlockingClient(server.ws, server.token("alice")) as alice:
+        session_id = alice.ok("create", {"title": "Groceries", "data": {"items": []}})["id"]
+        alice.ok("patch", {"version": 0, "ops": [{"op": "add", "path": "/items/-", "value": "milk"}]})
     page = new_page()
     sign_in(page, server, "alice")
     open_session(page, server, session_id)
@@ -48,9 +48,9 @@ def test_a_document_of_another_shape_is_shown_readably(server, new_page):
         "owner": {"name": "Ada", "tags": ["a", "b"]},
         "count": 7,
     }
-    with ProtocolClient(server.ws_url, server.url, "alice") as alice:
-        session_id = alice.request("create", {"title": "Imported", "data": data})["id"]
-        other = alice.request("create", {"title": "Settings", "data": {"theme": "dark", "items": "not a list"}})["id"]
+    with BlockingClient(server.ws, server.token("alice")) as alice:
+        session_id = alice.ok("create", {"title": "Imported", "data": data})["id"]
+        other = alice.ok("create", {"title": "Settings", "data": {"theme": "dark", "items": "not a list"}})["id"]
     page = new_page(DESKTOP)
     sign_in(page, server, "alice")
     open_session(page, server, session_id)
@@ -77,11 +77,11 @@ def test_a_document_of_another_shape_is_shown_readably(server, new_page):
 
 
 def test_someone_elses_change_to_the_item_being_edited_is_shown_with_a_choice(server, new_page):
-    with ProtocolClient(server.ws_url, server.url, "alice") as alice:
-        session_id = alice.request(
+    with BlockingClient(server.ws, server.token("alice")) as alice:
+        session_id = alice.ok(
             "create", {"title": "Menu", "data": {"items": [{"id": "m", "text": "Milk", "done": False}]}}
         )["id"]
-        alice.request("invite", {"username": "bob", "role": "editor"})
+        alice.ok("invite", {"username": "bob", "role": "editor"})
     alice = new_page(DESKTOP)
     sign_in(alice, server, "alice")
     open_session(alice, server, session_id)
@@ -122,9 +122,9 @@ def test_someone_elses_change_to_the_item_being_edited_is_shown_with_a_choice(se
 
 
 def test_avatars_differ_per_user_and_notices_replace_each_other(server, new_page):
-    with ProtocolClient(server.ws_url, server.url, "alice") as alice:
-        session_id = alice.request("create", {"title": "Faces", "data": {"items": []}})["id"]
-        alice.request("invite", {"username": "bob", "role": "editor"})
+    with BlockingClient(server.ws, server.token("alice")) as alice:
+        session_id = alice.ok("create", {"title": "Faces", "data": {"items": []}})["id"]
+        alice.ok("invite", {"username": "bob", "role": "editor"})
     alice = new_page(DESKTOP)
     sign_in(alice, server, "alice")
     open_session(alice, server, session_id)

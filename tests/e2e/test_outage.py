@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, WebSocketRoute, expect
 
+from tests import live
 from tests.e2e.conftest import DESKTOP
 from tests.e2e.ui import (
     add_item,
@@ -21,7 +22,7 @@ from tests.e2e.ui import (
     shot,
     sign_in,
 )
-from tests.e2e.wsclient import ProtocolClient
+from tests.wsclient import BlockingClient
 
 pytestmark = pytest.mark.e2e
 
@@ -30,21 +31,24 @@ OUTAGE = 60  # seconds: twice the 30 s after which the client used to drop a wai
 
 def shared_session(server, title: str, data: dict[str, Any]) -> str:
     """A session of alice's, with bob as an editor; returns its id."""
-    with ProtocolClient(server.ws_url, server.url, "alice") as alice:
-        session_id = alice.request("create", {"title": title, "data": data})["id"]
-        alice.request("invite", {"username": "bob", "role": "editor"})
+    with BlockingClient(server.ws, server.token("alice")) as alice:
+        session_id = alice.ok("create", {"title": title, "data": data})["id"]
+        alice.ok("invite", {"username": "bob", "role": "editor"})
     return session_id
 
 
 def stored(server, session_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The session's document and its change log, from the database."""
-    out = server.manage_shell(
+    out = live.manage(
+        server.env,
+        "shell",
+        "-c",
         "import json\n"
         "from sessions_app.models import Change, Session\n"
         f"s = Session.objects.get(id={session_id!r})\n"
         "log = [{'version': c.version, 'ops': c.ops, 'by': c.author.username}"
         " for c in Change.objects.filter(session=s).order_by('version')]\n"
-        "print(json.dumps({'data': s.data, 'log': log}))\n"
+        "print(json.dumps({'data': s.data, 'log': log}))\n",
     )
     result = json.loads(out.strip().splitlines()[-1])
     return result["data"], result["log"]
@@ -135,8 +139,8 @@ def test_a_patch_whose_reply_is_lost_is_recognised_and_not_applied_twice(server,
     """The server applies the patch, the reply never reaches the page, the socket drops: after the
     reconnect the page finds its change at base + 1 in the change log and does not send it again.
     The document is a list of strings, where a second "eggs" would show."""
-    with ProtocolClient(server.ws_url, server.url, "alice") as alice:
-        session_id = alice.request("create", {"title": "Lost reply", "data": {"items": ["milk"]}})["id"]
+    with BlockingClient(server.ws, server.token("alice")) as alice:
+        session_id = alice.ok("create", {"title": "Lost reply", "data": {"items": ["milk"]}})["id"]
     page = new_page()
     sent: list[dict[str, Any]] = []
     lose = {"armed": False, "id": None}
