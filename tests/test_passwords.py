@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model, hashers
 from django.test import AsyncClient
 
 from sessions_app import passwords
-from tests import live
+from tests import live, wsclient
 from tests.utils import connected
 
 PASSWORD = "correct-horse-battery-staple"
@@ -141,8 +141,8 @@ async def test_sixteen_concurrent_bad_logins_hash_a_few_at_a_time_at_low_priorit
         server = started.daphne(
             started.sqlite(), application="tests.apps.password_probe:application", SESSIONS_LOGIN_FAILURE_LIMIT=1000
         )
-        async with live.clients() as opened:
-            opened.append(await live.login(server.ws, server.token("alice")))
+        async with wsclient.clients() as opened:
+            opened.append(await wsclient.login(server.ws, server.token("alice")))
             with ThreadPoolExecutor(max_workers=16) as flood:
                 logins = [asyncio.wrap_future(flood.submit(bad_login, server.http, n)) for n in range(32)]
                 while not all(login.done() for login in logins):

@@ -91,9 +91,11 @@ async def test_after_a_password_change_the_old_access_token_cannot_open_or_renew
     pair = await database_sync_to_async(obtain)()
     async with connected(dave, token=pair["access"]) as client:
         await database_sync_to_async(change_password)()
-        reply = await client.request("authenticate", {"token": pair["access"]})
-        assert reply["code"] == "not_authenticated"
+        # The change itself ends the socket (sessions_app/process.py, reason password_changed) ...
+        ended = await client.recv()
+        assert ended["code"] == "not_authenticated" and ended["data"]["reason"] == "password_changed"
         assert await client.closed() == 4401
+    # ... and the old access token opens no other.
     refused = await handshake(pair["access"])
     assert refused["code"] == "not_authenticated"
     fresh = await database_sync_to_async(obtain)(password=NEW_PASSWORD)

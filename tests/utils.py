@@ -8,9 +8,10 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
-from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+from rest_framework_simplejwt.tokens import AccessToken
 
 from project.asgi import application
+from sessions_app.tokens import LoginRefreshToken
 
 PATH = "/api/v1/socket"
 _ids = itertools.count(1)
@@ -32,8 +33,9 @@ def access_for(user: Any, *, lifetime: Any = None) -> str:
 
 
 def refresh_for(user: Any) -> str:
-    """A real SimpleJWT refresh token for ``user``."""
-    return str(RefreshToken.for_user(user))
+    """A refresh token for ``user`` as the token API makes it (``tokens.LoginRefreshToken``: tied to
+    the password, with the sign-in's ``auth_time``)."""
+    return str(LoginRefreshToken.for_user(user))
 
 
 class Client:
