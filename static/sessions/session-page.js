@@ -103,7 +103,7 @@ export async function startSession({ tokens, newClient }) {
         return h(
           "li",
           { className: "avatar-chip", dataset: { userId: String(user.id) }, title: stale ? `${user.username} (last seen)` : user.username },
-          h("span", { className: "avatar", "aria-hidden": "true", style: `background-color: ${color}` }, initials),
+          h("span", { className: "avatar", "aria-hidden": "true", style: { backgroundColor: color } }, initials),
           user.id === me ? `${user.username} (you)` : user.username,
         );
       }),

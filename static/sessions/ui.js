@@ -9,6 +9,9 @@ export function h(tag, props = {}, ...children) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (key === "className") node.className = value;
     else if (key === "dataset") Object.assign(node.dataset, value);
+    // Through the CSSOM, not a style attribute: the pages' Content-Security-Policy (style-src
+    // 'self', django-csp in project/settings.py) refuses inline style attributes.
+    else if (key === "style") Object.assign(node.style, value);
     else if (key in node && typeof value !== "string") node[key] = value;
     else node.setAttribute(key, value === true ? "" : value);
   }

@@ -76,6 +76,11 @@ def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Calla
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # What the Content-Security-Policy refused (an inline style or script) fails the test too.
+        page.on(
+            "console",
+            lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None,
+        )
         opened.append((context, page, errors))
         return page
 
@@ -87,4 +92,4 @@ def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Calla
             page.screenshot(path=ARTIFACTS / f"{name}-{index}.png", full_page=True)
         context.close()
     uncaught = [error for _, _, errors in opened for error in errors]
-    assert not uncaught, f"uncaught JavaScript errors: {uncaught}"
+    assert not uncaught, f"uncaught JavaScript errors or CSP refusals: {uncaught}"
