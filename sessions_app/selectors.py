@@ -5,7 +5,8 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from . import protocol
@@ -63,6 +64,23 @@ def membership_get(*, session_id: UUID, user_id: int, for_update: bool = False) 
         return queryset.get(session_id=session_id, user_id=user_id)
     except Membership.DoesNotExist:
         raise ProtocolError(protocol.NOT_FOUND, "No such session.") from None
+
+
+def patch_target(*, session_id: UUID, user_id: int) -> tuple[str, int, str]:
+    """``(role, version, document)`` of a session the user is a member of, the document as the JSON
+    text the database stores (``jsonb``'s text form on PostgreSQL): decoding it is left to
+    whoever applies the patch, out of the database thread for a large one.
+
+    Raises ProtocolError(NOT_FOUND) as membership_get does.
+    """
+    rows = (
+        Membership.objects.filter(session_id=session_id, user_id=user_id)
+        .annotate(text=Cast("session__data", TextField()))
+        .values_list("role", "session__version", "text")[:1]
+    )
+    for row in rows:
+        return row
+    raise ProtocolError(protocol.NOT_FOUND, "No such session.")
 
 
 def members_of(*, session_id: UUID) -> list[dict[str, Any]]:
