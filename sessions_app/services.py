@@ -8,6 +8,8 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import JSONField, Sum, Value
+from django.db.models.functions import Cast
 
 from . import documents, events, presence, protocol, selectors
 from .conf import app_settings
@@ -102,19 +104,41 @@ def revision_create(*, user: dict[str, Any], channel_name: str, session_id: UUID
     """Record a revision (a snapshot of ``data`` at the current version); returns ``{"revision", "version"}``.
 
     Owner or editor. Revisions are numbered from 1 per session; the session row is locked while
-    numbering (PostgreSQL), so concurrent saves get distinct numbers. Raises NOT_FOUND, PERMISSION_DENIED.
+    numbering (PostgreSQL), so concurrent saves get distinct numbers. Bounded: a session keeps its
+    last ``SESSIONS_REVISIONS_KEEP`` revisions (the oldest are deleted in the same transaction),
+    and the revisions of all the sessions one user owns hold at most
+    ``SESSIONS_REVISION_BYTES_PER_USER`` bytes (the owner's row is locked while counting, so
+    concurrent saves cannot both fit in the last room). Raises NOT_FOUND, PERMISSION_DENIED, and
+    QUOTA_EXCEEDED (``data``: ``{"limit", "used"}``, bytes) for a save past the owner's quota;
+    the document is copied as the database's JSON text, never decoded here.
     """
-    membership = selectors.membership_get(session_id=session_id, user_id=user["id"], for_update=True)
+    membership = selectors.membership_get(session_id=session_id, user_id=user["id"], for_update=True, document=False)
     if membership.role == Role.VIEWER:
         raise ProtocolError(protocol.PERMISSION_DENIED, "Viewers cannot save the session.")
     session = membership.session
+    text = selectors.session_document_text(session_id=session_id)
+    size = len(text.encode())
+    list(get_user_model().objects.select_for_update().filter(pk=session.owner_id).values_list("pk"))
     last = Revision.objects.filter(session_id=session_id).order_by("-number").values_list("number", flat=True).first()
     number = (last or 0) + 1
+    older = Revision.objects.filter(session_id=session_id, number__lte=number - app_settings.REVISIONS_KEEP)
+    freed = older.aggregate(total=Sum("size"))["total"] or 0
+    used = selectors.revision_bytes_of_owner(owner_id=session.owner_id)
+    limit = app_settings.REVISION_BYTES_PER_USER
+    if used - freed + size > limit:
+        whose = "your" if session.owner_id == user["id"] else "the owner's"
+        raise ProtocolError(
+            protocol.QUOTA_EXCEEDED,
+            f"Saving would take the revisions of {whose} sessions past {limit} bytes.",
+            data={"limit": limit, "used": used},
+        )
+    older.delete()
     Revision.objects.create(
         session_id=session_id,
         number=number,
         version=session.version,
-        data=session.data,
+        data=Cast(Value(text), output_field=JSONField()),
+        size=size,
         message=message,
         author_id=user["id"],
     )
