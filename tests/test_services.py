@@ -185,6 +185,46 @@ def test_the_conditional_update_refuses_a_version_bumped_after_it_was_read(users
     assert "lost" not in Session.objects.get().data
 
 
+def handed_on(user: dict[str, Any], session_id: Any, version: int, ops: list[Any]) -> services.PatchBase:
+    """What session_patch hands to a patch worker for a document over PATCH_INLINE_BYTES."""
+    with pytest.raises(services.NeedsWorker) as caught:
+        services.session_patch(
+            user=user, channel_name="", session_id=session_id, version=version, ops=ops, inline_work=100
+        )
+    return caught.value.base
+
+
+def test_a_large_document_is_handed_to_a_worker_before_anything_is_written(users: Any, settings: Any) -> None:
+    settings.SESSIONS_PATCH_INLINE_BYTES = 10
+    session_id = create(users["alice"], {"text": "x" * 100}).session_id
+    base = handed_on(users["alice"], session_id, 0, add("a"))
+    assert (base.version, base.role, json.loads(base.text)) == (0, "owner", {"text": "x" * 100})
+    assert Session.objects.get().version == 0 and Change.objects.count() == 0
+    text = documents.apply_patch_text(base.text, add("a"))
+    outcome = services.session_patch_write(user=users["alice"], channel_name="", base=base, ops=add("a"), text=text)
+    assert outcome.data == {"version": 1}
+    assert Session.objects.get().data == {"text": "x" * 100, "a": 1}
+    assert list(Change.objects.values_list("version", "ops")) == [(1, add("a"))]
+
+
+def test_a_patch_worker_result_is_refused_when_the_session_changed_meanwhile(users: Any, settings: Any) -> None:
+    settings.SESSIONS_PATCH_INLINE_BYTES = 10
+    session_id = create(users["alice"], {"text": "x" * 100}).session_id
+    services.member_invite(user=users["alice"], session_id=session_id, username="bob", role="editor")
+    base = handed_on(users["bob"], session_id, 0, add("b"))
+    text = documents.apply_patch_text(base.text, add("b"))
+    patch(users["alice"], session_id, 0, add("a"))  # committed while bob's patch was computed
+    write = services.session_patch_write
+    error = raised(protocol.CONFLICT, write, user=users["bob"], channel_name="", base=base, ops=add("b"), text=text)
+    assert error.data == {"version": 1}
+    # And when bob became a viewer meanwhile, his computed patch is not stored either.
+    base = handed_on(users["bob"], session_id, 1, add("b"))
+    services.member_invite(user=users["alice"], session_id=session_id, username="bob", role="viewer")
+    raised(protocol.PERMISSION_DENIED, write, user=users["bob"], channel_name="", base=base, ops=add("b"), text=text)
+    assert Session.objects.get().data == {"text": "x" * 100, "a": 1}
+    assert list(Change.objects.values_list("version", flat=True)) == [1]
+
+
 @pytest.mark.parametrize("role, allowed", [("editor", True), ("viewer", False)])
 def test_patch_rights_follow_the_role(users: Any, role: str, allowed: bool) -> None:
     session_id = create(users["alice"]).session_id
