@@ -58,8 +58,23 @@ DEFAULTS: dict[str, Any] = {
     "MAX_SESSIONS_PER_USER": 500,
     # Largest session document, bytes of compact JSON.
     "MAX_DOCUMENT_BYTES": 1048576,
-    # Changes kept per session for ``join`` with ``since``.
+    # Changes kept per session for ``join`` with ``since``, and the most bytes (compact JSON of
+    # their operations) they may hold together: replaying more than a document's worth of
+    # operations is no cheaper than the snapshot, which is what an older ``since`` gets.
     "CHANGE_LOG_KEEP": 1000,
+    "CHANGE_LOG_BYTES": 1048576,
+    # Revisions kept per session (``save`` prunes the oldest), and the most bytes of revisions
+    # (JSON text of their documents) in all the sessions one user owns (then ``quota_exceeded``).
+    "REVISIONS_KEEP": 50,
+    "REVISION_BYTES_PER_USER": 67108864,
+    # The work a patch may do, in nodes of JSON visited: this many per byte of its operations
+    # (compact JSON), and at least PATCH_WORK_MIN (then ``patch_too_costly``).
+    "PATCH_WORK_PER_BYTE": 8,
+    "PATCH_WORK_MIN": 262144,
+    # Threads that apply patches to documents larger than PATCH_INLINE_BYTES (bytes of JSON as
+    # stored), away from the one thread every connection's database calls share.
+    "PATCH_WORKERS": 2,
+    "PATCH_INLINE_BYTES": 65536,
     # Seconds between a process's heartbeats, and after the last one that it counts as dead.
     "PRESENCE_HEARTBEAT": 10.0,
     "PRESENCE_TTL": 30.0,
@@ -91,6 +106,13 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "MAX_SESSIONS_PER_USER": (0, None),
     "MAX_DOCUMENT_BYTES": (0, None),
     "CHANGE_LOG_KEEP": (0, None),
+    "CHANGE_LOG_BYTES": (0, None),
+    "REVISIONS_KEEP": (1, None),
+    "REVISION_BYTES_PER_USER": (0, None),
+    "PATCH_WORK_PER_BYTE": (0, None),
+    "PATCH_WORK_MIN": (0, None),
+    "PATCH_WORKERS": (1, None),
+    "PATCH_INLINE_BYTES": (0, None),
     "PRESENCE_HEARTBEAT": (0, None),
     "PRESENCE_TTL": (0, None),
     "LOGIN_FAILURE_LIMIT": (1, None),
@@ -140,6 +162,13 @@ class AppSettings:
     MAX_SESSIONS_PER_USER: int
     MAX_DOCUMENT_BYTES: int
     CHANGE_LOG_KEEP: int
+    CHANGE_LOG_BYTES: int
+    REVISIONS_KEEP: int
+    REVISION_BYTES_PER_USER: int
+    PATCH_WORK_PER_BYTE: int
+    PATCH_WORK_MIN: int
+    PATCH_WORKERS: int
+    PATCH_INLINE_BYTES: int
     PRESENCE_HEARTBEAT: float
     PRESENCE_TTL: float
     LOGIN_FAILURE_LIMIT: int

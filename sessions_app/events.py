@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -66,6 +67,17 @@ class Event:
     group: str
     message: dict[str, Any]
     channel: str = ""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A service's result: the reply ``data`` for the client and the events to publish after commit."""
+
+    data: dict[str, Any]
+    pushes: list[Event] = field(default_factory=list)
+    session_id: UUID | None = None
+    role: str | None = None
+    version: int = 0
 
 
 def push(session_id: Any, state: str, data: dict[str, Any], *, exclude: str = "", version: int = 0) -> Event:

@@ -12,7 +12,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
 
-from . import auth, events, protocol, selectors, services
+from . import auth, documents, events, executors, protocol, selectors, services
 from .models import Role
 from .presence import user_check
 from .protocol import ProtocolError
@@ -27,6 +27,7 @@ from .serializers import (
     SaveSchema,
     TokenSchema,
 )
+from .work import Work, limit_for
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,10 @@ async def patch(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     reply or a push) must conflict, since versions only grow: it is answered at once, without a
     database hop, with that newer version. Under load, when members of a busy session patch on
     stale versions, this keeps conflicts from costing as much as accepted patches.
+
+    A patch on a small document is applied in the database hop; one on a large document (or one
+    that does more work than the database thread may spend) is applied in a patch worker between
+    a read and a short conditional write (sessions_app/executors.py).
     """
     if data["version"] < conn.session_version and conn.role != Role.VIEWER:
         raise ProtocolError(
@@ -130,18 +135,32 @@ async def patch(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
             "The session has changed; rebase on the current version.",
             data={"version": conn.session_version},
         )
-    outcome = await call(
-        services.session_patch,
-        user=conn.user,
-        channel_name=conn.channel_name,
-        session_id=conn.session_id,
-        version=data["version"],
-        ops=data["ops"],
-        editor=conn.role != Role.VIEWER,
-    )
+    try:
+        outcome = await call(
+            services.session_patch,
+            user=conn.user,
+            channel_name=conn.channel_name,
+            session_id=conn.session_id,
+            version=data["version"],
+            ops=data["ops"],
+            editor=conn.role != Role.VIEWER,
+            inline_work=executors.INLINE_WORK,
+        )
+    except services.NeedsWorker as handed_on:
+        outcome = await _patch_in_worker(conn, handed_on.base, data["ops"])
     conn.session_version = outcome.version
     await conn.publish(outcome.pushes)
     return outcome.data
+
+
+async def _patch_in_worker(conn: Connection, base: services.PatchBase, ops: list[Any]) -> services.Outcome:
+    """Apply ``ops`` to ``base`` in a patch worker, then store the result (a second database hop,
+    conditional on the version and role ``base`` was read at, so nothing that changed meanwhile is
+    lost: a concurrent patch makes this one a CONFLICT)."""
+    text = await executors.in_patch_worker(documents.apply_patch_text, base.text, ops, work=Work(limit_for(base.size)))
+    return await call(
+        services.session_patch_write, user=conn.user, channel_name=conn.channel_name, base=base, ops=ops, text=text
+    )
 
 
 @state("presence", needs_session=True)

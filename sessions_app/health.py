@@ -1,14 +1,20 @@
-"""``GET /healthz``: is this process able to serve sessions (database and channel layer)?"""
+"""``GET /healthz``: is this process able to serve sessions (database and channel layer)?
+
+The database is pinged from the thread every connection's database calls share
+(``executors.in_database_thread``), not from the request's own thread: a process whose database
+thread is stuck (a long call, a lock) serves no socket, and answers 503.
+"""
 
 import asyncio
 import logging
 import time
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+
+from . import executors
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +26,27 @@ def _database_ping() -> None:
         cursor.execute("SELECT 1")
 
 
+# The ping waiting in (or running on) the database thread, per event loop. Health checks that come
+# while one is pending wait for the same ping instead of queueing more behind a stuck thread.
+_pending: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+
 async def _check_database() -> None:
-    await database_sync_to_async(_database_ping)()
+    loop = asyncio.get_running_loop()
+    ping = _pending.get(loop)
+    if ping is None or ping.done():
+        ping = _pending[loop] = loop.create_task(executors.in_database_thread(_database_ping))
+        ping.add_done_callback(_forget)
+    # Shielded: a check that times out leaves the ping queued for the next check, not cancelled.
+    await asyncio.shield(ping)
+
+
+def _forget(ping: asyncio.Task[None]) -> None:
+    """Called when a ping finishes: retrieve its outcome (no "never retrieved" warning) and drop it."""
+    if not ping.cancelled():
+        ping.exception()
+    if _pending.get(ping.get_loop()) is ping:
+        del _pending[ping.get_loop()]
 
 
 async def _check_channel_layer() -> None:
@@ -54,7 +79,8 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     """200 ``{"status": "ok", "database": {...}, "channel_layer": {...}}`` when both answer, else 503.
 
     Each component reports ``{"ok": true, "ms": float}`` or ``{"ok": false, "error": class name}``;
-    each check gives up after 2 seconds.
+    each check gives up after 2 seconds (``TimeoutError`` when the shared database thread did not
+    get to the ping).
     """
     database, layer = await asyncio.gather(_timed(_check_database), _timed(_check_channel_layer))
     ok = database["ok"] and layer["ok"]

@@ -22,6 +22,8 @@ class Session(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owned_sessions")
     data = models.JSONField(default=dict)
     version = models.PositiveBigIntegerField(default=0)
+    # Bytes of operations (compact JSON) logged since creation: where the next Change starts.
+    log_end = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -49,17 +51,24 @@ class Membership(models.Model):
 
 
 class Change(models.Model):
-    """One accepted patch: the RFC 6902 operations that took the session to ``version``."""
+    """One accepted patch: the RFC 6902 operations that took the session to ``version``.
+
+    ``start`` is the session's ``log_end`` before it: the kept log after a change holds
+    ``session.log_end - start`` bytes, so it is trimmed to ``SESSIONS_CHANGE_LOG_BYTES`` with one
+    indexed ``DELETE`` and no sum.
+    """
 
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="changes")
     version = models.PositiveBigIntegerField()
     ops = models.JSONField()
+    start = models.PositiveBigIntegerField(default=0)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["session", "version"]
         constraints = [models.UniqueConstraint(fields=["session", "version"], name="change_unique_version")]
+        indexes = [models.Index(fields=["session", "start"], name="change_session_start")]
 
     def __str__(self) -> str:
         return f"{self.session_id} v{self.version}"
@@ -72,6 +81,8 @@ class Revision(models.Model):
     number = models.PositiveIntegerField()
     version = models.PositiveBigIntegerField()
     data = models.JSONField()
+    # Bytes of ``data`` as JSON text (what counts towards the owner's SESSIONS_REVISION_BYTES_PER_USER).
+    size = models.PositiveIntegerField(default=0)
     message = models.CharField(max_length=500, blank=True)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

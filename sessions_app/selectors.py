@@ -1,16 +1,19 @@
 """Reads. Synchronous ORM code: the consumer calls these through ``database_sync_to_async``."""
 
+import functools
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import QuerySet, Sum, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from . import protocol
 from .conf import app_settings
-from .models import Change, Connection, Membership, Session
+from .models import Change, Connection, Membership, Revision, Session
 from .protocol import ProtocolError
 
 
@@ -48,14 +51,16 @@ def user_present_elsewhere(*, session_id: UUID, user_id: int, channel_name: str)
     return live_connections().filter(session_id=session_id, user_id=user_id).exclude(channel_name=channel_name).exists()
 
 
-def membership_get(*, session_id: UUID, user_id: int, for_update: bool = False) -> Membership:
-    """The user's membership with its session loaded.
+def membership_get(*, session_id: UUID, user_id: int, for_update: bool = False, document: bool = True) -> Membership:
+    """The user's membership with its session loaded (without its ``data`` unless ``document``).
 
     Raises ProtocolError(NOT_FOUND) when the session does not exist or the user is not a member:
     a session the user may not see is not revealed. ``for_update`` locks the session row
     (PostgreSQL; a no-op on SQLite, whose writers are serialised anyway).
     """
     queryset = Membership.objects.select_related("session")
+    if not document:
+        queryset = queryset.defer("session__data")
     if for_update:
         queryset = queryset.select_for_update(of=("session",))
     try:
@@ -63,6 +68,43 @@ def membership_get(*, session_id: UUID, user_id: int, for_update: bool = False) 
         return queryset.get(session_id=session_id, user_id=user_id)
     except Membership.DoesNotExist:
         raise ProtocolError(protocol.NOT_FOUND, "No such session.") from None
+
+
+def patch_target(*, session_id: UUID, user_id: int) -> tuple[str, int, int, str]:
+    """``(role, version, log_end, document)`` of a session the user is a member of, the document
+    as the JSON text the database stores (``jsonb``'s text form on PostgreSQL): decoding it is
+    left to whoever applies the patch, out of the database thread for a large one.
+
+    One statement (as the patch's writes, patching.py). Raises ProtocolError(NOT_FOUND) as
+    membership_get does.
+    """
+    pk = Session._meta.pk.get_db_prep_value(session_id, connection)  # type: ignore[union-attr]
+    with connection.cursor() as cursor:
+        cursor.execute(_patch_target_sql(connection.vendor), [pk, user_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise ProtocolError(protocol.NOT_FOUND, "No such session.")
+    return row
+
+
+@functools.cache
+def _patch_target_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    members, sessions = quote(Membership._meta.db_table), quote(Session._meta.db_table)
+    return (
+        f"SELECT m.role, s.version, s.log_end, CAST(s.data AS TEXT) FROM {members} m "  # noqa: S608 - table names
+        f"INNER JOIN {sessions} s ON s.id = m.session_id WHERE m.session_id = %s AND m.user_id = %s"
+    )
+
+
+def session_document_text(*, session_id: UUID) -> str:
+    """A session's document as the JSON text the database stores, not decoded."""
+    return Session.objects.filter(pk=session_id).values_list(Cast("data", TextField()), flat=True).get()
+
+
+def revision_bytes_of_owner(*, owner_id: int) -> int:
+    """Bytes of the revisions of every session ``owner_id`` owns (``Revision.size``)."""
+    return Revision.objects.filter(session__owner_id=owner_id).aggregate(total=Sum("size"))["total"] or 0
 
 
 def members_of(*, session_id: UUID) -> list[dict[str, Any]]:

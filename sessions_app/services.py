@@ -6,32 +6,29 @@ build for them (sessions_app.membership, the same for the admin) come back in ``
 """
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import JSONField, Sum, Value
+from django.db.models.functions import Cast
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from . import documents, events, presence, protocol, selectors
 from .conf import app_settings
-from .models import Change, Membership, Revision, Role, Session
+from .events import Outcome as Outcome
+from .models import Membership, Revision, Role, Session
+
+# Patches have their own module (patching.py); they are services like these.
+from .patching import NeedsWorker as NeedsWorker
+from .patching import PatchBase as PatchBase
+from .patching import session_patch as session_patch
+from .patching import session_patch_write as session_patch_write
 from .protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Outcome:
-    """A service's result: the reply ``data`` for the client and the events to publish after commit."""
-
-    data: dict[str, Any]
-    pushes: list[events.Event] = field(default_factory=list)
-    session_id: UUID | None = None
-    role: str | None = None
-    version: int = 0
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -83,87 +80,6 @@ def session_join(*, user: dict[str, Any], channel_name: str, session_id: UUID, s
 def session_leave(*, user: dict[str, Any], channel_name: str) -> Outcome:
     """Detach the connection from its session; returns the presence push if the user left."""
     return Outcome({}, presence.connection_move(channel_name=channel_name, user=user, session_id=None))
-
-
-# The newest version of each session this process has committed or found in the database. Versions
-# only grow, so a patch based on an older one cannot succeed: ``session_patch`` answers it at once,
-# without the transaction and queries, when it runs (in the one database thread, so behind every
-# patch queued before it). Under load, members of a busy session retry on versions that went stale
-# while they waited; without this each retry cost as much as an accepted patch, and the retries
-# made the queue, and so the conflicts, grow. Bounded: cleared past _VERSIONS_SEEN_MAX sessions.
-_versions_seen: dict[UUID, int] = {}
-_VERSIONS_SEEN_MAX = 10_000
-
-
-def _saw_version(session_id: UUID, version: int | None) -> None:
-    if version is not None and version > _versions_seen.get(session_id, 0):
-        if len(_versions_seen) >= _VERSIONS_SEEN_MAX:
-            _versions_seen.clear()
-        _versions_seen[session_id] = version
-
-
-def session_patch(
-    *, user: dict[str, Any], channel_name: str, session_id: UUID, version: int, ops: list[Any], editor: bool = False
-) -> Outcome:
-    """Apply an RFC 6902 patch (the jsonpatch library) at ``version``; returns ``{"version": new}``.
-
-    The document, the version bump and the change-log row commit together. The update is
-    conditional on the version (``UPDATE ... WHERE version = n``), so concurrent patches from
-    several processes never lose an update: the loser gets ProtocolError(CONFLICT) with the
-    current version in ``data``. Also raises NOT_FOUND, PERMISSION_DENIED (viewer) and
-    INVALID_DATA (an operation that cannot be applied, a failed ``test``, a result that is not an
-    object or is too large). Trims the change log to ``SESSIONS_CHANGE_LOG_KEEP`` entries.
-
-    ``editor``: the caller knows the user may edit (a viewer must get PERMISSION_DENIED, not
-    CONFLICT), so a patch on a version older than one this process has seen conflicts at once.
-    """
-    seen = _versions_seen.get(session_id, 0)
-    if editor and version < seen:
-        raise ProtocolError(
-            protocol.CONFLICT, "The session has changed; rebase on the current version.", data={"version": seen}
-        )
-    try:
-        outcome = _session_patch(user=user, channel_name=channel_name, session_id=session_id, version=version, ops=ops)
-    except ProtocolError as exc:
-        if exc.code == protocol.CONFLICT and exc.data:
-            _saw_version(session_id, exc.data.get("version"))
-        raise
-    _saw_version(session_id, outcome.version)
-    return outcome
-
-
-@transaction.atomic
-def _session_patch(
-    *, user: dict[str, Any], channel_name: str, session_id: UUID, version: int, ops: list[Any]
-) -> Outcome:
-    membership = selectors.membership_get(session_id=session_id, user_id=user["id"])
-    if membership.role == Role.VIEWER:
-        raise ProtocolError(protocol.PERMISSION_DENIED, "Viewers cannot change the session.")
-    session = membership.session
-    if session.version != version:
-        raise ProtocolError(
-            protocol.CONFLICT,
-            "The session has changed; rebase on the current version.",
-            data={"version": session.version},
-        )
-    document = documents.apply_patch(session.data, ops)  # session.data is this call's own copy
-    new_version = version + 1
-    now = timezone.now()
-    updated = Session.objects.filter(pk=session_id, version=version).update(
-        data=document, version=new_version, updated_at=now
-    )
-    if not updated:
-        current = Session.objects.filter(pk=session_id).values_list("version", flat=True).first()
-        raise ProtocolError(
-            protocol.CONFLICT, "The session has changed; rebase on the current version.", data={"version": current}
-        )
-    Change.objects.create(session_id=session_id, version=new_version, ops=ops, author_id=user["id"], created_at=now)
-    keep = app_settings.CHANGE_LOG_KEEP
-    if new_version > keep:
-        Change.objects.filter(session_id=session_id, version__lte=new_version - keep).delete()
-    pushed = {"session": str(session_id), "version": new_version, "ops": ops, "by": _by(user)}
-    push = events.push(session_id, "patched", pushed, exclude=channel_name, version=new_version)
-    return Outcome({"version": new_version}, [push], session_id, membership.role, new_version)
 
 
 def _by(user: dict[str, Any]) -> dict[str, Any]:
@@ -239,19 +155,41 @@ def revision_create(*, user: dict[str, Any], channel_name: str, session_id: UUID
     """Record a revision (a snapshot of ``data`` at the current version); returns ``{"revision", "version"}``.
 
     Owner or editor. Revisions are numbered from 1 per session; the session row is locked while
-    numbering (PostgreSQL), so concurrent saves get distinct numbers. Raises NOT_FOUND, PERMISSION_DENIED.
+    numbering (PostgreSQL), so concurrent saves get distinct numbers. Bounded: a session keeps its
+    last ``SESSIONS_REVISIONS_KEEP`` revisions (the oldest are deleted in the same transaction),
+    and the revisions of all the sessions one user owns hold at most
+    ``SESSIONS_REVISION_BYTES_PER_USER`` bytes (the owner's row is locked while counting, so
+    concurrent saves cannot both fit in the last room). Raises NOT_FOUND, PERMISSION_DENIED, and
+    QUOTA_EXCEEDED (``data``: ``{"limit", "used"}``, bytes) for a save past the owner's quota;
+    the document is copied as the database's JSON text, never decoded here.
     """
-    membership = selectors.membership_get(session_id=session_id, user_id=user["id"], for_update=True)
+    membership = selectors.membership_get(session_id=session_id, user_id=user["id"], for_update=True, document=False)
     if membership.role == Role.VIEWER:
         raise ProtocolError(protocol.PERMISSION_DENIED, "Viewers cannot save the session.")
     session = membership.session
+    text = selectors.session_document_text(session_id=session_id)
+    size = len(text.encode())
+    list(get_user_model().objects.select_for_update().filter(pk=session.owner_id).values_list("pk"))
     last = Revision.objects.filter(session_id=session_id).order_by("-number").values_list("number", flat=True).first()
     number = (last or 0) + 1
+    older = Revision.objects.filter(session_id=session_id, number__lte=number - app_settings.REVISIONS_KEEP)
+    freed = older.aggregate(total=Sum("size"))["total"] or 0
+    used = selectors.revision_bytes_of_owner(owner_id=session.owner_id)
+    limit = app_settings.REVISION_BYTES_PER_USER
+    if used - freed + size > limit:
+        whose = "your" if session.owner_id == user["id"] else "the owner's"
+        raise ProtocolError(
+            protocol.QUOTA_EXCEEDED,
+            f"Saving would take the revisions of {whose} sessions past {limit} bytes.",
+            data={"limit": limit, "used": used},
+        )
+    older.delete()
     Revision.objects.create(
         session_id=session_id,
         number=number,
         version=session.version,
-        data=session.data,
+        data=Cast(Value(text), output_field=JSONField()),
+        size=size,
         message=message,
         author_id=user["id"],
     )

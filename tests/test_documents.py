@@ -1,5 +1,6 @@
 """The document rules: bounded growth under JSON Patch, depth, readable errors."""
 
+import sys
 from typing import Any
 
 import jsonpatch
@@ -7,6 +8,7 @@ import pytest
 
 from sessions_app import documents, protocol
 from sessions_app.protocol import ProtocolError
+from sessions_app.work import Work, limit_for
 
 
 def refused(document: dict[str, Any], ops: list[dict[str, Any]]) -> ProtocolError:
@@ -82,3 +84,136 @@ def test_an_operation_that_cannot_be_applied_is_named_in_plain_words(ops: list[d
 def test_the_failing_operation_is_the_one_named() -> None:
     ops = [{"op": "add", "path": "/b", "value": 2}, {"op": "remove", "path": "/zzz"}]
     assert refused({"a": 1}, ops).message.startswith("Operation 1 (remove /zzz)")
+
+
+# --- the work of a patch (issue 11, item 1) -------------------------------------------------------
+
+LISTS, ZEROS = 16, 30_000
+
+
+def large_document() -> dict[str, Any]:
+    """~960 KB: 16 lists of 30,000 zeros under /a, made with copy (a patch's budget allows 8 copies)."""
+    document: dict[str, Any] = {"a": {"l0": [0] * ZEROS}, "x": {}}
+    for first in range(1, LISTS, 8):
+        ops = [{"op": "copy", "from": "/a/l0", "path": f"/a/l{i}"} for i in range(first, min(first + 8, LISTS))]
+        document = documents.apply_patch(document, ops)
+    assert protocol.json_size(document) > 950_000
+    return document
+
+
+class LineBudget:
+    """A ``sys.settrace`` hook that counts the Python lines run and fails past ``limit``: an
+    operation count, where a timing would depend on the machine."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lines = 0
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> Any:
+        return self.line
+
+    def line(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            self.lines += 1
+            if self.lines > self.limit:
+                raise AssertionError(f"more than {self.limit} Python lines")
+        return self.line
+
+
+def counted(limit: int, call: Any) -> tuple[Any, int]:
+    """``call()``'s result (or the exception it raised) and the Python lines it ran, at most ``limit``."""
+    budget = LineBudget(limit)
+    sys.settrace(budget)
+    try:
+        result: Any = call()
+    except ProtocolError as exc:
+        result = exc
+    finally:
+        sys.settrace(None)
+    return result, budget.lines
+
+
+def test_a_thousand_moves_over_a_large_document_cost_what_the_patch_says_not_times_the_document() -> None:
+    # The reproduction of issue 11: 999 moves of /a onto itself, then a failing test. Each move
+    # used to walk the whole moved value to check its depth (480,000 nodes, 999 times: minutes).
+    document = large_document()
+    ops = [{"op": "move", "from": "/a", "path": "/a"}] * 999 + [{"op": "test", "path": "/a", "value": 1}]
+    error, lines = counted(2_000_000, lambda: documents.apply_patch(document, ops))
+    assert isinstance(error, ProtocolError) and error.code == protocol.INVALID_DATA, error
+    assert error.message.startswith("Operation 999 (test /a)") and "its test failed" in error.message
+    # Far less than one walk of the document per operation (~2.5 million lines each before).
+    assert lines < 1_000_000, lines
+
+
+def test_moves_deeper_over_a_large_document_are_refused_within_the_budget() -> None:
+    # Moving /a deeper must check its depth, which walks it: each such walk is charged, and the
+    # patch is refused with patch_too_costly once its budget is spent, not after 999 walks.
+    document = large_document()
+    there_and_back = [{"op": "move", "from": "/a", "path": "/x/a"}, {"op": "move", "from": "/x/a", "path": "/a"}]
+    ops = there_and_back * 499 + [{"op": "test", "path": "/a", "value": 1}]
+    spent = Work(limit_for(protocol.json_size(ops)))
+    error, lines = counted(10_000_000, lambda: documents.apply_patch(document, ops, work=spent))
+    assert isinstance(error, ProtocolError) and error.code == protocol.PATCH_TOO_COSTLY, error
+    assert error.data == {"limit": spent.limit}
+    assert (
+        spent.limit < spent.spent <= spent.limit + LISTS * (ZEROS + 1) + LISTS + 2
+    )  # stopped in the walk that passed it
+    assert lines < 6 * spent.limit
+
+
+def test_the_work_of_a_patch_is_charged_per_node_it_visits(settings: Any) -> None:
+    settings.SESSIONS_PATCH_WORK_MIN = 0
+    settings.SESSIONS_PATCH_WORK_PER_BYTE = 8
+    document = {"list": list(range(1000)), "deep": {"b": {"c": [1, 2, 3]}}, "to": {}}
+    # Pointers: one node per token, plus one per operation.
+    spent = Work(1000)
+    documents.apply_patch(document, [{"op": "replace", "path": "/deep/b/c/0", "value": 7}], work=spent)
+    assert spent.spent == 1 + 4
+    # A value from the frame: one per member of each container, plus one per container.
+    spent = Work(1000)
+    documents.apply_patch(document, [{"op": "add", "path": "/v", "value": {"k": [1, 2], "j": 3}}], work=spent)
+    assert spent.spent == 1 + 1 + (2 + 1) + (2 + 1)
+    # A copy: its source, before it is made; a move deeper than it was: the value, too.
+    spent = Work(1000)
+    documents.apply_patch(document, [{"op": "copy", "from": "/deep", "path": "/to/deep"}], work=spent)
+    assert spent.spent == 1 + 3 + (1 + 1) + (1 + 1) + (3 + 1)
+    spent = Work(1000)
+    documents.apply_patch(document, [{"op": "move", "from": "/deep", "path": "/to/moved"}], work=spent)
+    assert spent.spent == 1 + 3 + (1 + 1) + (1 + 1) + (3 + 1)
+    # A move no deeper than it was: only its pointers (the value still fits).
+    spent = Work(1000)
+    documents.apply_patch(document, [{"op": "move", "from": "/to/moved", "path": "/moved"}], work=spent)
+    assert spent.spent == 1 + 3
+    # Array elements shifted: one node per 64.
+    spent = Work(1000)
+    documents.apply_patch(document, [{"op": "remove", "path": "/list/0"}], work=spent)
+    assert spent.spent == 1 + 2 + 1000 // 64
+
+
+def test_a_copy_of_a_large_value_by_a_small_patch_is_refused_before_it_is_made(settings: Any) -> None:
+    settings.SESSIONS_PATCH_WORK_MIN = 10_000
+    document = {"big": list(range(20_000))}
+    with pytest.raises(ProtocolError) as caught:
+        documents.apply_patch(document, [{"op": "copy", "from": "/big", "path": "/again"}])
+    assert caught.value.code == protocol.PATCH_TOO_COSTLY and caught.value.data == {"limit": 10_000}
+    assert list(document) == ["big"]
+
+
+def test_the_budget_grows_with_the_size_of_the_patch(settings: Any) -> None:
+    settings.SESSIONS_PATCH_WORK_MIN = 1000
+    settings.SESSIONS_PATCH_WORK_PER_BYTE = 8
+    assert limit_for(10) == 1000
+    assert limit_for(65_536) == 8 * 65_536
+
+
+def test_a_move_deeper_still_checks_the_depth() -> None:
+    def nested(levels: int) -> Any:
+        value: Any = 1
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    document = {"a": nested(40), "b": nested(30)}
+    refused(document, [{"op": "move", "from": "/a", "path": "/b" + "/0" * 29}])  # 1 + 29 + 40 levels
+    moved = documents.apply_patch(document, [{"op": "move", "from": "/a", "path": "/b" + "/0" * 10}])
+    assert "a" not in moved

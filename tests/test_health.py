@@ -1,10 +1,18 @@
-"""Issue 5, item 10: ``GET /healthz`` reports the database and the channel layer, 503 when one is down."""
+"""Issue 5, item 10: ``GET /healthz`` reports the database and the channel layer, 503 when one is
+down; issue 11, item 1: and when the database thread every socket shares is stuck."""
 
+import asyncio
+import json
 import signal
+import threading
 
 import pytest
+from channels.db import database_sync_to_async
+from channels.testing import HttpCommunicator
 from django.test import AsyncClient
 
+from project.asgi import application
+from sessions_app import health
 from tests import live, wsclient
 
 
@@ -28,6 +36,39 @@ async def test_healthz_answers_200_with_the_database_and_the_in_memory_layer_ok(
     assert body["status"] == "ok"
     assert_component_ok(body["database"])
     assert_component_ok(body["channel_layer"])
+
+
+async def healthz_through_the_asgi_application():
+    """``GET /healthz`` through ``project.asgi.application``, as daphne serves it (Django's ASGI
+    handler gives the request a thread of its own): ``(status, body)``."""
+    response = await HttpCommunicator(application, "GET", "/healthz", headers=[(b"host", b"127.0.0.1")]).get_response(
+        timeout=10
+    )
+    return response["status"], json.loads(response["body"])
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_healthz_answers_503_while_the_database_thread_the_sockets_share_is_stuck(monkeypatch):
+    monkeypatch.setattr(health, "CHECK_TIMEOUT", 0.5)
+    status, body = await healthz_through_the_asgi_application()
+    assert status == 200, body
+
+    # A database call of a socket that does not return: every other socket's database work waits.
+    release = threading.Event()
+    stuck = asyncio.ensure_future(database_sync_to_async(release.wait)(20))
+    try:
+        for _ in range(3):  # again and again while it lasts, without queueing a ping per check
+            status, body = await healthz_through_the_asgi_application()
+            assert status == 503, body
+            assert body["status"] == "unavailable"
+            assert body["database"] == {"ok": False, "error": "TimeoutError"}
+            assert_component_ok(body["channel_layer"])
+    finally:
+        release.set()
+        await stuck
+    status, body = await healthz_through_the_asgi_application()
+    assert status == 200, body
+    assert_component_ok(body["database"])
 
 
 async def test_healthz_answers_503_when_the_database_cannot_be_reached(started):

@@ -153,6 +153,33 @@ def test_the_change_log_is_trimmed_to_the_kept_number_of_changes(users: Any, set
     assert selectors.changes_since(session_id=session_id, since=1, version=5) is None
 
 
+def test_the_change_log_is_trimmed_to_its_byte_bound(users: Any, settings: Any) -> None:
+    # Issue 11, item 7: bounded in bytes too, not only in entries (1,000 changes of 64 KiB each
+    # were 64 MB per session).
+    session_id = create(users["alice"]).session_id
+    ops = [[{"op": "add", "path": f"/k{version}", "value": "x" * 50}] for version in range(6)]
+    size = len(json.dumps(ops[0], separators=(",", ":")))  # the same for each
+    settings.SESSIONS_CHANGE_LOG_BYTES = 3 * size + size // 2
+    for version in range(6):
+        patch(users["alice"], session_id, version, ops[version])
+    kept = list(Change.objects.values_list("version", "start"))
+    assert kept == [(4, 3 * size), (5, 4 * size), (6, 5 * size)]  # 3 fit in the bound, 4 do not
+    assert Session.objects.get().log_end == 6 * size
+    assert selectors.changes_since(session_id=session_id, since=3, version=6) is not None
+    assert selectors.changes_since(session_id=session_id, since=2, version=6) is None
+
+
+def test_a_change_larger_than_the_byte_bound_is_not_kept(users: Any, settings: Any) -> None:
+    settings.SESSIONS_CHANGE_LOG_BYTES = 40
+    session_id = create(users["alice"]).session_id
+    patch(users["alice"], session_id, 0, add("small"))  # 39 bytes
+    assert list(Change.objects.values_list("version", flat=True)) == [1]
+    patch(users["alice"], session_id, 1, add("large", "x" * 100))
+    assert list(Change.objects.values_list("version", flat=True)) == []
+    assert selectors.changes_since(session_id=session_id, since=1, version=2) is None
+    assert selectors.changes_since(session_id=session_id, since=2, version=2) == []
+
+
 def test_the_change_log_of_one_session_does_not_trim_another(users: Any, settings: Any) -> None:
     settings.SESSIONS_CHANGE_LOG_KEEP = 1
     first = create(users["alice"]).session_id
@@ -217,6 +244,46 @@ def test_the_conditional_update_refuses_a_version_bumped_after_it_was_read(users
     assert error.data == {"version": 1}
     assert Change.objects.count() == 0
     assert "lost" not in Session.objects.get().data
+
+
+def handed_on(user: dict[str, Any], session_id: Any, version: int, ops: list[Any]) -> services.PatchBase:
+    """What session_patch hands to a patch worker for a document over PATCH_INLINE_BYTES."""
+    with pytest.raises(services.NeedsWorker) as caught:
+        services.session_patch(
+            user=user, channel_name="", session_id=session_id, version=version, ops=ops, inline_work=100
+        )
+    return caught.value.base
+
+
+def test_a_large_document_is_handed_to_a_worker_before_anything_is_written(users: Any, settings: Any) -> None:
+    settings.SESSIONS_PATCH_INLINE_BYTES = 10
+    session_id = create(users["alice"], {"text": "x" * 100}).session_id
+    base = handed_on(users["alice"], session_id, 0, add("a"))
+    assert (base.version, base.role, json.loads(base.text)) == (0, "owner", {"text": "x" * 100})
+    assert Session.objects.get().version == 0 and Change.objects.count() == 0
+    text = documents.apply_patch_text(base.text, add("a"))
+    outcome = services.session_patch_write(user=users["alice"], channel_name="", base=base, ops=add("a"), text=text)
+    assert outcome.data == {"version": 1}
+    assert Session.objects.get().data == {"text": "x" * 100, "a": 1}
+    assert list(Change.objects.values_list("version", "ops")) == [(1, add("a"))]
+
+
+def test_a_patch_worker_result_is_refused_when_the_session_changed_meanwhile(users: Any, settings: Any) -> None:
+    settings.SESSIONS_PATCH_INLINE_BYTES = 10
+    session_id = create(users["alice"], {"text": "x" * 100}).session_id
+    services.member_invite(user=users["alice"], session_id=session_id, username="bob", role="editor")
+    base = handed_on(users["bob"], session_id, 0, add("b"))
+    text = documents.apply_patch_text(base.text, add("b"))
+    patch(users["alice"], session_id, 0, add("a"))  # committed while bob's patch was computed
+    write = services.session_patch_write
+    error = raised(protocol.CONFLICT, write, user=users["bob"], channel_name="", base=base, ops=add("b"), text=text)
+    assert error.data == {"version": 1}
+    # And when bob became a viewer meanwhile, his computed patch is not stored either.
+    base = handed_on(users["bob"], session_id, 1, add("b"))
+    services.member_invite(user=users["alice"], session_id=session_id, username="bob", role="viewer")
+    raised(protocol.PERMISSION_DENIED, write, user=users["bob"], channel_name="", base=base, ops=add("b"), text=text)
+    assert Session.objects.get().data == {"text": "x" * 100, "a": 1}
+    assert list(Change.objects.values_list("version", flat=True)) == [1]
 
 
 @pytest.mark.parametrize("role, allowed", [("editor", True), ("viewer", False)])
@@ -329,6 +396,51 @@ def test_revisions_are_numbered_from_1_per_session(users: Any) -> None:
     assert save(second).data == {"revision": 1, "version": 0}
     revision = Revision.objects.get(session_id=first, number=1)
     assert (revision.data, revision.message, revision.author_id) == ({"n": 1}, "one", users["alice"]["id"])
+
+
+def save(user: dict[str, Any], session_id: Any) -> dict[str, Any]:
+    return services.revision_create(user=user, channel_name="", session_id=session_id, message="").data
+
+
+def test_a_session_keeps_its_last_revisions(users: Any, settings: Any) -> None:
+    # Issue 11, item 7: 54 saves of a 1 MB document grew the revisions table by 52 MB.
+    settings.SESSIONS_REVISIONS_KEEP = 3
+    session_id = create(users["alice"], {"text": "x" * 1000}).session_id
+    other = create(users["alice"]).session_id
+    save(users["alice"], other)
+    assert [save(users["alice"], session_id)["revision"] for _ in range(6)] == [1, 2, 3, 4, 5, 6]
+    assert list(Revision.objects.filter(session_id=session_id).values_list("number", flat=True)) == [6, 5, 4]
+    assert Revision.objects.filter(session_id=other).count() == 1
+    text = selectors.session_document_text(session_id=session_id)
+    assert set(Revision.objects.filter(session_id=session_id).values_list("size", flat=True)) == {len(text.encode())}
+
+
+def test_a_save_past_the_owners_revision_bytes_is_quota_exceeded(users: Any, settings: Any) -> None:
+    session_id = create(users["alice"], {"text": "x" * 1000}).session_id
+    services.member_invite(user=users["alice"], session_id=session_id, username="bob", role="editor")
+    size = save(users["alice"], session_id) and Revision.objects.get().size
+    settings.SESSIONS_REVISION_BYTES_PER_USER = 3 * size
+    save(users["alice"], session_id)
+    save(users["bob"], session_id)  # an editor's save counts towards the owner's bytes
+    error = raised(protocol.QUOTA_EXCEEDED, save, users["bob"], session_id)
+    assert error.data == {"limit": 3 * size, "used": 3 * size}
+    assert "owner's" in error.message
+    error = raised(protocol.QUOTA_EXCEEDED, save, users["alice"], session_id)
+    assert "your" in error.message
+    assert Revision.objects.count() == 3
+    # Bob's own sessions are his own quota.
+    assert save(users["bob"], create(users["bob"], {"text": "x" * 1000}).session_id)["revision"] == 1
+
+
+def test_a_save_that_prunes_the_oldest_revision_fits_in_the_room_it_frees(users: Any, settings: Any) -> None:
+    settings.SESSIONS_REVISIONS_KEEP = 2
+    session_id = create(users["alice"], {"text": "x" * 1000}).session_id
+    save(users["alice"], session_id)
+    settings.SESSIONS_REVISION_BYTES_PER_USER = 2 * Revision.objects.get().size
+    assert [save(users["alice"], session_id)["revision"] for _ in range(4)] == [2, 3, 4, 5]
+    assert list(Revision.objects.values_list("number", flat=True)) == [5, 4]
+    error = raised(protocol.QUOTA_EXCEEDED, save, users["alice"], create(users["alice"]).session_id)
+    assert error.data["used"] == 2 * Revision.objects.first().size
 
 
 def test_a_viewer_cannot_record_a_revision(users: Any) -> None:

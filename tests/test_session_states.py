@@ -294,6 +294,26 @@ async def test_join_with_since_older_than_the_kept_log_returns_the_snapshot(
         assert [c["version"] for c in kept["changes"]] == [3, 4]
 
 
+async def test_join_with_since_before_the_bytes_the_log_keeps_returns_the_snapshot(
+    alice: Any, bob: Any, settings: Any
+) -> None:
+    # Issue 11, item 7: the log is bounded in bytes as well; a since it no longer covers gets
+    # the full snapshot, as for a since older than SESSIONS_CHANGE_LOG_KEEP changes.
+    settings.SESSIONS_CHANGE_LOG_BYTES = 2_500
+    session_id = await shared_session(alice, bob="viewer")
+    async with connected(alice) as owner:
+        await owner.ok("join", {"session": session_id})
+        for version in range(4):
+            ops = [{"op": "add", "path": "/items/-", "value": f"{version}" * 1000}]
+            await owner.ok("patch", {"version": version, "ops": ops})
+    async with connected(bob) as client:
+        too_old = await client.ok("join", {"session": session_id, "since": 1})
+        assert set(too_old) == SNAPSHOT_KEYS and too_old["version"] == 4
+        assert too_old["data"] == {"items": [f"{version}" * 1000 for version in range(4)]}
+        kept = await client.ok("join", {"session": session_id, "since": 2})
+        assert [change["version"] for change in kept["changes"]] == [3, 4]
+
+
 async def test_joining_another_session_leaves_the_first(alice: Any, bob: Any) -> None:
     first = await shared_session(alice, bob="editor")
     second = await shared_session(alice, bob="editor")
@@ -613,6 +633,34 @@ async def test_save_pushes_saved_to_the_others(alice: Any, bob: Any) -> None:
         saved = await owner.push("saved")
         assert saved["data"] == {"session": session_id, "revision": 1, "version": 0, "by": who(bob)}
         assert await client.closed() == 1000
+
+
+async def test_saves_keep_the_last_revisions_and_a_save_past_the_quota_is_refused(alice: Any, settings: Any) -> None:
+    # Issue 11, item 7: saves of a large document no longer grow the revisions without bound.
+    settings.SESSIONS_REVISIONS_KEEP = 3
+    document = {"text": "x" * 60_000}
+    async with connected(alice) as client:
+        session = (await client.ok("create", {"title": "Big", "data": document}))["id"]
+        assert await client.ok("save") == {"revision": 1, "version": 0}
+    for number in range(2, 7):
+        async with connected(alice) as client:
+            await client.ok("join", {"session": session})
+            assert await client.ok("save") == {"revision": number, "version": 0}
+            assert await client.closed() == 1000
+    kept = await database_sync_to_async(lambda: list(Revision.objects.values_list("number", "size")))()
+    assert [number for number, _ in kept] == [6, 5, 4]
+    size = kept[0][1]
+    assert size > 60_000
+
+    settings.SESSIONS_REVISION_BYTES_PER_USER = 3 * size + 10
+    async with connected(alice) as client:
+        other = (await client.ok("create", {"title": "Another", "data": document}))["id"]
+        refused = await error(client, "save", {"message": "one too many"})
+        assert refused["code"] == "quota_exceeded"
+        assert refused["data"] == {"limit": 3 * size + 10, "used": 3 * size}
+        assert await client.nothing()  # the socket stays open
+        assert "server_time" in await client.ok("ping")
+    assert await database_sync_to_async(Revision.objects.filter(session_id=other).count)() == 0
 
 
 async def test_save_by_a_viewer_is_permission_denied_and_keeps_the_socket_open(alice: Any, bob: Any) -> None:

@@ -25,6 +25,32 @@ def test_numbers_are_read_as_ints_and_floats(monkeypatch: pytest.MonkeyPatch) ->
     assert loaded["SESSIONS_GIL_SWITCH_INTERVAL"] == 0.002
 
 
+def test_postgresql_gets_a_bounded_connection_pool_instead_of_persistent_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 11, item 8: persistent connections under ASGI stay open with each request's thread.
+    url = "postgres://postgres@127.0.0.1:5432/interactive"
+    loaded = load(monkeypatch, DATABASE_URL=url, DATABASE_POOL_MAX_SIZE="7", DATABASE_POOL_TIMEOUT="2.5")
+    database = loaded["DATABASES"]["default"]
+    assert database["CONN_MAX_AGE"] == 0  # Django's pool requires it
+    assert database["CONN_HEALTH_CHECKS"] is True
+    assert database["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 7, "timeout": 2.5}
+    monkeypatch.delenv("DATABASE_POOL_MAX_SIZE")
+    monkeypatch.delenv("DATABASE_POOL_TIMEOUT")
+    assert load(monkeypatch)["DATABASES"]["default"]["OPTIONS"]["pool"] == {
+        "min_size": 1,
+        "max_size": 10,
+        "timeout": 10.0,
+    }
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_POOL_MAX_SIZE='0'"):
+        load(monkeypatch, DATABASE_POOL_MAX_SIZE="0")
+
+
+def test_sqlite_keeps_its_persistent_connection_and_no_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load(monkeypatch, DATABASE_URL="sqlite:///x.sqlite3", DATABASE_POOL_MAX_SIZE="7")
+    assert "pool" not in loaded["DATABASES"]["default"]["OPTIONS"]
+
+
 def test_unset_variables_take_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("DATABASE_CONN_MAX_AGE", "JWT_ACCESS_LIFETIME", "CHANNEL_LAYER_CAPACITY", "REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
