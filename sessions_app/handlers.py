@@ -175,14 +175,14 @@ async def invite(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
 
     Pushes ``session_added`` or ``role_changed`` to the member, ``members`` to the session.
     """
-    outcome = await call(
-        services.member_invite,
-        user=conn.user,
-        session_id=conn.session_id,
-        username=data["username"],
-        role=data["role"],
-        channel_name=conn.channel_name,
-    )
+    return await _in_session(conn, services.member_invite, username=data["username"], role=data["role"])
+
+
+async def _in_session(conn: Connection, service: Any, **fields: Any) -> dict[str, Any]:
+    """Run ``service`` (a services function taking ``user``, ``session_id`` and ``channel_name``
+    besides ``fields``) for the joined session in one database hop, publish its pushes, and return
+    its reply data; raises the service's ProtocolError."""
+    outcome = await call(service, user=conn.user, session_id=conn.session_id, channel_name=conn.channel_name, **fields)
     await conn.publish(outcome.pushes)
     return outcome.data
 
@@ -194,29 +194,13 @@ async def remove(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     Pushes ``session_removed`` to the member (whose joined connections leave), ``members`` to the
     session. Errors: not_found (no such member), permission_denied, invalid_data (the owner).
     """
-    outcome = await call(
-        services.member_remove,
-        user=conn.user,
-        session_id=conn.session_id,
-        username=data["username"],
-        channel_name=conn.channel_name,
-    )
-    await conn.publish(outcome.pushes)
-    return outcome.data
+    return await _in_session(conn, services.member_remove, username=data["username"])
 
 
 @state("rename", schema=RenameSchema, needs_session=True)
 async def rename(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Owner only: ``{"title"}`` -> ``{"id", "title"}``; pushes ``session_renamed`` to every member."""
-    outcome = await call(
-        services.session_rename,
-        user=conn.user,
-        session_id=conn.session_id,
-        title=data["title"],
-        channel_name=conn.channel_name,
-    )
-    await conn.publish(outcome.pushes)
-    return outcome.data
+    return await _in_session(conn, services.session_rename, title=data["title"])
 
 
 @state("leave")
@@ -234,16 +218,9 @@ async def save(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     if conn.session_id is None:
         conn.close_after_reply = protocol.CLOSE_NORMAL
         return {}
-    outcome = await call(
-        services.revision_create,
-        user=conn.user,
-        channel_name=conn.channel_name,
-        session_id=conn.session_id,
-        message=data["message"],
-    )
-    await conn.publish(outcome.pushes)
+    reply = await _in_session(conn, services.revision_create, message=data["message"])
     conn.close_after_reply = protocol.CLOSE_NORMAL
-    return outcome.data
+    return reply
 
 
 # --- pushes to the user ------------------------------------------------------------------------------
