@@ -141,8 +141,8 @@ async def test_concurrent_http_requests_hold_at_most_the_pool_size_of_database_c
     assert 1 <= max(seen) <= POOL, seen
     assert after <= POOL
     # The sockets' database work goes on with the pool: a handshake, a create and a patch.
-    async with live.clients() as opened:
-        alice = await live.login(server.ws, server.token("alice"))
+    async with wsclient.clients() as opened:
+        alice = await wsclient.login(server.ws, server.token("alice"))
         opened.append(alice)
         await alice.ok("create", {"title": "pooled", "data": {"n": 0}})
         assert await alice.ok("patch", {"version": 0, "ops": [{"op": "replace", "path": "/n", "value": 1}]}) == {
