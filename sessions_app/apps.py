@@ -10,5 +10,9 @@ class SessionsAppConfig(AppConfig):
     verbose_name = "Interactive sessions"
 
     def ready(self) -> None:
-        """Import the modules that register states and signal receivers."""
+        """Check the app's settings (ImproperlyConfigured stops start-up, in any project), then
+        import the modules that register states and signal receivers."""
         from . import handlers, signals  # noqa: F401
+        from .conf import app_settings
+
+        app_settings.reload()

@@ -113,7 +113,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "PATCH_WORK_MIN": (0, None),
     "PATCH_WORKERS": (1, None),
     "PATCH_INLINE_BYTES": (0, None),
-    "PRESENCE_HEARTBEAT": (0, None),
+    "PRESENCE_HEARTBEAT": (0.1, None),
     "PRESENCE_TTL": (0, None),
     "LOGIN_FAILURE_LIMIT": (1, None),
     "LOGIN_LOCKOUT": (1, None),
@@ -184,6 +184,13 @@ class AppSettings:
         replaced, so a bad one leaves the previous values in place.
         """
         values = {name: _check(name, getattr(settings, PREFIX + name, default)) for name, default in DEFAULTS.items()}
+        if values["PRESENCE_TTL"] <= values["PRESENCE_HEARTBEAT"]:
+            # Else every process takes the others for dead between two of their heartbeats and
+            # deletes their live connections.
+            raise ImproperlyConfigured(
+                f"{PREFIX}PRESENCE_TTL={values['PRESENCE_TTL']!r} must be more than "
+                f"{PREFIX}PRESENCE_HEARTBEAT={values['PRESENCE_HEARTBEAT']!r} (three times it is usual)"
+            )
         self.__dict__.update(values)
 
     if not TYPE_CHECKING:  # type checkers keep flagging unknown names (a __getattr__ would hide them)

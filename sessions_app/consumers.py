@@ -132,7 +132,17 @@ class SessionConsumer(OrderedConsumer):
                 request_state=request_state,
             )
             return
-        self.send_frame(protocol.reply(state_name, result, request_id))
+        try:
+            text = protocol.encode(protocol.reply(state_name, result, request_id))
+        except (TypeError, ValueError):  # orjson's JSONEncodeError is a TypeError
+            logger.exception("state %r returned a reply that is not JSON", request_state)
+            await self.fail(
+                ProtocolError(protocol.SERVER_ERROR, "The server failed to handle this request."),
+                request_id=request_id,
+                request_state=request_state,
+            )
+            return
+        self.write(text)
         if self.close_after_reply is not None:
             await self.close(self.close_after_reply)
 

@@ -235,7 +235,9 @@ async def user_push(conn: Connection, event: dict[str, Any]) -> None:
     the session's group (none of its pushes follow) and tells its other members (``presence``);
     ``role`` (``role_changed``) makes the new role the one later patches are checked with.
     """
-    if event["exclude"] == conn.channel_name:
+    if event["exclude"] == conn.channel_name or conn.user is None or conn.user["id"] not in event["user_ids"]:
+        # Not for this connection: also a consumer that an app's state put into the reserved
+        # ``accounts`` group (events.ACCOUNTS_GROUP) receives every user's pushes there.
         return
     joined = conn.session_id is not None and event["session"] == str(conn.session_id)
     if joined and event["action"] == events.LEAVE:

@@ -295,7 +295,7 @@ class FanoutChannelLayer(BaseChannelLayer):
                 for channel in tuple(self.groups.get(group, ())):
                     local = self.locals.get(channel)
                     if local is not None:
-                        local.deliver(message, self.capacity, channel)
+                        local.deliver(dict(message), self.capacity, channel)  # each its own, as Channels gives
             elif to is not None:
                 local = self.locals.get(to)
                 if local is not None:

@@ -157,3 +157,11 @@ def test_a_bad_setting_is_improperly_configured_naming_it(name: str, value: Any,
         with override_settings(**{name: value}):
             pass
     assert vars(app_settings) == before
+
+
+def test_a_presence_ttl_not_longer_than_the_heartbeat_stops_start_up() -> None:
+    # Else the processes take each other for dead between heartbeats and delete live connections.
+    result = run_python("import django; django.setup()", SESSIONS_PRESENCE_HEARTBEAT="4", SESSIONS_PRESENCE_TTL="2")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "SESSIONS_PRESENCE_TTL=2.0 must be more than SESSIONS_PRESENCE_HEARTBEAT=4.0" in last, result.stderr

@@ -85,6 +85,22 @@ async def test_an_attached_channel_gets_its_messages_through_its_sink_in_order(l
     assert "g" not in layer.groups and not layer.inner.groups.get("g")
 
 
+async def test_each_member_of_a_group_gets_its_own_message_as_with_channels_layers(layer) -> None:
+    channels = [await layer.new_channel() for _ in range(3)]
+    got: list[dict[str, Any]] = []
+
+    def take(message: dict[str, Any]) -> None:
+        got.append(message)
+        message.pop("text")  # a handler that changes its event changes no one else's
+
+    for channel in channels:
+        layer.attach(channel, take)
+        await layer.group_add("lobby", channel)
+    await layer.group_send("lobby", {"type": "lobby.message", "text": "hi"})
+    await asyncio.sleep(0.05)
+    assert len(got) == 3 and len({id(m) for m in got}) == 3
+
+
 async def test_an_idle_channel_is_forgotten_with_its_groups_after_expiry(layer) -> None:
     channel = await layer.new_channel()
     await layer.group_add("g", channel)

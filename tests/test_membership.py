@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
+from sessions_app import events
 from sessions_app.models import Membership, Session
+from sessions_app.registry import state
 from tests.utils import connected
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -190,3 +192,16 @@ async def test_a_title_changed_through_the_orm_is_pushed_too(alice, bob) -> None
         for connection in (owner, member):
             renamed = await connection.push("session_renamed")
             assert renamed["data"] == {"session": session_id, "title": "From the admin", "by": None}
+
+
+async def test_a_connection_an_app_put_in_the_accounts_group_gets_no_other_users_pushes(registry, alice, bob) -> None:
+    @state("test-join-group")
+    async def join_group(conn, data):
+        await conn.channel_layer.group_add(data["group"], conn.channel_name)
+        return {}
+
+    async with connected(alice) as owner, connected(bob) as snoop:
+        await snoop.ok("test-join-group", {"group": events.ACCOUNTS_GROUP})
+        await owner.ok("create", {"title": "Secret salary review", "data": {}})
+        await owner.ok("create", {"title": "Another", "data": {}})
+        assert await snoop.nothing(), snoop.pushes

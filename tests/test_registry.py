@@ -250,3 +250,16 @@ async def test_a_state_can_push_to_its_session_and_to_a_group_of_its_own(registr
         assert (await b.push("cursor"))["data"] == {"at": 3}
         assert (await b.push("hello"))["data"] == {"from": "alice"}
         assert await a.nothing()  # excluded from its own cursor, and not in the lobby
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reply_that_is_not_json_is_a_server_error_and_the_socket_goes_on(registry, alice, caplog):
+    @state("test-set")
+    async def not_json(conn, data):
+        return {"tags": {"a", "b"}}
+
+    async with connected(alice) as client:
+        reply = await client.request("test-set")
+        assert reply["state"] == "error" and reply["code"] == "server_error" and reply["id"]
+        assert "server_time" in await client.ok("ping")
+    assert "returned a reply that is not JSON" in caplog.text

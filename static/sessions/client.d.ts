@@ -86,7 +86,12 @@ export interface Requests {
   join: { data: { session: SessionId; since?: number }; reply: Snapshot | CatchUp };
   patch: { data: { version: number; ops: PatchOperation[] }; reply: { version: number } };
   presence: { data: Empty; reply: { present: User[] } };
+  /** Owner only; on an existing member, changes the role. */
   invite: { data: { username: string; role: "editor" | "viewer" }; reply: { members: Member[] } };
+  /** Owner only: the member leaves the session (`session_removed` to them, `members` to the rest). */
+  remove: { data: { username: string }; reply: { members: Member[] } };
+  /** Owner only: `session_renamed` to every member. */
+  rename: { data: { title: string }; reply: { id: SessionId; title: string } };
   leave: { data: Empty; reply: Empty };
   /** `{}` when no session is joined; then the server closes with 1000. */
   save: { data: { message?: string }; reply: { revision: number; version: number } | Empty };
@@ -111,6 +116,16 @@ export interface Pushes {
   presence: { session: SessionId; present: User[]; joined?: User; left?: User };
   saved: { session: SessionId; revision: number; version: number; by: User };
   token_expiring: { token_expires_at: Timestamp };
+  /** To the user's open connections: invited (or a session they created, to their other tabs). */
+  session_added: { session: SessionId; title: string; role: Role; version: number; updated_at: Timestamp; by: User | null };
+  /** To the member's open connections; a joined connection's next patch is checked with it. */
+  role_changed: { session: SessionId; role: Role; by: User | null };
+  /** To the member's open connections; a joined one has left the session. */
+  session_removed: { session: SessionId; reason: "removed" | "deleted"; by: User | null };
+  /** To every member's open connections but the one that renamed. */
+  session_renamed: { session: SessionId; title: string; by: User | null };
+  /** To the session's other connections after any membership change. */
+  members: { session: SessionId; members: Member[] };
 }
 
 // --- errors (protocol.md §6) ----------------------------------------------------------------
@@ -129,6 +144,8 @@ export type ServerErrorCode =
   | "permission_denied"
   | "not_joined"
   | "conflict"
+  | "patch_too_costly"
+  | "quota_exceeded"
   | "rate_limited"
   | "too_many_connections"
   | "server_error"
@@ -181,7 +198,7 @@ export const CLOSE_UNAVAILABLE: 4503;
 /** The client's own code for a socket it gives up on (heartbeat lost); it reconnects. */
 export const CLOSE_CLIENT_TIMEOUT: 4000;
 
-export type CloseCode = 1000 | 1001 | 1006 | 1009 | 1011 | 4000 | 4401 | 4408 | 4413 | 4429 | 4503;
+export type CloseCode = 1000 | 1001 | 1006 | 1009 | 1011 | 4000 | 4008 | 4401 | 4408 | 4413 | 4429 | 4503;
 
 // --- the client ---------------------------------------------------------------------------
 

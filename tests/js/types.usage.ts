@@ -48,13 +48,22 @@ export async function use(): Promise<void> {
 
   client.on("patched", (push) => console.log(push.session, push.version, push.by.id));
   client.on("presence", (push) => console.log(push.present.length, push.joined?.username));
+  client.on("session_added", (push) => console.log(push.session, push.title, push.role, push.by?.username));
+  client.on("role_changed", (push) => console.log(push.session, push.role));
+  client.on("session_removed", (push) => console.log(push.reason === "deleted"));
+  client.on("session_renamed", (push) => console.log(push.title));
+  client.on("members", (push) => console.log(push.members.length));
   client.on("closed", ({ code, reason }) => console.log(code, reason));
   client.on("error", (err) => console.log(err.code, err.data));
 
   try {
     await client.request("invite", { username: "bob", role: "editor" });
+    const { members } = await client.request("remove", { username: "bob" });
+    const renamed = await client.request("rename", { title: "Groceries" });
+    console.log(members.length, renamed.title);
   } catch (err) {
     if (err instanceof ProtocolError && err.code === "conflict") console.log(err.data?.version);
+    if (err instanceof ProtocolError && err.code === "quota_exceeded") console.log(err.data);
   }
   const code: ErrorCode = "offline_queue_full";
   const close: CloseCode = CLOSE_UNAVAILABLE;
