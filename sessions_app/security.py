@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import ParseResult
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.utils.decorators import sync_and_async_middleware
@@ -34,13 +34,13 @@ class OptionalOriginValidator(OriginValidator):
 
 
 def origin_validator(application: Any) -> OptionalOriginValidator:
-    """Wrap ``application`` with the origin policy.
+    """Wrap ``application`` with the origin policy (and, with ``DEBUG`` on, ``DebugLoopbackOnly``).
 
     Allowed: ``SESSIONS_ALLOWED_ORIGINS`` when set (Channels patterns: ``host``, ``.domain``,
     ``https://host:port`` or ``*``), else the hosts of ``ALLOWED_HOSTS`` on any scheme and port.
     """
     allowed = app_settings.ALLOWED_ORIGINS or settings.ALLOWED_HOSTS
-    return OptionalOriginValidator(application, list(allowed))
+    return OptionalOriginValidator(DebugLoopbackOnly(application), list(allowed))
 
 
 # --- DEBUG for loopback clients only ----------------------------------------------------------------
@@ -55,19 +55,48 @@ DEBUG_REFUSAL = (
 )
 
 
-def is_loopback_client(request: HttpRequest) -> bool:
-    """True when the request's connection comes from a loopback address (127.0.0.0/8, ::1, or
-    ::ffff:127.0.0.1) and carries no proxy's forwarding header. A request without an address (a
-    Unix socket, which a proxy may front) is not."""
-    if any(header in request.META for header in FORWARDING_HEADERS):
-        return False
+def is_loopback_address(host: Any) -> bool:
+    """True for a loopback address (127.0.0.0/8, ::1, or ::ffff:127.0.0.1); False for anything
+    else, a name or None included."""
     try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback
+
+
+def is_loopback_client(request: HttpRequest) -> bool:
+    """True when the request's connection comes from a loopback address and carries no proxy's
+    forwarding header. A request without an address (a Unix socket, which a proxy may front) is not."""
+    if any(header in request.META for header in FORWARDING_HEADERS):
+        return False
+    return is_loopback_address(request.META.get("REMOTE_ADDR", ""))
+
+
+class DebugLoopbackOnly:
+    """ASGI wrapper of the WebSocket application: with ``DEBUG`` on, a handshake from anywhere but
+    loopback, or one a proxy forwarded, is refused with HTTP 403 (Channels' ``WebsocketDenier``),
+    as ``debug_loopback_only`` refuses HTTP requests: ``DJANGO_DEBUG=1`` serves this machine only.
+    A tail call (sessions_app.routing): no frame of it stays on a connection's stack."""
+
+    _asgi_single_callable = True
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    @markcoroutinefunction
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if settings.DEBUG:
+            client = scope.get("client") or (None, None)
+            forwarded = any(name in _FORWARDING_ASGI for name, _ in scope.get("headers", ()))
+            if forwarded or not is_loopback_address(client[0]):
+                return WebsocketDenier()(scope, receive, send)
+        return self.application(scope, receive, send)
+
+
+_FORWARDING_ASGI = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
 
 
 def _refusal(request: HttpRequest) -> HttpResponse | None:

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient, Client
 
+from project.asgi import application
 from sessions_app.security import DEBUG_REFUSAL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,6 +141,25 @@ async def test_with_debug_on_the_asgi_handler_refuses_a_client_elsewhere(debug: 
     assert_refused(await AsyncClientAt(REMOTE).get("/no/such/page"))
     loopback = await AsyncClientAt("127.0.0.1").get("/no/such/page")
     assert loopback.status_code == 404 and b"URLconf" in loopback.content
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("client", "headers", "accepted"),
+    [
+        (["127.0.0.1", 50000], [], True),
+        (["::1", 50000], [], True),
+        ([REMOTE, 50000], [], False),
+        (["127.0.0.1", 50000], [(b"x-forwarded-for", REMOTE.encode())], False),
+        (None, [], False),  # a Unix socket a proxy may front
+    ],
+)
+async def test_with_debug_on_a_websocket_from_elsewhere_is_refused_too(debug: None, client, headers, accepted) -> None:
+    communicator = WebsocketCommunicator(application, "/api/v1/socket", headers=headers)
+    communicator.scope["client"] = client
+    connected, _ = await communicator.connect()
+    assert connected is accepted
+    await communicator.disconnect()
 
 
 @pytest.mark.django_db

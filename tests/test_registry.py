@@ -1,13 +1,16 @@
 """The state registry: registration rules, schema validation, and dispatch through the consumer."""
 
+import asyncio
 import datetime
 import decimal
+import threading
 import uuid
 
 import pytest
 from rest_framework import serializers
 
 from sessions_app import protocol
+from sessions_app.handlers import call
 from sessions_app.protocol import ProtocolError
 from sessions_app.registry import REGISTRY, State, flatten_errors, state
 from sessions_app.serializers import PatchSchema
@@ -263,3 +266,34 @@ async def test_a_reply_that_is_not_json_is_a_server_error_and_the_socket_goes_on
         assert reply["state"] == "error" and reply["code"] == "server_error" and reply["id"]
         assert "server_time" in await client.ok("ping")
     assert "returned a reply that is not JSON" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_one_users_database_hops_wait_for_each_other_so_others_are_not_queued_behind_them(
+    registry, alice, bob
+) -> None:
+    # The database thread runs hops in the order they are asked for; without a turn per user,
+    # alice's second hop would run before bob's, which was asked for after it.
+    gate, order = threading.Event(), []
+
+    def held(*, user, label):
+        order.append(label)
+        if label == "alice 1":
+            gate.wait(10)
+
+    @state("test-hop")
+    async def hop(conn, data):
+        await call(held, user=conn.user, label=data["label"])
+        return {}
+
+    async with connected(alice) as first, connected(alice) as second, connected(bob) as other:
+        await first.send({"state": "test-hop", "data": {"label": "alice 1"}, "id": "a1"})
+        await asyncio.sleep(0.2)  # alice 1 holds the database thread
+        await second.send({"state": "test-hop", "data": {"label": "alice 2"}, "id": "a2"})
+        await asyncio.sleep(0.2)
+        await other.send({"state": "test-hop", "data": {"label": "bob"}, "id": "b"})
+        await asyncio.sleep(0.2)
+        gate.set()
+        for client in (first, second, other):
+            assert (await client.recv(5))["state"] == "test-hop"
+    assert order == ["alice 1", "bob", "alice 2"]
