@@ -98,10 +98,10 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "GIL_SWITCH_INTERVAL": (0.0001, 0.1),
     "PUSH_BUFFER": (1, None),
     "TOKEN_EXPIRY_WARNING": (0, None),
-    "MAX_MESSAGE_BYTES": (0, None),
+    "MAX_MESSAGE_BYTES": (1024, None),  # the handshake's first frame must fit
     "MAX_SEND_BUFFER": (1, None),
     "RATE_LIMIT": (0, None),
-    "RATE_BURST": (0, None),
+    "RATE_BURST": (1, None),  # 0 would refuse every frame
     "MAX_CONNECTIONS_PER_USER": (0, None),
     "MAX_SESSIONS_PER_USER": (0, None),
     "MAX_DOCUMENT_BYTES": (0, None),
