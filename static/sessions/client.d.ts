@@ -111,6 +111,11 @@ export interface Pushes {
   presence: { session: SessionId; present: User[]; joined?: User; left?: User };
   saved: { session: SessionId; revision: number; version: number; by: User };
   token_expiring: { token_expires_at: Timestamp };
+  members: { session: SessionId; members: Member[] };
+  session_added: { session: SessionId; title: string; role: Role; version: number; updated_at: Timestamp; by: User | null };
+  role_changed: { session: SessionId; role: Role; by: User | null };
+  session_removed: { session: SessionId; reason: "removed" | "deleted"; by: User | null };
+  session_renamed: { session: SessionId; title: string; by: User | null };
 }
 
 // --- errors (protocol.md §6) ----------------------------------------------------------------
@@ -256,6 +261,11 @@ export interface RequestOptions {
   queueTimeout?: number;
 }
 
+export type EndReason = "deactivated" | "password_changed" | "logged_out" | "disconnected";
+
+/** What the user is told, by `EndReason`, when the sign-in cannot be renewed after such an end. */
+export const END_REASONS: Record<EndReason, string>;
+
 /** Every event of `on()`: the pushes, and the client's own. */
 export interface ClientEvents extends Pushes {
   status: Status;
@@ -267,7 +277,10 @@ export interface ClientEvents extends Pushes {
   closed: { code: number; reason: string; byClient: boolean };
   initialised: { user: User; protocol: 1; token_expires_at: Timestamp };
   disconnected: { code: number };
-  signedout: Error;
+  /** Signed out for good; `reason` is the server's data.reason when it ended the socket first. */
+  signedout: Error & { reason?: EndReason | null };
+  /** The server ended the socket (`not_authenticated` with data.reason); a refresh follows. */
+  ended: { reason: EndReason };
   /** An error frame without an id (rate_limited...), or a failed re-join. */
   error: ProtocolError;
   /** A reconnect attempt was scheduled. */
