@@ -3,6 +3,7 @@ sockets the server ends (issue 12, items 2 and 3). Screenshots of the states go 
 
 import contextlib
 import sqlite3
+from html.parser import HTMLParser
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -211,12 +212,58 @@ def change_password(server: live.Daphne, page: Page) -> None:
     assert status == 200 and "Password changed successfully" in result, result[:2000]
 
 
+class _FormFields(HTMLParser):
+    """The values a browser would submit from the admin's change form (inputs, checked boxes,
+    selected options; one level of <select>)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[tuple[str, str]] = []
+        self.select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        name = a.get("name")
+        if tag == "input" and name and name != "csrfmiddlewaretoken":
+            kind = a.get("type", "text")
+            if kind in ("submit", "button", "file"):
+                return
+            if kind == "checkbox" and "checked" not in a:
+                return
+            self.fields.append((name, a.get("value") or ("on" if kind == "checkbox" else "")))
+        elif tag == "select":
+            self.select = name
+        elif tag == "option" and self.select and "selected" in a:
+            self.fields.append((self.select, a.get("value") or ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self.select = None
+
+
+def deactivate(server: live.Daphne, page: Page) -> None:
+    """Untick "Active" on bob's change form in the admin and save, as an operator does."""
+    make_staff(server, "erin")
+    admin = Admin(server.http, "erin", live.PASSWORD)
+    path = f"/admin/auth/user/{user_id(server, 'bob')}/change/"
+    with admin.opener.open(server.http + path, timeout=10) as response:
+        parser = _FormFields()
+        parser.feed(response.read().decode())
+    fields: dict[str, list[str]] = {}
+    for name, value in parser.fields:
+        if name != "is_active":
+            fields.setdefault(name, []).append(value)
+    status, result = admin.post(path, fields)
+    assert status == 200 and "was changed successfully" in result, result[:3000]
+
+
 @pytest.mark.parametrize(
     ("reason", "end", "message"),
     [
         ("logged_out", revoke_own_sign_in, "You signed out on another page or device"),
         ("disconnected", disconnect_everywhere, "An administrator ended your connection and sign-in"),
         ("password_changed", change_password, "Your password was changed"),
+        ("deactivated", deactivate, "Your account has been deactivated"),
     ],
 )
 def test_a_socket_the_server_ends_signs_the_page_out_with_the_reason(server, new_page, reason, end, message):
