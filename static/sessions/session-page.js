@@ -178,8 +178,7 @@ export async function startSession({ tokens, newClient }) {
   // This page can no longer show the session: say why on the list page, and go there.
   function leaveFor(message) {
     setFlash(message);
-    document.body.dataset.saving = "1"; // closing on purpose: no "connection closed" notice
-    client.close();
+    client.close(); // by the client: app.js shows no "connection closed" notice for it
     go(homeUrl());
   }
 
