@@ -249,6 +249,12 @@ export async function startSession({ tokens, newClient }) {
     if (data.reason === "deleted") leaveFor(`${title} was deleted${data.by ? ` by ${data.by.username}` : ""}.`);
     else leaveFor(`${byWhom(data.by) || "The owner "}removed you from ${title}: you can no longer open it.`);
   });
+  // Removed, or the session deleted, while this page was disconnected (the push went to no socket):
+  // the re-join after the reconnect answers not_found.
+  client.on("error", (err) => {
+    if (err.code !== "not_found" || !live.doc || live.doc.cached) return;
+    leaveFor(`You can no longer open “${live.doc.title}”: you were removed from it, or it was deleted, while you were disconnected.`);
+  });
   // Signed out for good (the server ended the socket and the sign-in could not be renewed): the
   // shared chrome (app.js) says why; nothing here may look editable any more.
   client.on("signedout", () => {

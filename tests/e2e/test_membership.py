@@ -152,6 +152,30 @@ def test_a_removed_member_and_a_deleted_session_leave_for_the_list(server, new_p
     expect(bob.locator("#sessions-empty")).to_be_visible()
 
 
+def test_a_member_removed_while_disconnected_is_sent_to_the_list_at_the_reconnect(server, new_page):
+    with live_client(server, "alice") as alice_ws:
+        snapshot = alice_ws.ok("create", {"title": "Offline removal", "data": {"items": []}})
+        alice_ws.ok("invite", {"username": "bob", "role": "editor"})
+    bob = new_page()
+    sign_in(bob, server, "bob")
+    row(bob, "Offline removal").get_by_role("link").click()
+    expect(bob.locator("#role-badge")).to_have_text("Editor")
+    server.stop()
+    expect(bob.locator("#connection")).not_to_have_attribute("data-status", "connected")
+    # Removed while no server runs: no push can reach the page.
+    path = server.env["DATABASE_URL"].removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn, conn:
+        conn.execute(
+            "DELETE FROM sessions_app_membership WHERE session_id = ?"
+            " AND user_id = (SELECT id FROM auth_user WHERE username = 'bob')",
+            (snapshot["id"].replace("-", ""),),
+        )
+    server.start()  # same port, same database
+    expect(bob).to_have_url(server.http + "/")
+    expect(bob.locator("#notices")).to_contain_text("You can no longer open “Offline removal”")
+    expect(row(bob, "Offline removal")).to_have_count(0)
+
+
 def test_a_session_deleted_while_on_the_list_goes_from_it(server, new_page):
     with live_client(server, "alice") as alice_ws:
         snapshot = alice_ws.ok("create", {"title": "Short-lived", "data": {"items": []}})
