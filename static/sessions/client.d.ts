@@ -273,6 +273,11 @@ export interface RequestOptions {
   queueTimeout?: number;
 }
 
+export type EndReason = "deactivated" | "password_changed" | "logged_out" | "disconnected";
+
+/** What the user is told, by `EndReason`, when the sign-in cannot be renewed after such an end. */
+export const END_REASONS: Record<EndReason, string>;
+
 /** Every event of `on()`: the pushes, and the client's own. */
 export interface ClientEvents extends Pushes {
   status: Status;
@@ -284,7 +289,10 @@ export interface ClientEvents extends Pushes {
   closed: { code: number; reason: string; byClient: boolean };
   initialised: { user: User; protocol: 1; token_expires_at: Timestamp };
   disconnected: { code: number };
-  signedout: Error;
+  /** Signed out for good; `reason` is the server's data.reason when it ended the socket first. */
+  signedout: Error & { reason?: EndReason | null };
+  /** The server ended the socket (`not_authenticated` with data.reason); a refresh follows. */
+  ended: { reason: EndReason };
   /** An error frame without an id (rate_limited...), or a failed re-join. */
   error: ProtocolError;
   /** A reconnect attempt was scheduled. */

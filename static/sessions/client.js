@@ -55,6 +55,15 @@ export function defaultSocketUrl(location = globalThis.location) {
 // the close code decides what happens (refresh, reconnect), so no notice for them.
 const SILENT_BEFORE_CLOSE = new Set(["token_expired", "not_authenticated", "auth_timeout", "unavailable"]);
 
+// Why the server ended a live socket (`not_authenticated` with `data.reason`, protocol.md §7,
+// "Sockets the server ends"): what the user is told when the refresh that follows is refused.
+export const END_REASONS = {
+  deactivated: "Your account has been deactivated: you are signed out.",
+  password_changed: "Your password was changed: you are signed out. Sign in with the new password.",
+  logged_out: "You signed out on another page or device: you are signed out here too.",
+  disconnected: "An administrator ended your connection and sign-in: you are signed out.",
+};
+
 const defaultTimers = {
   set: (fn, ms) => setTimeout(fn, ms),
   clear: (handle) => clearTimeout(handle),
@@ -90,6 +99,7 @@ export class SessionClient extends Emitter {
     this.ready = false; // authenticated and every beforeReady hook done
     this.attempt = 0; // failed connection attempts in a row
     this.unauthorisedInARow = 0;
+    this.endedFor = null; // data.reason of the server's last `not_authenticated` on a live socket
     this.reconnectTimer = null;
     this.heartbeatTimer = null;
     this.readyWaiters = new Set();
@@ -287,6 +297,9 @@ export class SessionClient extends Emitter {
   }
 
   signOut(err) {
+    // The server said why it ended the socket: say that, not "your sign-in has expired".
+    if (this.endedFor && END_REASONS[this.endedFor]) err = new SignedOutError(END_REASONS[this.endedFor], { reason: this.endedFor });
+    this.endedFor = null;
     const ws = this.detach();
     if (ws) ws.close(CLOSE_NORMAL, "signed out");
     this.finish(4401, err.message);
@@ -312,6 +325,7 @@ export class SessionClient extends Emitter {
     this.authenticated = true;
     this.user = data.user;
     this.unauthorisedInARow = 0;
+    this.endedFor = null;
     this.emit("initialised", data);
     try {
       for (const hook of this.readyHooks) await hook();
@@ -352,6 +366,10 @@ export class SessionClient extends Emitter {
     }
     if (this.pending.settle(frame)) return;
     if (frame.state === "error") {
+      if (frame.code === "not_authenticated" && frame.data?.reason) {
+        this.endedFor = frame.data.reason;
+        this.emit("ended", { reason: frame.data.reason });
+      }
       // Errors announcing a close the client recovers from on its own are not the user's concern.
       if (SILENT_BEFORE_CLOSE.has(frame.code)) return;
       return this.emit("error", new ProtocolError(frame.code, frame.error, { data: frame.data }));

@@ -1,4 +1,6 @@
-// The home page: sign in, then the list of my sessions with a form to create one.
+// The home page: sign in, then the list of my sessions with a form to create one. The list is
+// live: a session I am invited to appears, one I am removed from (or that is deleted) goes, and a
+// new role or title shows, without a reload (docs/client.md, "What the pages do on each push").
 
 import { unsentBySession } from "./outbox.js";
 import { $, errorText, go, h, notify, sessionUrl, show } from "./ui.js";
@@ -19,7 +21,12 @@ function unsent(tokens) {
   }
 }
 
+let shown = []; // the list rows on the page, as `list` returns them
+let waitingShown = new Map();
+
 function renderList(sessions, waiting = new Map()) {
+  shown = sessions;
+  waitingShown = waiting;
   show($("#sessions-loading"), false);
   show($("#sessions-empty"), sessions.length === 0);
   $("#session-list").replaceChildren(
@@ -105,6 +112,29 @@ function showSessions(tokens, newClient) {
     } catch (err) {
       if (err.code !== "closed") notify(errorText("Your sessions could not be loaded", err));
     }
+  });
+  // Membership pushes (protocol.md §4), to every connection of this user.
+  const byWhom = (by) => (by?.username ? `${by.username} ` : "");
+  client.on("session_added", (data) => {
+    const row = { id: data.session, title: data.title, role: data.role, version: data.version, updated_at: data.updated_at };
+    const known = shown.some((s) => s.id === row.id);
+    renderList([row, ...shown.filter((s) => s.id !== row.id)], waitingShown);
+    if (!known && data.by && data.by.id !== mine.user?.id) {
+      notify(`${byWhom(data.by)}invited you to “${data.title}” as ${data.role === "viewer" ? "a viewer" : "an editor"}.`, { kind: "info" });
+    }
+  });
+  client.on("role_changed", (data) => {
+    renderList(shown.map((s) => (s.id === data.session ? { ...s, role: data.role } : s)), waitingShown);
+  });
+  client.on("session_renamed", (data) => {
+    renderList(shown.map((s) => (s.id === data.session ? { ...s, title: data.title } : s)), waitingShown);
+  });
+  client.on("session_removed", (data) => {
+    const gone = shown.find((s) => s.id === data.session);
+    renderList(shown.filter((s) => s.id !== data.session), waitingShown);
+    if (!gone) return;
+    if (data.reason === "deleted") notify(`“${gone.title}” was deleted.`, { kind: "info" });
+    else notify(`${byWhom(data.by) || "The owner "}removed you from “${gone.title}”.`, { kind: "info" });
   });
   client.connect().catch((err) => {
     if (err.code === "offline") notify("The server cannot be reached yet; still trying.", { kind: "info" });

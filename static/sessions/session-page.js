@@ -1,6 +1,8 @@
 // The live session page: joins the session named by <body data-session-id>, renders the
 // checklist (any document shape), presence and members, keeps unsent changes in the outbox, and
-// sends invites and the final save.
+// sends invites and the final save. The session's membership is live: a role changed, a member
+// added or removed, a new title, this user removed or the session deleted all show at once
+// (docs/client.md, "What the pages do on each push").
 
 import { avatarsFor } from "./avatars.js";
 import { ChecklistView, renderValue } from "./checklist-view.js";
@@ -10,6 +12,8 @@ import { LiveSession } from "./session.js";
 import { $, errorText, go, h, homeUrl, notify, setFlash, show } from "./ui.js";
 
 const ROLE_LABELS = { owner: "Owner", editor: "Editor", viewer: "Viewer (read-only)" };
+const ROLE_NAMES = { owner: "owner", editor: "editor", viewer: "viewer" };
+const byWhom = (by) => (by?.username ? `${by.username} ` : "");
 const plural = (n, word, many = `${word}s`) => `${n} ${n === 1 ? word : many}`;
 
 // localStorage can be missing or throw on access (disabled storage, some private modes).
@@ -34,6 +38,8 @@ export async function startSession({ tokens, newClient }) {
   const openOutbox = storage && user ? (id) => new Outbox({ storage, user, session: id, tab }) : null;
   const live = new LiveSession(client, { openOutbox, revive });
   let presenceAt = null; // when the presence shown was last known live
+  let signedOut = false; // the client signed out for good: nothing on the page can change it
+  const mine = (data) => data?.session === sessionId && live.doc;
 
   const change = (intent, what) => {
     const promise = live.change(intent);
@@ -57,11 +63,16 @@ export async function startSession({ tokens, newClient }) {
     badge.textContent = ROLE_LABELS[doc.role] ?? doc.role;
     badge.className = `badge badge-${doc.role}`;
     show(badge);
-    view.setEditable(doc.canEdit);
-    show($("#read-only-note"), !doc.canEdit);
-    show($("#sync-state"), doc.canEdit || live.pendingCount > 0);
-    show($("#save"), doc.canEdit);
-    show($("#invite"), doc.role === "owner");
+    const canEdit = doc.canEdit && !signedOut;
+    const owner = doc.role === "owner" && !signedOut;
+    view.setEditable(canEdit);
+    show($("#read-only-note"), !canEdit);
+    show($("#sync-state"), canEdit || live.pendingCount > 0);
+    show($("#save"), canEdit);
+    show($("#people"));
+    show($("#invite-form"), owner);
+    show($("#manage"), !signedOut);
+    show($("#rename-form"), owner);
     renderMembers();
   }
 
@@ -72,7 +83,7 @@ export async function startSession({ tokens, newClient }) {
     const foreign = entries.filter((e) => e.kind === "other").length;
     const others = otherFields(data);
     // A document whose `items` is not a list cannot take an item without losing what is there.
-    show($("#add-form"), live.doc.canEdit && shape !== "foreign");
+    show($("#add-form"), live.doc.canEdit && !signedOut && shape !== "foreign");
     const note = $("#foreign-note");
     const notes = [];
     if (shape === "strings") notes.push("This list holds plain text entries: new ones are added the same way.");
@@ -110,11 +121,65 @@ export async function startSession({ tokens, newClient }) {
     );
   }
 
+  // Every member sees who is in the session and their role; the owner also changes a role and
+  // removes a member, from the member's row.
   function renderMembers() {
     const members = live.doc?.members ?? [];
+    const owner = live.doc?.role === "owner" && !signedOut;
+    const me = client.user?.id;
     $("#member-list").replaceChildren(
-      ...members.map((m) => h("li", {}, h("span", {}, m.username), " ", h("span", { className: `badge badge-${m.role}` }, m.role))),
+      ...members.map((m) => {
+        const name = m.id === me ? `${m.username} (you)` : m.username;
+        const row = h("li", { className: "member-row", dataset: { username: m.username } }, h("span", { className: "member-name" }, name), " ");
+        if (!owner || m.role === "owner") {
+          row.append(h("span", { className: `badge badge-${m.role}` }, ROLE_NAMES[m.role] ?? m.role));
+          return row;
+        }
+        const select = h(
+          "select",
+          { "aria-label": `Role of ${m.username}`, onchange: () => changeRole(m.username, select.value, select) },
+          h("option", { value: "editor", selected: m.role === "editor" }, "editor"),
+          h("option", { value: "viewer", selected: m.role === "viewer" }, "viewer"),
+        );
+        row.append(
+          select,
+          " ",
+          h("button", { type: "button", className: "button-quiet", onclick: (e) => removeMember(m.username, e.target) }, `Remove ${m.username}`),
+        );
+        return row;
+      }),
     );
+  }
+
+  async function changeRole(username, role, control) {
+    control.disabled = true;
+    try {
+      const { members } = await client.request("invite", { username, role });
+      live.doc.members = members;
+      notify(`${username} is now ${role === "viewer" ? "a viewer" : "an editor"}.`, { kind: "success" });
+    } catch (err) {
+      notify(errorText(`Changing the role of ${username} failed`, err));
+    }
+    renderMembers();
+  }
+
+  async function removeMember(username, control) {
+    control.disabled = true;
+    try {
+      const { members } = await client.request("remove", { username });
+      live.doc.members = members;
+      notify(`${username} is no longer a member of this session.`, { kind: "success" });
+    } catch (err) {
+      notify(errorText(`Removing ${username} failed`, err));
+    }
+    renderMembers();
+  }
+
+  // This page can no longer show the session: say why on the list page, and go there.
+  function leaveFor(message) {
+    setFlash(message);
+    client.close(); // by the client: app.js shows no "connection closed" notice for it
+    go(homeUrl());
   }
 
   // "All changes saved" only when nothing waits; while something does, where it is.
@@ -158,6 +223,51 @@ export async function startSession({ tokens, newClient }) {
   live.on("saved", (data) => {
     if (data.by?.id !== client.user?.id) notify(`${data.by?.username ?? "Someone"} saved revision ${data.revision}.`, { kind: "info" });
   });
+  // Membership pushes (protocol.md §4): about this session only; the list page has the others.
+  client.on("role_changed", (data) => {
+    if (!mine(data)) return;
+    live.doc.role = data.role;
+    renderHeader();
+    renderData(live.view());
+    renderSyncState();
+    const what = data.role === "viewer" ? "a viewer: you can follow this session but not change it" : `an ${data.role}: you can change this session`;
+    notify(`${byWhom(data.by) || "The owner "}made you ${what}.`, { kind: "info" });
+  });
+  client.on("members", (data) => {
+    if (!mine(data)) return;
+    live.doc.members = data.members;
+    renderMembers();
+  });
+  client.on("session_renamed", (data) => {
+    if (!mine(data)) return;
+    live.doc.title = data.title;
+    renderHeader();
+  });
+  client.on("session_removed", (data) => {
+    if (data?.session !== sessionId) return;
+    const title = live.doc?.title ? `“${live.doc.title}”` : "This session";
+    if (data.reason === "deleted") leaveFor(`${title} was deleted${data.by ? ` by ${data.by.username}` : ""}.`);
+    else leaveFor(`${byWhom(data.by) || "The owner "}removed you from ${title}: you can no longer open it.`);
+  });
+  // Removed, or the session deleted, while this page was disconnected (the push went to no socket):
+  // the re-join after the reconnect answers not_found.
+  client.on("error", (err) => {
+    if (err.code !== "not_found" || !live.doc || live.doc.cached) return;
+    leaveFor(`You can no longer open “${live.doc.title}”: you were removed from it, or it was deleted, while you were disconnected.`);
+  });
+  // Signed out for good (the server ended the socket and the sign-in could not be renewed): the
+  // shared chrome (app.js) says why; nothing here may look editable any more.
+  client.on("signedout", () => {
+    signedOut = true;
+    $("#read-only-note").textContent = "You are signed out: this page no longer follows or changes the session.";
+    if (live.doc) {
+      renderHeader();
+      renderData(live.view());
+    } else {
+      show($("#read-only-note"));
+    }
+  });
+
   live.on("error", (err) => notify(errorText("Catching up with the latest changes failed", err)));
   // A change kept from an earlier visit that the server refused now: say so (nobody awaits it).
   live.on("refused", ({ error }) => {
@@ -186,10 +296,42 @@ export async function startSession({ tokens, newClient }) {
       live.doc.members = members;
       renderMembers();
       form.reset();
+      form.username.focus();
       notify(`${username} can now ${role === "viewer" ? "view" : "edit"} this session.`, { kind: "success" });
     } catch (err) {
       notify(errorText(`Inviting ${username} failed`, err));
     }
+  });
+
+  $("#rename-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const input = $("#rename-title");
+    const title = input.value.trim();
+    if (!title) return input.focus();
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      const reply = await client.request("rename", { title });
+      live.doc.title = reply.title;
+      renderHeader();
+      form.reset();
+      notify(`Renamed to “${reply.title}”.`, { kind: "success" });
+    } catch (err) {
+      notify(errorText("Renaming failed", err));
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  $("#leave").addEventListener("click", async (event) => {
+    event.target.disabled = true;
+    try {
+      await client.request("leave");
+    } catch {
+      // Closing the socket leaves the session all the same.
+    }
+    leaveFor(`You left “${live.doc?.title ?? "the session"}”.`);
   });
 
   $("#save-form").addEventListener("submit", async (event) => {

@@ -11,9 +11,10 @@ const KEY_USERNAME = "sessions.username";
 
 /** The refresh token was refused: the user must sign in again. */
 export class SignedOutError extends Error {
-  constructor(message = "Your sign-in has expired. Please sign in again.") {
+  constructor(message = "Your sign-in has expired. Please sign in again.", { reason = null } = {}) {
     super(message);
     this.name = "SignedOutError";
+    this.reason = reason; // the server's data.reason when it ended the socket first, else null
   }
 }
 

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { beforeEach, describe, it } from "node:test";
 
-import { SessionClient } from "../../static/sessions/client.js";
+import { END_REASONS, SessionClient } from "../../static/sessions/client.js";
 import { FakeSocket, FakeTokens, ManualTimers, flush } from "./helpers.mjs";
 
 function setup(options = {}) {
@@ -243,6 +243,37 @@ describe("SessionClient: the close-code table", () => {
     timers.advance(600000);
     await flush();
     assert.equal(FakeSocket.instances.length, 1);
+  });
+
+  it("says why the server ended the socket when the refresh after it is refused", async () => {
+    const { client, tokens } = await connected();
+    let signedOut = null;
+    const ended = [];
+    client.on("signedout", (err) => (signedOut = err));
+    client.on("ended", (detail) => ended.push(detail));
+    tokens.refreshResult = "signed_out";
+    FakeSocket.last.deliver({ state: "error", code: "not_authenticated", error: "Password changed.", data: { reason: "password_changed" } });
+    FakeSocket.last.serverClose(4401);
+    await flush();
+    assert.deepEqual(ended, [{ reason: "password_changed" }]);
+    assert.equal(signedOut.message, END_REASONS.password_changed);
+    assert.equal(signedOut.reason, "password_changed");
+  });
+
+  it("forgets the reason once a renewed sign-in connects again", async () => {
+    const { client, tokens } = await connected();
+    let signedOut = null;
+    client.on("signedout", (err) => (signedOut = err));
+    FakeSocket.last.deliver({ state: "error", code: "not_authenticated", error: "Signed out.", data: { reason: "logged_out" } });
+    FakeSocket.last.serverClose(4401);
+    await flush();
+    FakeSocket.last.handshake();
+    await flush();
+    tokens.refreshResult = "signed_out";
+    FakeSocket.last.serverClose(4401);
+    await flush();
+    assert.equal(signedOut.reason, null);
+    assert.notEqual(signedOut.message, END_REASONS.logged_out);
   });
 
   it("backs off when the refresh cannot reach the server, then tries again", async () => {
