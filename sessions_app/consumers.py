@@ -121,21 +121,15 @@ class SessionConsumer(OrderedConsumer):
             if entry.needs_session and self.session_id is None:
                 raise ProtocolError(protocol.NOT_JOINED, "Join or create a session first.")
             result = await entry.handler(self, entry.validate(data))
+            try:
+                text = protocol.encode(protocol.reply(state_name, result, request_id))
+            except (TypeError, ValueError) as exc:  # orjson's JSONEncodeError is a TypeError
+                raise RuntimeError(f"state {state_name!r} returned a reply that is not JSON") from exc
         except ProtocolError as exc:
             await self.fail(exc, request_id=request_id, request_state=request_state)
             return
         except Exception:
             logger.exception("state %r failed", request_state)
-            await self.fail(
-                ProtocolError(protocol.SERVER_ERROR, "The server failed to handle this request."),
-                request_id=request_id,
-                request_state=request_state,
-            )
-            return
-        try:
-            text = protocol.encode(protocol.reply(state_name, result, request_id))
-        except (TypeError, ValueError):  # orjson's JSONEncodeError is a TypeError
-            logger.exception("state %r returned a reply that is not JSON", request_state)
             await self.fail(
                 ProtocolError(protocol.SERVER_ERROR, "The server failed to handle this request."),
                 request_id=request_id,
