@@ -151,7 +151,9 @@ class SessionConsumer(OrderedConsumer):
                 first = None
             raw = first.get("token") if type(first) is dict else None
             token = auth.validate_access_token(raw)
-            user = await call(presence.connection_open, token=token, channel_name=self.channel_name)
+            user = await call(
+                presence.connection_open, turn=auth.token_user_id(token), token=token, channel_name=self.channel_name
+            )
             self.user = user
             process.register(self)
             expires_at = self.schedule_token_expiry(token)

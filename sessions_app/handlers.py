@@ -44,17 +44,18 @@ _async_services: dict[Callable[..., Any], Callable[..., Any]] = {}
 _user_turns: dict[Any, list[Any]] = {}
 
 
-async def call(service: Callable[..., Any], **kwargs: Any) -> Any:
+async def call(service: Callable[..., Any], *, turn: Any = None, **kwargs: Any) -> Any:
     """Run a synchronous service or selector in Channels' database thread; returns its result.
 
     ``database_sync_to_async`` closes unusable and expired database connections before and after
     the call, so a connection dropped between messages is replaced. A database that cannot be
     reached raises ProtocolError(UNAVAILABLE) (close 4503; the client reconnects with backoff).
-    Calls for one user (``user={"id", ...}`` or ``user_id=``) run one at a time, in order: see
-    ``_user_turns``.
+    Calls for one user (``turn=<user id>``, else ``user={"id", ...}`` or ``user_id=``) run one at a
+    time, in order: see ``_user_turns``. A connection's open and close take the same turns, so a
+    user's quick reconnects cannot open connections ahead of the closes of the previous ones.
     """
     user = kwargs.get("user")
-    user_id = user.get("id") if isinstance(user, dict) else kwargs.get("user_id")
+    user_id = turn if turn is not None else user.get("id") if isinstance(user, dict) else kwargs.get("user_id")
     if user_id is None:
         return await _hop(service, kwargs)
     turn = _user_turns.get(user_id)

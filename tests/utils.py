@@ -101,6 +101,7 @@ class Client:
 async def open_socket(*, headers: list[tuple[bytes, bytes]] | None = None, path: str = PATH) -> Client:
     """Open a socket (not yet authenticated)."""
     communicator = WebsocketCommunicator(application, path, headers=headers or [])
+    communicator.scope["client"] = ["127.0.0.1", 50000]  # as daphne sets it for a TCP client
     connected, _ = await communicator.connect()
     assert connected
     return Client(communicator)
