@@ -234,6 +234,20 @@ async def rename(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     return await _in_session(conn, services.session_rename, title=data["title"])
 
 
+@state("delete", needs_session=True)
+async def delete(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+    """Owner only: delete the joined session, ``{}`` -> ``{"id"}``; this connection leaves it.
+
+    Pushes ``session_removed`` (``reason`` ``"deleted"``) to every member's other connections.
+    Extra data is ignored. Errors: permission_denied (not the owner).
+    """
+    outcome = await call(
+        services.session_delete, user=conn.user, session_id=conn.session_id, channel_name=conn.channel_name
+    )
+    await conn.leave_session(outcome.pushes)
+    return outcome.data
+
+
 @state("leave")
 async def leave(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Leave the joined session (no-op when none): ``{}``."""

@@ -151,6 +151,20 @@ def session_rename(*, user: dict[str, Any], session_id: UUID, title: str, channe
 
 
 @transaction.atomic
+def session_delete(*, user: dict[str, Any], session_id: UUID, channel_name: str = "") -> Outcome:
+    """Delete the session with its members, change log and revisions; returns ``{"id"}``.
+
+    Owner only. Every member's connections but ``channel_name`` get ``session_removed`` with
+    ``reason`` ``"deleted"`` (sessions_app.membership; those joined to it leave it), as when an
+    operator deletes it in the admin. Raises NOT_FOUND, PERMISSION_DENIED (not the owner).
+    """
+    session = _owned(user=user, session_id=session_id, action="delete the session")
+    with events.collecting(by=_by(user), exclude=channel_name) as pushes:
+        session.delete()
+    return Outcome({"id": str(session_id)}, pushes)
+
+
+@transaction.atomic
 def revision_create(*, user: dict[str, Any], channel_name: str, session_id: UUID, message: str) -> Outcome:
     """Record a revision (a snapshot of ``data`` at the current version); returns ``{"revision", "version"}``.
 

@@ -130,6 +130,26 @@ async def test_deleting_a_session_through_the_orm_ends_its_live_connections(alic
         assert await owner.nothing() and await member.nothing()
 
 
+async def test_the_owner_deletes_the_session_through_the_socket(alice, bob) -> None:
+    async with connected(alice) as owner, connected(alice) as tab2, connected(bob) as member:
+        session_id = await joined_pair(owner, member)
+        tab2.pushes.clear()
+        await owner.ok("patch", {"version": 0, "ops": ADD})
+        await member.push("patched")
+        assert (await error(member, "delete"))["code"] == "permission_denied"
+        assert await owner.ok("delete", {"ignored": True}) == {"id": session_id}
+        for connection in (tab2, member):
+            removed = await connection.push("session_removed")
+            assert removed["data"] == {"session": session_id, "reason": "deleted", "by": who(alice)}
+        assert await owner.nothing()  # its reply said it; it left the session
+        for connection in (owner, member):
+            assert (await error(connection, "presence"))["code"] == "not_joined"
+        assert (await error(owner, "join", {"session": session_id}))["code"] == "not_found"
+        assert (await owner.ok("list"))["sessions"] == []
+        assert not await database_sync_to_async(Session.objects.filter(pk=session_id).exists)()
+        assert (await error(owner, "delete"))["code"] == "not_joined"
+
+
 # --- live membership events (12.2) ----------------------------------------------------------------
 
 

@@ -92,6 +92,8 @@ export interface Requests {
   remove: { data: { username: string }; reply: { members: Member[] } };
   /** Owner only: `session_renamed` to every member. */
   rename: { data: { title: string }; reply: { id: SessionId; title: string } };
+  /** Owner only: deletes the joined session (`session_removed` "deleted" to every member); this connection leaves it. */
+  delete: { data: Empty; reply: { id: SessionId } };
   leave: { data: Empty; reply: Empty };
   /** `{}` when no session is joined; then the server closes with 1000. */
   save: { data: { message?: string }; reply: { revision: number; version: number } | Empty };

@@ -73,6 +73,8 @@ export async function startSession({ tokens, newClient }) {
     show($("#invite-form"), owner);
     show($("#manage"), !signedOut);
     show($("#rename-form"), owner);
+    show($("#delete-session"), owner);
+    show($("#delete-note"), owner);
     renderMembers();
   }
 
@@ -332,6 +334,20 @@ export async function startSession({ tokens, newClient }) {
       // Closing the socket leaves the session all the same.
     }
     leaveFor(`You left “${live.doc?.title ?? "the session"}”.`);
+  });
+
+  $("#delete-session").addEventListener("click", async (event) => {
+    const title = live.doc?.title ?? "this session";
+    if (!window.confirm(`Delete “${title}” for every member, with its history and saved revisions? This cannot be undone.`)) return;
+    const button = event.target;
+    button.disabled = true;
+    try {
+      await client.request("delete");
+      leaveFor(`You deleted “${title}”.`);
+    } catch (err) {
+      notify(errorText("Deleting the session failed", err));
+      button.disabled = false;
+    }
   });
 
   $("#save-form").addEventListener("submit", async (event) => {

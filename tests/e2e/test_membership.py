@@ -134,8 +134,8 @@ def test_a_removed_member_and_a_deleted_session_leave_for_the_list(server, new_p
     expect(row(bob, "Kept")).to_have_count(0)
     shot(bob, "membership-removed")
 
-    # The session deleted (the operator, in the admin: there is no delete state): bob, on its
-    # page, is taken to his list, where it is gone.
+    # The session deleted by an operator in the admin: bob, on its page, is taken to his list,
+    # where it is gone (the owner's own "Delete session" button: the next test).
     bob.goto(doomed_url)
     expect(bob.locator("#role-badge")).to_have_text("Editor")
     expect(bob.locator("#connection")).to_have_attribute("data-status", "connected")
@@ -192,6 +192,35 @@ def test_a_session_deleted_while_on_the_list_goes_from_it(server, new_page):
     assert status == 200
     expect(row(bob, "Short-lived")).to_have_count(0)
     expect(bob.locator("#notices")).to_contain_text("“Short-lived” was deleted.")
+
+
+def test_the_owner_deletes_the_session_from_its_page_and_the_members_page_leaves(server, new_page):
+    alice = new_page(DESKTOP)
+    sign_in(alice, server, "alice")
+    create_session(alice, "Old plans")
+    invite(alice, "bob", "viewer")
+    expect(alice.get_by_role("button", name="Delete session")).to_be_visible()
+    bob = new_page()
+    sign_in(bob, server, "bob")
+    row(bob, "Old plans").get_by_role("link").click()
+    expect(bob.locator("#role-badge")).to_have_text("Viewer (read-only)")
+    expect(bob.get_by_role("button", name="Delete session")).to_be_hidden()  # owner only
+    shot(alice, "membership-delete-button")
+
+    alice.once("dialog", lambda dialog: dialog.dismiss())  # "Cancel": nothing happens
+    alice.get_by_role("button", name="Delete session").click()
+    expect(alice.locator("#connection")).to_have_attribute("data-status", "connected")
+    expect(bob.locator("#role-badge")).to_be_visible()
+
+    alice.once("dialog", lambda dialog: dialog.accept())
+    alice.get_by_role("button", name="Delete session").click()
+    expect(alice).to_have_url(server.http + "/")
+    expect(alice.locator("#notices")).to_contain_text("You deleted “Old plans”.")
+    expect(row(alice, "Old plans")).to_have_count(0)
+    expect(bob).to_have_url(server.http + "/")
+    expect(bob.locator("#notices")).to_contain_text("“Old plans” was deleted by alice.")
+    expect(row(bob, "Old plans")).to_have_count(0)
+    shot(bob, "membership-deleted-by-owner")
 
 
 def test_any_member_can_leave(server, new_page):
