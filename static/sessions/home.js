@@ -2,7 +2,7 @@
 // live: a session I am invited to appears, one I am removed from (or that is deleted) goes, and a
 // new role or title shows, without a reload (docs/client.md, "What the pages do on each push").
 
-import { unsentBySession } from "./outbox.js";
+import { discardUnlisted, unsentBySession } from "./outbox.js";
 import { $, errorText, go, h, notify, sessionUrl, show } from "./ui.js";
 
 const ROLE_LABELS = { owner: "Owner", editor: "Editor", viewer: "Viewer" };
@@ -108,7 +108,13 @@ function showSessions(tokens, newClient) {
   client.on("connected", async () => {
     // After every (re)connect, so the list is never stale.
     try {
-      renderList((await mine.request("list")).sessions, unsent(tokens));
+      const { sessions } = await mine.request("list");
+      const dropped = await discardUnlisted(globalThis.localStorage, tokens.userKey, new Set(sessions.map((s) => s.id)));
+      if (dropped) {
+        const what = dropped === 1 ? "1 change" : `${dropped} changes`;
+        notify(`${what} kept on this device for a session you can no longer open (deleted, or you were removed) could not be sent and ${dropped === 1 ? "was" : "were"} discarded.`, { kind: "info" });
+      }
+      renderList(sessions, unsent(tokens));
     } catch (err) {
       if (err.code !== "closed") notify(errorText("Your sessions could not be loaded", err));
     }

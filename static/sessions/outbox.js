@@ -160,3 +160,32 @@ export function unsentBySession(storage, user) {
   }
   return counts;
 }
+
+/**
+ * Drop the records of sessions `user` can no longer open (not in `listed`, the ids `list`
+ * returned) whose tab is closed: their changes can never be sent (the session was deleted, or
+ * the user removed, while no page of it was open). A live tab's record is its own to handle.
+ * Resolves with the number of changes dropped (the list page says so).
+ */
+export async function discardUnlisted(storage, user, listed, alive = () => liveTabs()) {
+  const base = `${PREFIX}.${userPart(user)}.`;
+  const tabs = await alive();
+  let dropped = 0;
+  try {
+    const keys = [];
+    for (let i = 0; i < storage.length; i += 1) {
+      const key = storage.key(i);
+      if (key?.startsWith(base)) keys.push(key);
+    }
+    for (const key of keys) {
+      const [session, tab] = key.slice(base.length).split(".");
+      if (listed.has(session) || !tabs || tabs.has(tab)) continue; // tabs unknown: keep everything
+      const record = JSON.parse(storage.getItem(key));
+      dropped += Array.isArray(record?.entries) ? record.entries.length : 0;
+      storage.removeItem(key);
+    }
+  } catch {
+    // Storage unreadable: nothing to drop.
+  }
+  return dropped;
+}

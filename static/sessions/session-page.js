@@ -8,6 +8,7 @@ import { avatarsFor } from "./avatars.js";
 import { ChecklistView, renderValue } from "./checklist-view.js";
 import { EditConflict, listShape, otherFields, revive } from "./checklist.js";
 import { Outbox, claimTab } from "./outbox.js";
+import { ProtocolError } from "./requests.js";
 import { LiveSession } from "./session.js";
 import { $, errorText, go, h, homeUrl, notify, setFlash, show } from "./ui.js";
 
@@ -177,6 +178,14 @@ export async function startSession({ tokens, newClient }) {
     renderMembers();
   }
 
+  // The session can no longer be joined: the changes still waiting for it are dropped (from the
+  // outbox too), and the list page says how many, with why.
+  function goneFor(message) {
+    const dropped = live.end(new ProtocolError("not_found", message));
+    const lost = dropped ? ` ${dropped === 1 ? "1 change" : `${dropped} changes`} you made had not reached the server and ${dropped === 1 ? "was" : "were"} discarded.` : "";
+    leaveFor(message + lost);
+  }
+
   // This page can no longer show the session: say why on the list page, and go there.
   function leaveFor(message) {
     setFlash(message);
@@ -248,14 +257,14 @@ export async function startSession({ tokens, newClient }) {
   client.on("session_removed", (data) => {
     if (data?.session !== sessionId) return;
     const title = live.doc?.title ? `“${live.doc.title}”` : "This session";
-    if (data.reason === "deleted") leaveFor(`${title} was deleted${data.by ? ` by ${data.by.username}` : ""}.`);
-    else leaveFor(`${byWhom(data.by) || "The owner "}removed you from ${title}: you can no longer open it.`);
+    if (data.reason === "deleted") goneFor(`${title} was deleted${data.by ? ` by ${data.by.username}` : ""}.`);
+    else goneFor(`${byWhom(data.by) || "The owner "}removed you from ${title}: you can no longer open it.`);
   });
   // Removed, or the session deleted, while this page was disconnected (the push went to no socket):
   // the re-join after the reconnect answers not_found.
   client.on("error", (err) => {
     if (err.code !== "not_found" || !live.doc || live.doc.cached) return;
-    leaveFor(`You can no longer open “${live.doc.title}”: you were removed from it, or it was deleted, while you were disconnected.`);
+    goneFor(`You can no longer open “${live.doc.title}”: you were removed from it, or it was deleted, while you were disconnected.`);
   });
   // Signed out for good (the server ended the socket and the sign-in could not be renewed): the
   // shared chrome (app.js) says why; nothing here may look editable any more.

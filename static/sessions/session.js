@@ -58,6 +58,8 @@ export class LiveSession extends Emitter {
     this.resyncQueued = false;
     this.needsSnapshot = false;
     this.frozen = false; // the client closed for good: the outbox is left as it is for next time
+    this.ended = false; // end(): the session can no longer be joined; nothing is kept for it
+    this.dropped = 0;
     client.beforeReady(() => this.rejoin());
     client.on("patched", (data) => this.patched(data));
     client.on("presence", (data) => this.presence(data));
@@ -100,6 +102,22 @@ export class LiveSession extends Emitter {
       this.emit("joinfailed", err);
       throw err;
     }
+  }
+
+  /**
+   * The session can no longer be joined (this user was removed from it, or it was deleted): the
+   * changes still waiting are dropped, from memory and from the outbox, and each one's promise
+   * rejects with `error` (a ProtocolError, e.g. `not_found`). Returns how many were dropped, the
+   * same on every call (the page tells the user once).
+   */
+  end(error) {
+    if (this.ended) return this.dropped;
+    this.ended = true;
+    this.dropped = this.entries.length;
+    this.joinFailed = error;
+    this.outbox?.save({ doc: null, entries: [] });
+    this.emit("joinfailed", error);
+    return this.dropped;
   }
 
   /** The data with the pending local changes applied on top (what the page shows). */
@@ -178,7 +196,7 @@ export class LiveSession extends Emitter {
 
   // Write the unsent changes (and the copy of the document they apply to) to the outbox.
   persist() {
-    if (!this.outbox || this.frozen) return;
+    if (!this.outbox || this.frozen || this.ended) return;
     const doc = this.doc && {
       id: this.doc.id,
       title: this.doc.title,

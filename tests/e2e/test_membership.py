@@ -11,7 +11,16 @@ from playwright.sync_api import Page, expect
 from tests import live
 from tests.adminhttp import Admin
 from tests.e2e.conftest import DESKTOP
-from tests.e2e.ui import SESSION_URL, add_item, create_session, expect_items, session_storage, shot, sign_in
+from tests.e2e.ui import (
+    SESSION_URL,
+    add_item,
+    create_session,
+    expect_items,
+    local_storage,
+    session_storage,
+    shot,
+    sign_in,
+)
 from tests.wsclient import BlockingClient
 
 pytestmark = pytest.mark.e2e
@@ -162,6 +171,7 @@ def test_a_member_removed_while_disconnected_is_sent_to_the_list_at_the_reconnec
     expect(bob.locator("#role-badge")).to_have_text("Editor")
     server.stop()
     expect(bob.locator("#connection")).not_to_have_attribute("data-status", "connected")
+    add_item(bob, "Made while the server was away")  # kept in the outbox: it cannot be sent now
     # Removed while no server runs: no push can reach the page.
     path = server.env["DATABASE_URL"].removeprefix("sqlite:///")
     with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn, conn:
@@ -173,7 +183,32 @@ def test_a_member_removed_while_disconnected_is_sent_to_the_list_at_the_reconnec
     server.start()  # same port, same database
     expect(bob).to_have_url(server.http + "/")
     expect(bob.locator("#notices")).to_contain_text("You can no longer open “Offline removal”")
+    # The change made meanwhile can never be sent: the page says so, and the device keeps nothing.
+    expect(bob.locator("#notices")).to_contain_text("1 change you made had not reached the server and was discarded.")
     expect(row(bob, "Offline removal")).to_have_count(0)
+    assert not [key for key in local_storage(bob) if key.startswith("sessions.outbox")]
+
+
+def test_changes_kept_for_a_session_deleted_while_its_tab_was_closed_are_dropped_and_told(server, new_page):
+    with live_client(server, "alice") as alice_ws:
+        snapshot = alice_ws.ok("create", {"title": "Gone meanwhile", "data": {"items": []}})
+        alice_ws.ok("invite", {"username": "bob", "role": "editor"})
+    bob = new_page()
+    sign_in(bob, server, "bob")
+    row(bob, "Gone meanwhile").get_by_role("link").click()
+    expect(bob.locator("#role-badge")).to_have_text("Editor")
+    server.stop()
+    add_item(bob, "Never sent")
+    tab = bob.context.new_page()  # another tab of the same browser, to come back with
+    bob.close()  # the tab with the unsent change closes: its record stays in localStorage
+    server.start()
+    with live_client(server, "alice") as alice_ws:
+        alice_ws.ok("join", {"session": snapshot["id"]})
+        alice_ws.ok("delete")
+    sign_in(tab, server, "bob")
+    expect(tab.locator("#notices")).to_contain_text("1 change kept on this device for a session you can no longer open")
+    assert not [key for key in local_storage(tab) if key.startswith("sessions.outbox")]
+    expect(tab.locator("#sessions-empty")).to_be_visible()
 
 
 def test_a_session_deleted_while_on_the_list_goes_from_it(server, new_page):

@@ -65,6 +65,10 @@ def session_storage(page: Page) -> dict[str, str]:
     return json.loads(page.evaluate("JSON.stringify(Object.assign({}, sessionStorage))"))
 
 
+def local_storage(page: Page) -> dict[str, str]:
+    return json.loads(page.evaluate("JSON.stringify(Object.assign({}, localStorage))"))
+
+
 def record_statuses(page: Page) -> None:
     """From now on, keep every value the connection indicator takes in window.__statuses."""
     page.evaluate(

@@ -5,7 +5,8 @@ import { describe, it } from "node:test";
 
 import { EditConflict, addItem, addText, editItem, revive } from "../../static/sessions/checklist.js";
 import { SessionClient } from "../../static/sessions/client.js";
-import { Outbox, PREFIX, claimTab, unsentBySession } from "../../static/sessions/outbox.js";
+import { ProtocolError } from "../../static/sessions/requests.js";
+import { Outbox, PREFIX, claimTab, discardUnlisted, unsentBySession } from "../../static/sessions/outbox.js";
 import { LiveSession } from "../../static/sessions/session.js";
 import { FakeSocket, FakeTokens, ManualTimers, MemoryStorage, flush } from "./helpers.mjs";
 
@@ -112,6 +113,23 @@ describe("Outbox (the store)", () => {
     storage.broken = true;
     assert.equal(box.save({ doc: null, entries }), false);
     assert.equal(box.failed, true);
+  });
+
+  it("drops the closed tabs' changes to sessions no longer listed, never a live tab's or a listed session's", async () => {
+    const storage = new MemoryStorage();
+    const GONE = "6f1c2e9a-0000-4000-8000-0000000000ff";
+    const entry = (key) => ({ key, change: { type: "addText", text: key }, sent: null, at: 1 });
+    new Outbox({ storage, user: "1", session: GONE, tab: "closed" }).save({ doc: null, entries: [entry("a"), entry("b")] });
+    new Outbox({ storage, user: "1", session: GONE, tab: "open" }).save({ doc: null, entries: [entry("c")] });
+    new Outbox({ storage, user: "1", session: SID, tab: "closed" }).save({ doc: null, entries: [entry("d")] });
+    new Outbox({ storage, user: "2", session: GONE, tab: "closed" }).save({ doc: null, entries: [entry("e")] });
+    const alive = async () => new Set(["open"]);
+    assert.equal(await discardUnlisted(storage, "1", new Set([SID]), alive), 2);
+    assert.equal(storage.getItem(`${PREFIX}.1.${GONE}.closed`), null);
+    assert.ok(storage.getItem(`${PREFIX}.1.${GONE}.open`), "a live tab's record is its own");
+    assert.ok(storage.getItem(`${PREFIX}.1.${SID}.closed`), "a listed session's changes go out when it is opened");
+    assert.ok(storage.getItem(`${PREFIX}.2.${GONE}.closed`), "another user's records are not mine");
+    assert.equal(await discardUnlisted(storage, "1", new Set(), async () => null), 0, "without Web Locks nothing is dropped");
   });
 
   it("gives a duplicated tab its own id (the original holds the lock on the copied one)", async () => {
@@ -314,6 +332,24 @@ describe("LiveSession with an outbox: no change is ever dropped, none is applied
     assert.equal(page.live.lastRemote.by.username, "bob", "who changed it");
     assert.equal(patches(ws).length, 0);
     assert.equal(storage.length, 0);
+  });
+
+  it("drops what is waiting, here and in the outbox, once the session can no longer be joined (end)", async () => {
+    FakeSocket.reset();
+    const storage = new MemoryStorage();
+    const page = await joined(storage, snapshot(1, []));
+    page.ws.close(1006);
+    await flush();
+    const results = [addItem("Milk", "m"), addItem("Eggs", "e")].map((intent) => page.live.change(intent).catch((e) => e));
+    await flush();
+    assert.equal(stored(storage).length, 2, "kept while the server is away");
+    const gone = new ProtocolError("not_found", "alice removed you.");
+    assert.equal(page.live.end(gone), 2);
+    assert.equal(page.live.end(gone), 2, "the same count on every call");
+    page.client.close();
+    for (const result of await Promise.all(results)) assert.ok(result instanceof ProtocolError);
+    assert.equal(page.live.pendingCount, 0);
+    assert.equal(storage.length, 0, "nothing is kept for a session that cannot be joined");
   });
 
   it("keeps the change in memory and says so when the storage refuses it", async () => {
