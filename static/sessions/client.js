@@ -16,6 +16,7 @@
 import { Emitter } from "./emitter.js";
 import {
   BACKOFF,
+  CLOSE_ABNORMAL,
   CLOSE_CLIENT_TIMEOUT,
   CLOSE_NORMAL,
   REFRESH,
@@ -44,6 +45,10 @@ export {
 } from "./reconnect.js";
 
 export const SOCKET_PATH = "/api/v1/socket";
+
+// How long after a socket's error event its close event may come before the client gives the
+// socket up itself (ws.onerror in open()), in milliseconds.
+const ERROR_GRACE_MS = 1000;
 
 /** ws[s]://<this host>/api/v1/socket, from the page's own location. */
 export function defaultSocketUrl(location = globalThis.location) {
@@ -234,7 +239,21 @@ export class SessionClient extends Emitter {
     ws.onclose = (event) => {
       if (this.ws === ws) this.closed(event.code);
     };
-    ws.onerror = () => {}; // a close event always follows
+    // Browsers always follow an error with a close event. Node's built-in WebSocket (undici, Node
+    // 20 and 22) does not after a refused connection: the socket stays CONNECTING and no close
+    // ever comes, so the client would never retry. A socket still ours a moment after its error
+    // is closed here and handled as a lost connection (1006).
+    ws.onerror = () => {
+      this.timers.set(() => {
+        if (this.ws !== ws) return;
+        try {
+          ws.close();
+        } catch {
+          // Already closing or never opened: either way it is given up.
+        }
+        this.closed(CLOSE_ABNORMAL);
+      }, ERROR_GRACE_MS);
+    };
   }
 
   // Detach the current socket's handlers so its late events are ignored; return it.

@@ -169,6 +169,25 @@ describe("SessionClient: the close-code table", () => {
     assert.equal(timers.nextDelay(), 500, "a successful handshake resets the schedule");
   });
 
+  it("retries after an error that no close event follows (Node's WebSocket on a refused connect)", async () => {
+    const { timers, statuses } = await connected();
+    FakeSocket.last.serverClose(1006);
+    timers.advance(timers.nextDelay());
+    await flush();
+    const refused = FakeSocket.last;
+    refused.errorOnly();
+    assert.equal(FakeSocket.instances.length, 2);
+    timers.advance(timers.nextDelay()); // the grace for a close event passes: the socket is given up
+    assert.deepEqual(refused.closedWith, { code: undefined, reason: undefined });
+    assert.equal(statuses.at(-1), "reconnecting");
+    timers.advance(timers.nextDelay()); // the backoff
+    await flush();
+    assert.equal(FakeSocket.instances.length, 3, "a new attempt");
+    FakeSocket.last.handshake();
+    await flush();
+    assert.equal(statuses.at(-1), "connected");
+  });
+
   it("says offline, not unreachable, when the browser has no network", async () => {
     let online = true;
     const { statuses } = await connected({ isOnline: () => online });

@@ -82,6 +82,11 @@ export class FakeSocket {
     this.onclose?.({ code });
   }
 
+  /** An error event with no close event after it (Node's built-in WebSocket, refused connect). */
+  errorOnly() {
+    this.onerror?.({});
+  }
+
   /** Open, check the token frame, and answer it with `initialised`. */
   handshake(user = { id: 1, username: "alice" }) {
     this.open();
