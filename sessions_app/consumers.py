@@ -121,6 +121,8 @@ class SessionConsumer(OrderedConsumer):
             if entry.needs_session and self.session_id is None:
                 raise ProtocolError(protocol.NOT_JOINED, "Join or create a session first.")
             result = await entry.handler(self, entry.validate(data))
+            if not isinstance(result, dict):  # a forgotten return: the app's bug, not the client's
+                raise TypeError(f"state {state_name!r} returned {type(result).__name__}, not a dict of reply data")
             try:
                 text = protocol.encode(protocol.reply(state_name, result, request_id))
             except (TypeError, ValueError) as exc:  # orjson's JSONEncodeError is a TypeError

@@ -98,6 +98,10 @@ class State:
 
 REGISTRY: dict[str, State] = {}
 
+# The states of the frames the server sends that are not replies (protocol section 3): a reply
+# with one of them would read as an error frame or as the handshake's answer.
+RESERVED = frozenset({"error", "initialised"})
+
 
 def state(
     name: str, *, schema: type[serializers.Serializer] | None = None, needs_session: bool = False
@@ -105,11 +109,15 @@ def state(
     """Register the decorated coroutine as the handler of ``name``, with its input ``schema``.
 
     The handler gets the consumer and the validated ``data`` and returns the reply's ``data``
-    (a dict), or raises ProtocolError. With ``needs_session``, a connection that has not joined a
-    session gets ``not_joined`` before its data is validated. Registering a name twice raises ValueError.
+    (a dict; anything else is logged and answered with ``server_error``), or raises ProtocolError.
+    With ``needs_session``, a connection that has not joined a session gets ``not_joined`` before
+    its data is validated. Registering a name twice, or a reserved one (``error``,
+    ``initialised``), raises ValueError.
     """
     if not protocol.STATE_RE.fullmatch(name):
         raise ValueError(f"invalid state name {name!r}")
+    if name in RESERVED:
+        raise ValueError(f"state name {name!r} is reserved: the server sends frames of that state itself")
 
     def register(handler: Handler) -> Handler:
         if name in REGISTRY:

@@ -87,6 +87,13 @@ def test_registering_an_invalid_name_raises_value_error(registry, name):
     assert name not in registry
 
 
+@pytest.mark.parametrize("name", ["error", "initialised"])
+def test_the_states_of_the_servers_own_frames_are_reserved(registry, name):
+    with pytest.raises(ValueError, match="reserved"):
+        state(name)
+    assert name not in registry
+
+
 # --- validation ---------------------------------------------------------------------------------------
 
 
@@ -266,6 +273,20 @@ async def test_a_reply_that_is_not_json_is_a_server_error_and_the_socket_goes_on
         assert reply["state"] == "error" and reply["code"] == "server_error" and reply["id"]
         assert "server_time" in await client.ok("ping")
     assert "returned a reply that is not JSON" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("result", [None, ["a list"], "text"])
+async def test_a_reply_that_is_not_a_dict_is_a_server_error_and_the_socket_goes_on(registry, alice, caplog, result):
+    @state("test-forgot-return")
+    async def forgot(conn, data):
+        return result
+
+    async with connected(alice) as client:
+        reply = await client.request("test-forgot-return")
+        assert reply["state"] == "error" and reply["code"] == "server_error" and reply["id"]
+        assert "server_time" in await client.ok("ping")
+    assert "not a dict of reply data" in caplog.text
 
 
 @pytest.mark.django_db(transaction=True)
