@@ -3,8 +3,8 @@
 Domain work lives in services and selectors, reached through ``handlers.call``; this module only
 speaks the protocol. Every frame a client sends, however wrong, gets one reply or one error frame,
 and only the errors of protocol section 6 that close the socket close it. Reads, writes and the
-channel layer's messages are sessions_app.transport's; groups are joined with the channel layer's
-own ``group_add``, and pushes arrive as ``session.push`` messages (``session_push``).
+channel layer's messages are sessions_app.transport's; groups are sessions_app.groups', joined with
+the channel layer's own ``group_add``, and pushes arrive as ``session.push`` messages (``session_push``).
 """
 
 import datetime
@@ -20,6 +20,7 @@ from rest_framework_simplejwt.tokens import Token
 
 from . import auth, events, limits, presence, process, protocol, services
 from .conf import app_settings
+from .groups import SessionGroups
 from .handlers import call
 from .protocol import ProtocolError
 from .registry import MESSAGE_HANDLERS, REGISTRY
@@ -44,8 +45,7 @@ class SessionConsumer(OrderedConsumer):
     role: str | None = None
     session_version = 0
     close_after_reply: int | None = None
-    _session_group = ""
-    _groups: tuple[str, ...] = ()  # channel-layer groups joined (at most the session's, briefly two)
+    _group_state: SessionGroups | None = None  # made at the first subscription (``groups``)
     _expires_at: datetime.datetime | None = None  # the access token's expiry, once authenticated
     _rate: limits.RateLimit | None = None
     message_handlers = MESSAGE_HANDLERS
@@ -220,15 +220,11 @@ class SessionConsumer(OrderedConsumer):
         Dropped when this connection caused it (``exclude``), has left the group, or already has
         its ``version`` of the joined session (from its join snapshot or a reply).
         """
-        group = event["group"]
-        if event["exclude"] == self.channel_name or group not in self._groups:
+        groups = self._group_state
+        if event["exclude"] == self.channel_name or groups is None:
             return
-        version = event.get("version", 0)
-        if version and group == self._session_group:
-            if version <= self.session_version:
-                return
-            self.session_version = version
-        self.write(event["text"])
+        if groups.accepts(event["group"], event.get("version", 0)):
+            self.write(event["text"])
 
     def deliver(self, message: dict[str, Any]) -> None:
         """As ``OrderedConsumer.deliver``; a ``socket.close`` (events.socket_close) is never held."""
@@ -242,57 +238,40 @@ class SessionConsumer(OrderedConsumer):
         text = protocol.END_REASONS.get(reason, "The server closed this connection.")
         self.timers.start(self.fail(ProtocolError(protocol.NOT_AUTHENTICATED, text, data={"reason": reason})))
 
-    # --- groups --------------------------------------------------------------------------------------
+    # --- groups (sessions_app.groups) ----------------------------------------------------------------
+
+    @property
+    def groups(self) -> SessionGroups:
+        """This connection's groups, made at the first use (an idle connection holds none)."""
+        groups = self._group_state
+        if groups is None:
+            groups = self._group_state = SessionGroups(self)
+        return groups
 
     async def subscribe_group(self, group: str) -> None:
-        """Join ``group`` on the channel layer (``group_add``): its pushes reach this connection.
-
-        Raises ProtocolError(UNAVAILABLE) if the layer cannot be reached.
-        """
-        if group in self._groups:
-            return
-        try:
-            await self.channel_layer.group_add(group, self.channel_name)
-        except Exception:
-            # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
-            logger.warning("channel layer unavailable for group_add", exc_info=True)
-            raise ProtocolError(protocol.UNAVAILABLE, "Live updates are unavailable; reconnect later.") from None
-        self._groups = (*self._groups, group)
+        """Join ``group`` (``group_add``); raises ProtocolError(UNAVAILABLE) without the layer."""
+        await self.groups.add(group)
 
     async def unsubscribe_group(self, group: str) -> None:
-        """Leave ``group`` (``group_discard``); a layer failure is logged (the membership expires)."""
-        if group not in self._groups:
-            return
-        self._groups = tuple(g for g in self._groups if g != group)
-        try:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        except Exception:
-            logger.warning("channel layer unavailable for group_discard", exc_info=True)
+        """Leave ``group`` (``group_discard``); a layer failure is logged."""
+        await self.groups.discard(group)
 
     async def subscribe(self, session_id: Any) -> None:
         """Subscribe to a session's pushes (before reading it, so that none is missed)."""
-        await self.subscribe_group(events.session_group(session_id))
+        await self.groups.add(events.session_group(session_id))
 
     async def unsubscribe_unless_joined(self, session_id: Any) -> None:
         """Undo ``subscribe`` after a failed join, unless that session is the joined one."""
-        group = events.session_group(session_id)
-        if group != self._session_group:
-            await self.unsubscribe_group(group)
+        await self.groups.discard_unless_joined(session_id)
 
     async def enter_session(self, outcome: services.Outcome) -> None:
         """Make ``outcome``'s session the joined one, leaving the previous one's group."""
-        group = events.session_group(outcome.session_id)
-        await self.subscribe_group(group)
-        if self._session_group and self._session_group != group:
-            await self.unsubscribe_group(self._session_group)
-        self._session_group = group
-        self.session_id, self.role, self.session_version = outcome.session_id, outcome.role, outcome.version
+        await self.groups.enter(outcome.session_id, outcome.role, outcome.version)
         await self.publish(outcome.pushes)
 
     async def leave_session(self, pushes: list[events.Event]) -> None:
         """Forget the joined session and leave its group."""
-        await self.unsubscribe_group(self._session_group)
-        self._session_group, self.session_id, self.role, self.session_version = "", None, None, 0
+        await self.groups.leave()
         await self.publish(pushes)
 
     async def publish(self, pushes: list[events.Event]) -> None:
@@ -316,6 +295,6 @@ class SessionConsumer(OrderedConsumer):
                 )
             except ProtocolError:
                 logger.warning("could not remove connection %s; its process heartbeat will", self.channel_name)
-        if not hasattr(self.channel_layer, "detach"):  # FanoutChannelLayer forgets them with the channel
-            for group in self._groups:
-                await self.unsubscribe_group(group)
+        groups = self._group_state
+        if groups is not None and not hasattr(self.channel_layer, "detach"):
+            await groups.discard_all()  # FanoutChannelLayer forgets them with the channel

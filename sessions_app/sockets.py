@@ -72,7 +72,9 @@ class TwistedBuffer:
         ``dataBuffer``, the part already sent included, until less than ``SEND_LIMIT`` (128 KiB) of
         it is left, so a client that stops reading in the middle of it costs up to twice what is
         left to send (measured: 12 stalled clients cost daphne +28 MiB instead of +16 MiB on a loaded
-        machine, tests/test_send_buffer.py).
+        machine, tests/test_send_buffer.py). On another machine (2026-12-03) the peak was still about
+        twice the bound per stalled client (+26.7 MiB for 12 at 1 MiB, +14.8 MiB at 512 KiB) with
+        this count: the test allows for that; the second copy is not found yet.
 
         Under TLS, ciphertext (a few bytes per 16 KiB record more); the TLS layer's own buffers are
         not counted: ``BufferingTLSTransport``'s aggregator (under 64,000 bytes, flushed on the next
