@@ -19,6 +19,7 @@ from .presence import user_check
 from .protocol import ProtocolError
 from .registry import Connection, message, state
 from .serializers import (
+    ContactsSchema,
     CreateSchema,
     InviteSchema,
     JoinSchema,
@@ -207,6 +208,13 @@ async def invite(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     Pushes ``session_added`` or ``role_changed`` to the member, ``members`` to the session.
     """
     return await _in_session(conn, services.member_invite, username=data["username"], role=data["role"])
+
+
+@state("contacts", schema=ContactsSchema)
+async def contacts(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+    """The users the caller may invite by picking them: ``{"prefix"}`` -> ``{"users": [{"id",
+    "username"}]}``, those sharing a session with the caller, by username, at most 20."""
+    return {"users": await call(selectors.contacts_of, user_id=conn.user["id"], prefix=data["prefix"])}
 
 
 async def _in_session(conn: Connection, service: Any, **fields: Any) -> dict[str, Any]:

@@ -116,6 +116,26 @@ def members_of(*, session_id: UUID) -> list[dict[str, Any]]:
     return members
 
 
+CONTACTS_LIMIT = 20
+
+
+def contacts_of(*, user_id: int, prefix: str = "") -> list[dict[str, Any]]:
+    """``[{"id", "username"}]``: the active users who share a session with ``user_id`` (not the
+    user), whose username starts with ``prefix`` (case-insensitive), by username, at most
+    ``CONTACTS_LIMIT``. The users an inviter may see: nobody they have no session with.
+    """
+    shared = Membership.objects.filter(user_id=user_id).values("session_id")
+    rows = (
+        get_user_model()
+        .objects.filter(session_memberships__session_id__in=shared, is_active=True, username__istartswith=prefix)
+        .exclude(pk=user_id)
+        .order_by("username")
+        .values_list("pk", "username")
+        .distinct()[:CONTACTS_LIMIT]
+    )
+    return [{"id": pk, "username": username} for pk, username in rows]
+
+
 def session_snapshot(*, session: Session, role: str) -> dict[str, Any]:
     """The protocol's session snapshot: ``{"id", "title", "version", "data", "role", "members", "present"}``."""
     return {

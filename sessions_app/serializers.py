@@ -74,6 +74,12 @@ class InviteSchema(serializers.Serializer):
     role = serializers.ChoiceField(choices=[Role.EDITOR.value, Role.VIEWER.value])
 
 
+class ContactsSchema(serializers.Serializer):
+    """``contacts``: ``{"prefix": str = ""}`` (up to 150 characters, a username's most)."""
+
+    prefix = StrictCharField(max_length=150, required=False, allow_blank=True, default="", trim_whitespace=True)
+
+
 class RemoveSchema(serializers.Serializer):
     """``remove``: ``{"username": str}``."""
 

@@ -225,3 +225,39 @@ async def test_a_connection_an_app_put_in_the_accounts_group_gets_no_other_users
         await owner.ok("create", {"title": "Secret salary review", "data": {}})
         await owner.ok("create", {"title": "Another", "data": {}})
         assert await snoop.nothing(), snoop.pushes
+
+
+# --- the invite picker (12.3) ----------------------------------------------------------------------
+
+
+async def test_contacts_are_the_users_sharing_a_session_with_the_caller_and_no_one_else(alice, bob, carol) -> None:
+    async with connected(alice) as owner, connected(carol) as stranger:
+        assert await owner.ok("contacts") == {"users": []}  # nobody shares a session with alice yet
+        await owner.ok("create", {"title": "Shared", "data": {}})
+        await owner.ok("invite", {"username": "bob", "role": "viewer"})
+        assert await owner.ok("contacts", {"prefix": ""}) == {"users": [who(bob)]}
+        assert await owner.ok("contacts", {"prefix": "B"}) == {"users": [who(bob)]}  # any case
+        assert await owner.ok("contacts", {"prefix": "c"}) == {"users": []}  # carol exists, shares nothing
+        assert await stranger.ok("contacts") == {"users": []}
+        await owner.ok("create", {"title": "Another", "data": {}})
+        await owner.ok("invite", {"username": "bob", "role": "editor"})
+        assert await owner.ok("contacts") == {"users": [who(bob)]}, "once each"
+        assert (await error(owner, "contacts", {"prefix": "x" * 151}))["code"] == "invalid_data"
+        assert (await error(owner, "contacts", {"prefix": 7}))["code"] == "invalid_data"
+
+
+async def test_contacts_leave_out_deactivated_users_and_are_bounded(alice, bob, django_user_model) -> None:
+    async with connected(alice) as owner:
+        await owner.ok("create", {"title": "Big", "data": {}})
+
+        @database_sync_to_async
+        def many() -> None:
+            session = Session.objects.get(title="Big")
+            for n in range(25):
+                user = django_user_model.objects.create_user(f"member{n:02}")  # no password: no hashing
+                Membership.objects.create(session=session, user=user, role="viewer")
+            django_user_model.objects.filter(username="member00").update(is_active=False)
+
+        await many()
+        users = (await owner.ok("contacts", {"prefix": "member"}))["users"]
+        assert [u["username"] for u in users] == [f"member{n:02}" for n in range(1, 21)]

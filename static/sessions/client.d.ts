@@ -88,6 +88,8 @@ export interface Requests {
   presence: { data: Empty; reply: { present: User[] } };
   /** Owner only; on an existing member, changes the role. */
   invite: { data: { username: string; role: "editor" | "viewer" }; reply: { members: Member[] } };
+  /** The users sharing a session with the caller whose username starts with `prefix`: at most 20. */
+  contacts: { data: { prefix?: string }; reply: { users: User[] } };
   /** Owner only: the member leaves the session (`session_removed` to them, `members` to the rest). */
   remove: { data: { username: string }; reply: { members: Member[] } };
   /** Owner only: `session_renamed` to every member. */

@@ -296,6 +296,30 @@ export async function startSession({ tokens, newClient }) {
     input.focus();
   });
 
+  // The invite picker: people this user shares a session with (`contacts`), those not members here.
+  let contactsAsked = null;
+  async function suggestContacts() {
+    const prefix = $("#invite-username").value.trim();
+    if (contactsAsked === prefix || !client.ready) return;
+    contactsAsked = prefix;
+    try {
+      const { users } = await client.request("contacts", { prefix });
+      if (contactsAsked !== prefix) return; // a newer prefix was asked meanwhile
+      const members = new Set((live.doc?.members ?? []).map((m) => m.username));
+      $("#invite-contacts").replaceChildren(
+        ...users.filter((u) => !members.has(u.username)).map((u) => h("option", { value: u.username })),
+      );
+    } catch {
+      contactsAsked = null; // no suggestions this time; typing a username still works
+    }
+  }
+  let contactsTimer = null;
+  $("#invite-username").addEventListener("focus", suggestContacts);
+  $("#invite-username").addEventListener("input", () => {
+    clearTimeout(contactsTimer); // one request per pause in typing, not one per key
+    contactsTimer = setTimeout(suggestContacts, 150);
+  });
+
   $("#invite-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const form = event.target;
@@ -307,6 +331,7 @@ export async function startSession({ tokens, newClient }) {
       live.doc.members = members;
       renderMembers();
       form.reset();
+      contactsAsked = null; // the new member is no longer a suggestion
       form.username.focus();
       notify(`${username} can now ${role === "viewer" ? "view" : "edit"} this session.`, { kind: "success" });
     } catch (err) {

@@ -229,6 +229,27 @@ def test_a_session_deleted_while_on_the_list_goes_from_it(server, new_page):
     expect(bob.locator("#notices")).to_contain_text("“Short-lived” was deleted.")
 
 
+def test_the_invite_picker_suggests_only_people_the_owner_shares_a_session_with(server, new_page):
+    with live_client(server, "bob") as bob_ws:
+        bob_ws.ok("create", {"title": "Bob and alice", "data": {}})
+        bob_ws.ok("invite", {"username": "alice", "role": "viewer"})
+    alice = new_page(DESKTOP)
+    sign_in(alice, server, "alice")
+    create_session(alice, "Picker")
+    options = alice.locator("#invite-contacts option")
+    alice.get_by_label("Invite by username").focus()
+    expect(options).to_have_count(1)  # bob shares "Bob and alice"; carol, dave, erin share nothing
+    expect(options.first).to_have_attribute("value", "bob")
+    alice.get_by_label("Invite by username").fill("c")
+    expect(options).to_have_count(0)
+    invite(alice, "carol", "viewer")  # any username can still be typed
+    alice.get_by_label("Invite by username").fill("")
+    alice.get_by_label("Invite by username").blur()
+    alice.get_by_label("Invite by username").focus()
+    expect(options).to_have_count(1)  # carol is a member here now: not suggested
+    expect(options.first).to_have_attribute("value", "bob")
+
+
 def test_the_owner_deletes_the_session_from_its_page_and_the_members_page_leaves(server, new_page):
     alice = new_page(DESKTOP)
     sign_in(alice, server, "alice")
