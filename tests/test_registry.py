@@ -3,8 +3,10 @@
 import asyncio
 import datetime
 import decimal
+import re
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from rest_framework import serializers
@@ -47,6 +49,15 @@ async def echo(conn, data):
 
 def test_the_built_in_states_are_registered():
     assert {"ping", "authenticate", "save"} <= set(REGISTRY)
+
+
+def test_every_built_in_state_is_in_the_protocol_document_and_the_typescript_declarations():
+    root = Path(__file__).resolve().parent.parent
+    table = (root / "docs" / "protocol.md").read_text()
+    declarations = (root / "static" / "sessions" / "client.d.ts").read_text()
+    for name in REGISTRY:
+        assert f"| `{name}` |" in table, f"{name} is not in docs/protocol.md's table of states"
+        assert re.search(rf"^  {re.escape(name)}: {{ data:", declarations, re.M), f"{name} is not in client.d.ts"
 
 
 def test_registering_a_state_adds_its_handler_schema_and_session_need(registry):
