@@ -4,6 +4,7 @@ sockets the server ends (issue 12, items 2 and 3). Screenshots of the states go 
 import contextlib
 import sqlite3
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -161,24 +162,31 @@ def test_a_removed_member_and_a_deleted_session_leave_for_the_list(server, new_p
     expect(bob.locator("#sessions-empty")).to_be_visible()
 
 
-def test_a_member_removed_while_disconnected_is_sent_to_the_list_at_the_reconnect(server, new_page):
+def bob_edits_alices_session_offline(server: live.Daphne, new_page: Any, title: str) -> tuple[str, Page]:
+    """alice shares ``title`` with bob as an editor; bob opens it, the server stops, and bob adds an
+    item (kept in the outbox: it cannot be sent now). Returns the session id and bob's page."""
     with live_client(server, "alice") as alice_ws:
-        snapshot = alice_ws.ok("create", {"title": "Offline removal", "data": {"items": []}})
+        session_id = alice_ws.ok("create", {"title": title, "data": {"items": []}})["id"]
         alice_ws.ok("invite", {"username": "bob", "role": "editor"})
     bob = new_page()
     sign_in(bob, server, "bob")
-    row(bob, "Offline removal").get_by_role("link").click()
+    row(bob, title).get_by_role("link").click()
     expect(bob.locator("#role-badge")).to_have_text("Editor")
     server.stop()
     expect(bob.locator("#connection")).not_to_have_attribute("data-status", "connected")
-    add_item(bob, "Made while the server was away")  # kept in the outbox: it cannot be sent now
+    add_item(bob, "Made while the server was away")
+    return session_id, bob
+
+
+def test_a_member_removed_while_disconnected_is_sent_to_the_list_at_the_reconnect(server, new_page):
+    session_id, bob = bob_edits_alices_session_offline(server, new_page, "Offline removal")
     # Removed while no server runs: no push can reach the page.
     path = server.env["DATABASE_URL"].removeprefix("sqlite:///")
     with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn, conn:
         conn.execute(
             "DELETE FROM sessions_app_membership WHERE session_id = ?"
             " AND user_id = (SELECT id FROM auth_user WHERE username = 'bob')",
-            (snapshot["id"].replace("-", ""),),
+            (session_id.replace("-", ""),),
         )
     server.start()  # same port, same database
     expect(bob).to_have_url(server.http + "/")
@@ -190,20 +198,12 @@ def test_a_member_removed_while_disconnected_is_sent_to_the_list_at_the_reconnec
 
 
 def test_changes_kept_for_a_session_deleted_while_its_tab_was_closed_are_dropped_and_told(server, new_page):
-    with live_client(server, "alice") as alice_ws:
-        snapshot = alice_ws.ok("create", {"title": "Gone meanwhile", "data": {"items": []}})
-        alice_ws.ok("invite", {"username": "bob", "role": "editor"})
-    bob = new_page()
-    sign_in(bob, server, "bob")
-    row(bob, "Gone meanwhile").get_by_role("link").click()
-    expect(bob.locator("#role-badge")).to_have_text("Editor")
-    server.stop()
-    add_item(bob, "Never sent")
+    session_id, bob = bob_edits_alices_session_offline(server, new_page, "Gone meanwhile")
     tab = bob.context.new_page()  # another tab of the same browser, to come back with
     bob.close()  # the tab with the unsent change closes: its record stays in localStorage
     server.start()
     with live_client(server, "alice") as alice_ws:
-        alice_ws.ok("join", {"session": snapshot["id"]})
+        alice_ws.ok("join", {"session": session_id})
         alice_ws.ok("delete")
     sign_in(tab, server, "bob")
     expect(tab.locator("#notices")).to_contain_text("1 change kept on this device for a session you can no longer open")
