@@ -95,6 +95,11 @@ def from_own_pages(request: Any) -> bool:
       ones included; a script that is no browser sends its own and has no cookie to borrow.
     - ``Sec-Fetch-Site``, when sent (current browsers), must be ``same-origin``.
 
+    The pages' Referrer-Policy must let the browser send the origin to itself: ``same-origin``
+    (Django's default ``SECURE_REFERRER_POLICY``, and templates/base.html) does; under
+    ``no-referrer`` a browser sends ``Origin: null`` even to its own origin, and the pages could
+    not sign in.
+
     Stricter than the socket's origin rule (sessions_app/security.py: the hosts of
     ``ALLOWED_HOSTS`` on any scheme and port): cookies are not kept apart by port or scheme, so a
     page on another port of the same host is "same-site" and gets ``SameSite=Strict`` cookies.
