@@ -1,9 +1,9 @@
 """The browser pages: plain templates whose data all comes over the socket.
 
-The pages need no server-side authentication: the JavaScript client signs in through the token
-API, keeps the tokens in ``sessionStorage`` and sends the access token as the socket's first
-frame (see docs/client.md). A page only tells the script which page it is and, for a session,
-which session to join.
+The pages need no server-side authentication: the JavaScript client signs in through the pages'
+token endpoints (sessions_app/cookies.py: the refresh token in an HttpOnly cookie, the access token
+in the tab's memory) and sends the access token as the socket's first frame (see docs/client.md).
+A page only tells the script which page it is and, for a session, which session to join.
 """
 
 from django.views.generic import TemplateView

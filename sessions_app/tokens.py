@@ -25,10 +25,14 @@ Sign-out, ``POST /api/v1/token/revoke/`` (``TokenRevokeSerializer``): SimpleJWT'
 the user's sockets end on every process (``not_authenticated``, ``data.reason`` ``logged_out``, 4401).
 
 Installed as ``SIMPLE_JWT["TOKEN_BLACKLIST_SERIALIZER"]``, so SimpleJWT's own ``TokenBlacklistView``
-serves it. Every socket of the user ends, not only those of the login that signed out: an access
+serves it. The pages' cookie endpoints (sessions_app/cookies.py) subclass these serializers, with the
+refresh token read from the cookie.
+
+Every socket of the user ends, not only those of the login that signed out: an access
 token carries no trace of the refresh token it came from (SimpleJWT gives every rotated refresh
 token a new ``jti``), so the server cannot tell them apart. The user's other logins refresh their
 tokens and reconnect at once (the JavaScript client does, on 4401); the one that signed out cannot.
+The tabs of one browser share the pages' cookie: they are one login, and all of them end.
 """
 
 import datetime

@@ -44,7 +44,7 @@ function bindSignOut(tokens, getClient) {
       kept = 0;
     }
     const revoked = await tokens.signOut();
-    let message = revoked ? "You are signed out." : "You are signed out here, but the server could not be told; your sign-in lapses on its own within a day.";
+    let message = revoked ? "You are signed out." : "You are signed out here, but the server could not be told: it will be at your next visit, and your sign-in lapses on its own within a day.";
     // Unsent changes stay on this device (outbox.js): they go out at the next sign-in.
     if (kept) message += ` ${kept} unsent change${kept === 1 ? " is" : "s are"} kept on this device and will be sent when you sign in again and open the session.`;
     setFlash(message);
@@ -74,17 +74,20 @@ async function keepForOffline() {
   }
 }
 
-function main() {
+async function main() {
+  window.addEventListener("load", () => keepForOffline()); // before any await: load may come first
   const tokens = new TokenStore();
   let client = null;
   const getClient = () => client;
   const newClient = () => (client = makeClient(tokens));
   bindSignOut(tokens, getClient);
   showFlash();
+  // A new tab or a reload has no access token (memory only): take one with the refresh cookie,
+  // so the page is signed in without asking (tokens.js).
+  await tokens.restore();
   const page = document.body.dataset.page;
   if (page === "home") startHome({ tokens, newClient });
   else if (page === "session") startSession({ tokens, newClient });
-  window.addEventListener("load", () => keepForOffline());
 }
 
 main();

@@ -231,6 +231,11 @@ export interface TokenSource {
   accessExpired(skewMs?: number): boolean;
   /** The new access token; rejects (SignedOutError) when the refresh token is refused. */
   refresh(): Promise<string>;
+  /**
+   * Optional: "signedout" when the sign-in ended elsewhere (TokenStore: another tab signed out, or
+   * signed in as another user); the client then signs out with that error. Returns an unsubscribe.
+   */
+  on?(name: "signedout", handler: (err: Error & { reason: string | null }) => void): () => void;
 }
 
 export interface Timers {

@@ -109,6 +109,8 @@ export class SessionClient extends Emitter {
     this.heartbeatTimer = null;
     this.readyWaiters = new Set();
     this.readyHooks = [];
+    // Another tab signed out (tokens.js): this page signs out too, with that message.
+    tokens.on?.("signedout", (err) => this.wanted && this.signOut(err));
     if (network?.addEventListener) {
       network.addEventListener("online", () => this.reconnectNow());
       // No network: say so (an open socket may still work, e.g. to localhost; then it says connected).
@@ -316,8 +318,10 @@ export class SessionClient extends Emitter {
   }
 
   signOut(err) {
-    // The server said why it ended the socket: say that, not "your sign-in has expired".
-    if (this.endedFor && END_REASONS[this.endedFor]) err = new SignedOutError(END_REASONS[this.endedFor], { reason: this.endedFor });
+    if (!this.wanted) return; // closed already (by the page, or signed out by another path)
+    // The server said why it ended the socket: say that, not "your sign-in has expired" (unless
+    // the token store already knows why: another tab signed out).
+    if (this.endedFor && END_REASONS[this.endedFor] && !err.reason) err = new SignedOutError(END_REASONS[this.endedFor], { reason: this.endedFor });
     this.endedFor = null;
     const ws = this.detach();
     if (ws) ws.close(CLOSE_NORMAL, "signed out");

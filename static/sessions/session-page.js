@@ -268,8 +268,9 @@ export async function startSession({ tokens, newClient }) {
   });
   // Signed out for good (the server ended the socket and the sign-in could not be renewed): the
   // shared chrome (app.js) says why; nothing here may look editable any more.
-  client.on("signedout", () => {
+  client.on("signedout", (err) => {
     signedOut = true;
+    if (err?.reason === "logged_out") return forgetDocument();
     $("#read-only-note").textContent = "You are signed out: this page no longer follows or changes the session.";
     if (live.doc) {
       renderHeader();
@@ -278,6 +279,15 @@ export async function startSession({ tokens, newClient }) {
       show($("#read-only-note"));
     }
   });
+
+  // Signed out (in this browser's other tab, or elsewhere): nothing of the session stays on screen.
+  function forgetDocument() {
+    for (const node of document.querySelectorAll(".presence, #checklist, #other-data, #people, #manage, #save, #role-badge")) show(node, false);
+    $("#items").replaceChildren();
+    $("#session-title").textContent = "Signed out";
+    $("#read-only-note").textContent = "You are signed out: sign in again to open this session.";
+    show($("#read-only-note"));
+  }
 
   live.on("error", (err) => notify(errorText("Catching up with the latest changes failed", err)));
   // A change kept from an earlier visit that the server refused now: say so (nobody awaits it).

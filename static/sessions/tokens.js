@@ -1,13 +1,21 @@
-// The JWT pair of the signed-in user, kept in sessionStorage (per tab, gone when the tab
-// closes; never in the URL, never in a cookie), and the three HTTP calls that manage it.
+// The signed-in user's tokens in the pages: the access token in this tab's memory only, the
+// refresh token in an HttpOnly cookie that no script can read (sessions_app/cookies.py), shared by
+// every tab of the site; and the three HTTP calls that manage them (docs/client.md, "Tokens").
+// Who is signed in (user id and username, not a secret) is kept in localStorage so that a new
+// tab, or a reload while the server is down, knows it at once.
 
-export const TOKEN_URL = "/api/v1/token/";
-export const REFRESH_URL = "/api/v1/token/refresh/";
-export const REVOKE_URL = "/api/v1/token/revoke/";
+import { Emitter } from "./emitter.js";
 
-const KEY_ACCESS = "sessions.access";
-const KEY_REFRESH = "sessions.refresh";
-const KEY_USERNAME = "sessions.username";
+export const SIGN_IN_URL = "/api/v1/token/cookie/";
+export const REFRESH_URL = "/api/v1/token/cookie/refresh/";
+export const REVOKE_URL = "/api/v1/token/cookie/revoke/";
+
+const KEY_USER = "sessions.user"; // {"id", "username"}
+const KEY_REVOKE = "sessions.revoke-pending"; // a sign-out the server could not be told of yet
+// Where the tokens were kept before the cookie (sessionStorage): removed wherever found.
+const LEGACY_KEYS = ["sessions.access", "sessions.refresh", "sessions.username"];
+
+export const SIGNED_OUT_ELSEWHERE = "You signed out in another tab: you are signed out here too.";
 
 /** The refresh token was refused: the user must sign in again. */
 export class SignedOutError extends Error {
@@ -35,12 +43,12 @@ export function tokenExpiry(token) {
   return typeof exp === "number" ? exp * 1000 : null;
 }
 
-async function postJson(fetchFn, url, body) {
+async function postJson(fetchFn, url, body = {}) {
   const response = await fetchFn(url, {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "application/json" },
     body: JSON.stringify(body),
-    credentials: "omit", // identity comes from the token only
+    credentials: "same-origin", // the refresh cookie; the browser adds Origin, which the server checks
     cache: "no-store",
   });
   let data = null;
@@ -52,6 +60,9 @@ async function postJson(fetchFn, url, body) {
   return { status: response.status, ok: response.ok, data };
 }
 
+const refused = (status) => status === 400 || status === 401 || status === 403;
+const sameId = (a, b) => a !== null && a !== undefined && b !== null && b !== undefined && String(a) === String(b);
+
 const CHANNEL = "sessions.tokens";
 const LOCK = "sessions.tokens.refresh";
 
@@ -59,85 +70,147 @@ function openChannel() {
   return typeof BroadcastChannel === "function" ? new BroadcastChannel(CHANNEL) : null;
 }
 
-export class TokenStore {
+// Web Storage can be missing or throw on access (disabled storage, some private modes).
+function webStorage(name) {
+  try {
+    return globalThis[name] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function tryStorage(fn) {
+  try {
+    return fn();
+  } catch {
+    return null;
+  }
+}
+
+export class TokenStore extends Emitter {
   /**
-   * A duplicated browser tab starts with a copy of this tab's sessionStorage, so two tabs can hold
-   * the same refresh token; with rotation, the first to refresh blacklists it for the other. So
-   * refreshes are serialised across tabs (Web Locks, where available) and each rotation is
-   * announced on a BroadcastChannel: a tab still holding the old refresh token adopts the new pair.
-   * A tab holding other tokens (another user, another sign-in) ignores the announcement.
+   * Every tab of the site shares the cookie, so with rotation one tab's refresh blacklists the
+   * token another tab would send. Refreshes (and sign-out) are serialised across tabs with a Web
+   * Lock: the browser stores a rotated cookie before the response reaches the script, so the next
+   * tab to take the lock sends the new one. Each refresh's access token is announced on a
+   * BroadcastChannel, and a tab waiting for the lock takes it instead of rotating again. Without
+   * Web Locks, a refresh refused because it raced another tab's waits for that announcement and
+   * then asks once more (the browser holds the new cookie by then) before it signs out.
+   *
+   * Events: "signedout" (a SignedOutError) when another tab signed out, or signed in as another
+   * user; the SessionClient given this store signs out with it.
    */
   constructor({
-    storage = globalThis.sessionStorage,
+    storage = webStorage("localStorage"),
+    legacy = webStorage("sessionStorage"),
     fetch: fetchFn,
     now = () => Date.now(),
     channel = openChannel(),
     locks = globalThis.navigator?.locks,
     settle = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   } = {}) {
+    super();
     this.storage = storage;
     this.fetch = fetchFn || ((...args) => globalThis.fetch(...args));
     this.now = now;
     this.channel = channel;
     this.locks = locks;
     this.settle = settle;
+    this.accessToken = null; // memory only
+    this.memoryUser = null; // who is signed in, when there is no storage to keep it in
+    this.generation = 0; // +1 each time this tab forgets its sign-in: a refresh under way is then void
+    this.ended = null; // the SignedOutError of the last such ending
     this.refreshing = null;
-    this.channel?.addEventListener("message", (event) => this.adopt(event.data));
+    for (const key of LEGACY_KEYS) tryStorage(() => legacy?.removeItem(key));
+    this.channel?.addEventListener("message", (event) => this.receive(event.data));
   }
 
-  /** A sibling tab rotated the refresh token we hold: take the new pair. */
-  adopt(message) {
-    if (message && message.previous && message.previous === this.refreshToken && message.access) {
-      this.store({ access: message.access, refresh: message.refresh });
+  /** A message from another tab: an access token to share, a sign-out, a sign-in. */
+  receive(message) {
+    if (!message || typeof message !== "object") return;
+    if (message.type === "access" && typeof message.access === "string") {
+      // Only the same user's, and never an older one.
+      const mine = this.accessToken ? tokenExpiry(this.accessToken) : null;
+      if (sameId(tokenClaims(message.access)?.user_id, this.userId) && (mine === null || tokenExpiry(message.access) >= mine)) {
+        this.accessToken = message.access;
+      }
+    } else if (message.type === "signedout") {
+      if (this.signedIn) this.end(new SignedOutError(SIGNED_OUT_ELSEWHERE, { reason: "logged_out" }));
+    } else if (message.type === "signedin") {
+      // The cookie is now that user's: a tab signed in as someone else cannot refresh any more.
+      const mine = this.accessToken ? tokenClaims(this.accessToken)?.user_id : null;
+      if (mine !== null && mine !== undefined && !sameId(mine, message.user?.id)) {
+        const name = typeof message.user?.username === "string" ? message.user.username : "another user";
+        this.end(new SignedOutError(`You signed in as ${name} in another tab: sign in again here.`), { keepUser: true });
+      }
     }
   }
 
   get access() {
-    return this.storage.getItem(KEY_ACCESS);
+    return this.accessToken;
   }
 
-  get refreshToken() {
-    return this.storage.getItem(KEY_REFRESH);
+  /** {id, username} of who is signed in on this device (not a secret), or null. */
+  get user() {
+    if (!this.storage) return this.memoryUser;
+    const text = tryStorage(() => this.storage.getItem(KEY_USER));
+    if (!text) return null;
+    const user = tryStorage(() => JSON.parse(text));
+    return user && typeof user === "object" ? user : null;
   }
 
   get username() {
-    return this.storage.getItem(KEY_USERNAME);
+    return typeof this.user?.username === "string" ? this.user.username : null;
+  }
+
+  /** The user id: the access token's `user_id` claim, else the stored user's id. */
+  get userId() {
+    const id = this.accessToken ? tokenClaims(this.accessToken)?.user_id : undefined;
+    return id !== undefined && id !== null ? id : (this.user?.id ?? null);
   }
 
   /**
-   * A stable key for the signed-in user, known before any connection: the access token's
-   * `user_id` claim (SimpleJWT's USER_ID_CLAIM), else the username. Unsent changes are kept
-   * under it (outbox.js).
+   * A stable key for the signed-in user, known before any connection (and while the server is
+   * down): the user id (`user_id` claim, SimpleJWT's USER_ID_CLAIM), else the username. Unsent
+   * changes are kept under it (outbox.js).
    */
   get userKey() {
-    const id = this.access ? tokenClaims(this.access)?.user_id : undefined;
-    return id !== undefined && id !== null ? `id-${id}` : this.username ? `name-${this.username}` : null;
+    const id = this.userId;
+    return id !== null ? `id-${id}` : this.username ? `name-${this.username}` : null;
   }
 
+  /** True while this tab has an access token, or this device a signed-in user (the cookie). */
   get signedIn() {
-    return Boolean(this.access && this.refreshToken);
+    return Boolean(this.accessToken || this.user);
   }
 
-  store({ access, refresh }) {
-    this.storage.setItem(KEY_ACCESS, access);
-    // Rotation is on: the server blacklists the old refresh token, so always keep the new one.
-    if (refresh) this.storage.setItem(KEY_REFRESH, refresh);
+  setUser(user) {
+    if (!this.storage) this.memoryUser = user;
+    else if (user) tryStorage(() => this.storage.setItem(KEY_USER, JSON.stringify(user)));
+    else tryStorage(() => this.storage.removeItem(KEY_USER));
   }
 
-  clear() {
-    for (const key of [KEY_ACCESS, KEY_REFRESH, KEY_USERNAME]) this.storage.removeItem(key);
+  /** Forget the sign-in in this tab (and, unless keepUser, on this device); tell the page why. */
+  end(err, { keepUser = false } = {}) {
+    this.generation += 1;
+    this.ended = err;
+    this.accessToken = null;
+    if (!keepUser) this.setUser(null);
+    this.emit("signedout", err);
+    return err;
   }
 
-  /** True when the access token is expired or expires within `skewMs`. */
+  /** True when there is no access token, or it expires within `skewMs`: refresh before using it. */
   accessExpired(skewMs = 5000) {
-    const exp = this.access ? tokenExpiry(this.access) : null;
+    if (!this.accessToken) return true;
+    const exp = tokenExpiry(this.accessToken);
     return exp !== null && exp - skewMs <= this.now();
   }
 
   async signIn(username, password) {
     let result;
     try {
-      result = await postJson(this.fetch, TOKEN_URL, { username, password });
+      result = await postJson(this.fetch, SIGN_IN_URL, { username, password });
     } catch {
       throw new Error("The server cannot be reached. Check your connection and try again.");
     }
@@ -148,23 +221,47 @@ export class TokenStore {
       // Too many failed sign-ins for this account or from this address (README, "Operations").
       throw new Error("Too many failed sign-ins for this account or from this address. Try again later.");
     }
-    if (!result.ok || !result.data || !result.data.access) {
+    if (!result.ok || !result.data || typeof result.data.access !== "string") {
       throw new Error(`Sign-in failed (HTTP ${result.status}). Try again in a moment.`);
     }
-    this.store(result.data);
-    this.storage.setItem(KEY_USERNAME, username);
+    this.generation += 1;
+    this.ended = null;
+    this.accessToken = result.data.access;
+    const user = { id: tokenClaims(result.data.access)?.user_id ?? null, username };
+    this.setUser(user);
+    tryStorage(() => this.storage?.removeItem(KEY_REVOKE)); // the cookie is a new sign-in's now
+    this.channel?.postMessage({ type: "signedin", user });
   }
 
   /**
-   * Trade the refresh token for a new pair. One refresh at a time: with rotation, a second
-   * concurrent call would send a token the first one just blacklisted. Rejects with
-   * SignedOutError (and forgets the tokens) when the server refuses the refresh token, with a
-   * plain Error when the server cannot be reached (the caller retries later).
+   * On page load: a tab with no access token (a new tab, a reload) takes one with the cookie, so
+   * it is signed in without asking. Resolves true when signed in (or believed to be: the server
+   * could not be reached, the page works on what it kept), false when not (no one signed in on
+   * this device, or the cookie was refused). Also tells the server of a sign-out it missed.
+   */
+  async restore() {
+    if (this.accessToken) return true;
+    if (!this.user && tryStorage(() => this.storage?.getItem(KEY_REVOKE))) await this.revoke();
+    if (this.storage && !this.user) return false; // nobody signed in here: no request
+    try {
+      await this.refresh();
+      return true;
+    } catch (err) {
+      return err instanceof SignedOutError ? false : this.signedIn;
+    }
+  }
+
+  /**
+   * A new access token from the cookie (which the server rotates). One refresh at a time, across
+   * tabs too (class comment). Rejects with SignedOutError (and forgets the sign-in) when the
+   * server refuses the cookie, with a plain Error when the server cannot be reached (the caller
+   * retries later).
    */
   refresh() {
     if (!this.refreshing) {
-      const seen = this.refreshToken;
-      const run = () => this.doRefresh(seen);
+      const seen = this.accessToken;
+      const generation = this.generation;
+      const run = () => this.doRefresh(seen, generation);
       this.refreshing = (this.locks ? this.locks.request(LOCK, run) : run()).finally(() => {
         this.refreshing = null;
       });
@@ -172,47 +269,78 @@ export class TokenStore {
     return this.refreshing;
   }
 
-  async doRefresh(seen) {
-    // A sibling tab rotated while we waited for the lock, and we adopted its pair: use it.
-    if (this.refreshToken && this.refreshToken !== seen && !this.accessExpired()) return this.access;
-    const refresh = this.refreshToken;
-    if (!refresh) throw new SignedOutError("You are not signed in.");
-    let result;
+  // Another tab's access token arrived while we waited (for the lock, or after a refusal).
+  fresher(seen) {
+    return Boolean(this.accessToken && this.accessToken !== seen && !this.accessExpired());
+  }
+
+  async doRefresh(seen, generation) {
+    for (let attempt = 1; ; attempt += 1) {
+      if (generation !== this.generation) throw this.ended ?? new SignedOutError();
+      if (this.fresher(seen)) return this.accessToken;
+      let result;
+      try {
+        result = await postJson(this.fetch, REFRESH_URL);
+      } catch {
+        throw new Error("The server cannot be reached to renew your sign-in.");
+      }
+      if (generation !== this.generation) throw this.ended ?? new SignedOutError();
+      if (refused(result.status)) {
+        if (attempt === 1) {
+          // Perhaps it raced another tab's rotation (no Web Locks): the browser holds the new
+          // cookie by now; wait for that tab's announcement, then ask once more.
+          await this.settle(500);
+          continue;
+        }
+        this.generation += 1;
+        this.accessToken = null;
+        this.setUser(null);
+        throw new SignedOutError();
+      }
+      if (!result.ok || !result.data || typeof result.data.access !== "string") {
+        throw new Error(`Renewing your sign-in failed (HTTP ${result.status}).`);
+      }
+      const access = result.data.access;
+      const id = tokenClaims(access)?.user_id ?? null;
+      const mine = this.userId;
+      if (mine !== null && id !== null && !sameId(id, mine)) {
+        // The cookie is another user's: someone signed in as them in another tab.
+        throw this.end(new SignedOutError("Someone signed in as another user in another tab: sign in again here."), { keepUser: true });
+      }
+      this.accessToken = access;
+      if (!this.user || !sameId(this.user.id, id)) this.setUser({ id, username: this.username });
+      this.channel?.postMessage({ type: "access", access });
+      return access;
+    }
+  }
+
+  async revoke() {
+    let ok = false;
     try {
-      result = await postJson(this.fetch, REFRESH_URL, { refresh });
+      const result = await postJson(this.fetch, REVOKE_URL);
+      // 401: no cookie, or its token already blacklisted or expired: what signing out wants.
+      ok = result.ok || result.status === 401;
     } catch {
-      throw new Error("The server cannot be reached to renew your sign-in.");
+      ok = false;
     }
-    if (result.status === 400 || result.status === 401 || result.status === 403) {
-      // Refused: perhaps a sibling tab just rotated it and its announcement is on its way.
-      await this.settle(500);
-      if (this.refreshToken !== refresh && this.refreshToken) return this.access;
-      this.clear();
-      throw new SignedOutError();
-    }
-    if (!result.ok || !result.data || !result.data.access) {
-      throw new Error(`Renewing your sign-in failed (HTTP ${result.status}).`);
-    }
-    this.store(result.data);
-    this.channel?.postMessage({ previous: refresh, access: result.data.access, refresh: result.data.refresh });
-    return result.data.access;
+    if (ok) tryStorage(() => this.storage?.removeItem(KEY_REVOKE));
+    else tryStorage(() => this.storage?.setItem(KEY_REVOKE, "1"));
+    return ok;
   }
 
   /**
-   * Forget both tokens and revoke the refresh token. Resolves true when the server confirmed
-   * the revocation, false when it could not be told (the tokens are gone from this tab either
-   * way, and the refresh token still expires on its own): the page says so.
+   * Sign out on this device: this tab forgets at once, every other tab is told (they sign out
+   * too), and the server blacklists the cookie's token, deletes the cookie and ends the user's
+   * sockets. Resolves true when the server confirmed, false when it could not be told: it is then
+   * told at the next page load (restore), and the token expires on its own meanwhile.
    */
   async signOut() {
-    const refresh = this.refreshToken;
-    this.clear();
-    if (!refresh) return true;
-    try {
-      const result = await postJson(this.fetch, REVOKE_URL, { refresh });
-      // 401: already blacklisted or expired, which is what signing out wants anyway.
-      return result.ok || result.status === 401;
-    } catch {
-      return false;
-    }
+    this.generation += 1;
+    this.ended = new SignedOutError("You are signed out.");
+    this.accessToken = null;
+    this.setUser(null);
+    this.channel?.postMessage({ type: "signedout" });
+    // Under the lock: after any rotation under way, so the cookie sent is the current one.
+    return this.locks ? this.locks.request(LOCK, () => this.revoke()) : this.revoke();
   }
 }

@@ -68,11 +68,12 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callable[..., Page]]:
-    """Open a page in a fresh browser context (its own sessionStorage: one user per context)."""
+    """Open a page in a fresh browser context (its own cookies and storage: one user per context),
+    or, with ``tab_of``, another tab in that page's context (same cookies and localStorage)."""
     opened: list[tuple[Any, Page, list[str]]] = []
 
-    def open_page(viewport: dict[str, int] = PHONE) -> Page:
-        context = browser.new_context(viewport=viewport)
+    def open_page(viewport: dict[str, int] = PHONE, tab_of: Page | None = None) -> Page:
+        context = tab_of.context if tab_of is not None else browser.new_context(viewport=viewport)
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
@@ -87,9 +88,10 @@ def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Calla
     yield open_page
     ARTIFACTS.mkdir(exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-    for index, (context, page, _) in enumerate(opened, start=1):
+    for index, (_, page, _) in enumerate(opened, start=1):
         if not page.is_closed():
             page.screenshot(path=ARTIFACTS / f"{name}-{index}.png", full_page=True)
+    for context in {id(context): context for context, _, _ in opened}.values():
         context.close()
     uncaught = [error for _, _, errors in opened for error in errors]
     assert not uncaught, f"uncaught JavaScript errors or CSP refusals: {uncaught}"

@@ -7,7 +7,14 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import live
-from tests.e2e.ui import add_item, create_session, expect_items, session_storage, sign_in
+from tests.e2e.ui import (
+    add_item,
+    create_session,
+    expect_items,
+    expect_no_token_in_scripts_reach,
+    refresh_cookie,
+    sign_in,
+)
 from tests.live import PASSWORD
 from tests.wsclient import BlockingClient
 
@@ -57,16 +64,17 @@ def test_sign_in_errors_are_readable_and_sign_out_revokes_the_refresh_token(serv
     assert "password" not in page.url and "not-the-password" not in page.url
 
     sign_in(page, server, "alice")
-    stored = session_storage(page)
-    assert stored["sessions.access"] and stored["sessions.refresh"]
-    assert stored["sessions.access"] not in page.url
+    cookie = refresh_cookie(page)
+    assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["value"] not in page.url
+    expect_no_token_in_scripts_reach(page)
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.locator("#notices")).to_contain_text("You are signed out.")
-    assert "sessions.refresh" not in session_storage(page)
+    assert refresh_cookie(page) is None, "the server deleted the cookie"
     # The refresh token is blacklisted on the server, not only forgotten here.
-    status, _body = live.http_json(server.http + "/api/v1/token/refresh/", {"refresh": stored["sessions.refresh"]})
+    status, _body = live.http_json(server.http + "/api/v1/token/refresh/", {"refresh": cookie["value"]})
     assert status == 401
 
 

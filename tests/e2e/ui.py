@@ -69,6 +69,26 @@ def local_storage(page: Page) -> dict[str, str]:
     return json.loads(page.evaluate("JSON.stringify(Object.assign({}, localStorage))"))
 
 
+REFRESH_COOKIE = "sessions_refresh"  # sessions_app/cookies.py (plain HTTP: no __Secure- prefix)
+JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
+
+
+def refresh_cookie(page: Page) -> dict | None:
+    """The refresh cookie as the browser holds it (Playwright sees HttpOnly cookies; scripts do not)."""
+    return next((c for c in page.context.cookies() if c["name"] == REFRESH_COOKIE), None)
+
+
+def expect_no_token_in_scripts_reach(page: Page) -> None:
+    """Neither ``document.cookie`` nor sessionStorage nor localStorage holds a token."""
+    cookie = refresh_cookie(page)
+    seen = page.evaluate("document.cookie")
+    assert REFRESH_COOKIE not in seen and (cookie is None or cookie["value"] not in seen), seen
+    for stored in (session_storage(page), local_storage(page)):
+        for key, value in stored.items():
+            assert not JWT.search(value), f"a token in web storage: {key}"
+            assert cookie is None or cookie["value"] not in value, key
+
+
 def record_statuses(page: Page) -> None:
     """From now on, keep every value the connection indicator takes in window.__statuses."""
     page.evaluate(

@@ -295,6 +295,27 @@ describe("SessionClient: the close-code table", () => {
     assert.notEqual(signedOut.message, END_REASONS.logged_out);
   });
 
+  it("signs out at once when another tab signed out (the token store says so), with its message", async () => {
+    const { client, tokens, statuses } = await connected();
+    const ws = FakeSocket.last;
+    const { SignedOutError } = await import("../../static/sessions/tokens.js");
+    const signedOut = [];
+    client.on("signedout", (err) => signedOut.push(err));
+    tokens.emit("signedout", new SignedOutError("You signed out in another tab.", { reason: "logged_out" }));
+    assert.equal(signedOut.length, 1);
+    assert.equal(signedOut[0].message, "You signed out in another tab.");
+    assert.equal(statuses.at(-1), "closed");
+    assert.equal(ws.closedWith.code, 1000);
+    // The server's own 4401 logged_out, arriving after, changes nothing.
+    ws.deliver({ state: "error", code: "not_authenticated", error: "Signed out.", data: { reason: "logged_out" } });
+    ws.serverClose(4401);
+    tokens.emit("signedout", new SignedOutError("again", { reason: "logged_out" }));
+    await flush();
+    assert.equal(signedOut.length, 1);
+    assert.equal(tokens.refreshCalls, 0);
+    assert.equal(FakeSocket.instances.length, 1);
+  });
+
   it("backs off when the refresh cannot reach the server, then tries again", async () => {
     const { tokens, timers } = await connected();
     tokens.refreshResult = "network";

@@ -1,5 +1,7 @@
 // Test doubles for the client: a manual clock, a scripted WebSocket and an in-memory token store.
 
+import { Emitter } from "../../static/sessions/emitter.js";
+
 /** Timers that fire only when the test advances the clock. */
 export class ManualTimers {
   constructor() {
@@ -117,9 +119,11 @@ function jwt(expSeconds) {
   return `${b64({ alg: "HS256" })}.${b64({ exp: expSeconds, token_type: "access" })}.sig`;
 }
 
-/** A token store whose refresh succeeds (new tokens) or fails as scripted. */
-export class FakeTokens {
+/** A token store whose refresh succeeds (new tokens) or fails as scripted; emits "signedout" as
+ * TokenStore does when another tab signs out (the test calls emit). */
+export class FakeTokens extends Emitter {
   constructor() {
+    super();
     this.access = jwt(4102444800);
     this.refreshCalls = 0;
     this.refreshResult = "ok"; // "ok" | "signed_out" | "network"
