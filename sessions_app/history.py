@@ -35,7 +35,7 @@ PAGE_MAX = 50  # revisions, and changes, in one page at most (``limit``)
 PAGE_DEFAULT = 20
 SUMMARY_OPS = 5  # operations summarised per change; ``op_count`` says how many it has
 SUMMARY_CHARS = 100  # characters kept of an operation's ``op``, ``path`` and ``from``
-PREVIEW_CHARS = 40  # characters kept of the JSON text of an operation's ``value``
+PREVIEW_CHARS = 120  # characters kept of the JSON text of an operation's ``value`` (an item fits)
 _ENVELOPE = 512  # bytes left for the reply's envelope: state, id, version, the ``more_*`` flags
 
 

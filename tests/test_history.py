@@ -213,7 +213,7 @@ async def test_a_change_is_summarised_by_its_first_operations_with_values_and_pa
         await client.ok("create", {"title": "Wide", "data": {"nested": {"list": [1, 2]}}})
         await client.ok("patch", {"version": 0, "ops": ops})
         await client.ok("patch", {"version": 1, "ops": [{"op": "copy", "from": "/nested", "path": "/copy"}]})
-        await client.ok("patch", {"version": 2, "ops": add("/obj", {"a": [1, 2, 3], "b": "x" * 100})})
+        await client.ok("patch", {"version": 2, "ops": add("/obj", {"a": [1, 2, 3], "b": "x" * 300})})
         changes = (await client.ok("revisions"))["changes"]
 
     obj, copy, wide = changes
@@ -224,7 +224,8 @@ async def test_a_change_is_summarised_by_its_first_operations_with_values_and_pa
     assert first["path"].startswith("/kkk")
     assert first["value"] == '"' + "v" * (history.PREVIEW_CHARS - 2) + "…"
     assert copy["ops"] == [{"op": "copy", "path": "/copy", "from": "/nested"}]
-    assert obj["ops"] == [{"op": "add", "path": "/obj", "value": '{"a":[1,2,3],"b":"xxxxxxxxxxxxxxxxxxxxx…'}]
+    cut = '{"a":[1,2,3],"b":"' + "x" * (history.PREVIEW_CHARS - 19) + "…"
+    assert obj["ops"] == [{"op": "add", "path": "/obj", "value": cut}]
     assert len(obj["ops"][0]["value"]) == history.PREVIEW_CHARS
 
 
