@@ -5,7 +5,7 @@
 // Folded away until asked for; while open, it follows the session (a new version, a save).
 
 import { ChecklistView, renderValue } from "./checklist-view.js";
-import { listShape, otherFields } from "./checklist.js";
+import { otherFields } from "./checklist.js";
 import { $, errorText, h, notify, show } from "./ui.js";
 
 const PAGE = 20; // revisions and changes asked for at a time
@@ -218,7 +218,7 @@ export class HistoryPanel {
     this.items.setEditable(false);
     const data = revision.data;
     this.items.render(data);
-    const others = listShape(data) === "foreign" ? Object.entries(data) : otherFields(data);
+    const others = otherFields(data); // what is not the list (an `items` that is no list included)
     show($("#revision-other"), others.length > 0);
     $("#revision-other").replaceChildren(...(others.length ? [renderValue(Object.fromEntries(others))] : []));
     this.cancelRestore(false);
