@@ -98,6 +98,10 @@ def summarise_ops(ops: Any) -> list[dict[str, Any]]:
     return summary
 
 
+_REVISION_FIELDS = ("number", "version", "message", "size", "author_id", "author__username", "created_at")
+_CHANGE_FIELDS = ("author_id", "author__username", "created_at", "restored")  # after version and ops
+
+
 def history_page(
     *, user_id: int, session_id: UUID, before: int | None, changes_before: int | None, limit: int
 ) -> dict[str, Any]:
@@ -115,21 +119,17 @@ def history_page(
     revisions = Revision.objects.filter(session_id=session_id).order_by("-number")
     if before is not None:
         revisions = revisions.filter(number__lt=before)
-    revision_rows = revisions.values_list(
-        "number", "version", "message", "size", "author_id", "author__username", "created_at"
-    )[: limit + 1]
+    revision_rows = list(revisions.values_list(*_REVISION_FIELDS)[: limit + 1])
     changes = Change.objects.filter(session_id=session_id).order_by("-version")
     if changes_before is not None:
         changes = changes.filter(version__lt=changes_before)
-    change_rows = changes.values_list(
-        "version", Cast("ops", TextField()), "author_id", "author__username", "created_at", "restored"
-    )[: limit + 1]
+    change_rows = list(changes.values_list("version", Cast("ops", TextField()), *_CHANGE_FIELDS)[: limit + 1])
     revision_items = [
         {"number": n, "version": v, "message": m, "size": s, "by": _by(a, u), "at": protocol.utc_iso(at)}
-        for n, v, m, s, a, u, at in revision_rows
+        for n, v, m, s, a, u, at in revision_rows[:limit]
     ]
     change_items = []
-    for number, ops_text, author_id, username, at, restored in change_rows:
+    for number, ops_text, author_id, username, at, restored in change_rows[:limit]:
         ops = documents.load(ops_text)
         item = {
             "version": number,
@@ -142,15 +142,15 @@ def history_page(
             item["restored"] = restored
         change_items.append(item)
     budget = _list_budget()
-    kept_revisions, over_revisions = _fit(revision_items[:limit], budget)
-    kept_changes, over_changes = _fit(change_items[:limit], budget)
+    kept_revisions, over_revisions = _fit(revision_items, budget)
+    kept_changes, over_changes = _fit(change_items, budget)
     return {
         "session": str(session_id),
         "version": version,
         "revisions": kept_revisions,
-        "more_revisions": over_revisions or len(revision_items) > limit,
+        "more_revisions": over_revisions or len(revision_rows) > limit,
         "changes": kept_changes,
-        "more_changes": over_changes or len(change_items) > limit,
+        "more_changes": over_changes or len(change_rows) > limit,
     }
 
 
