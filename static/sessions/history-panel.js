@@ -182,6 +182,8 @@ export class HistoryPanel {
         ),
       ),
     );
+    // Saving is for owners and editors: a viewer is not pointed at a button they do not have.
+    $("#revisions-empty").textContent = this.canEdit ? "No revision saved yet: “Save and close” below saves one." : "No revision saved yet.";
     show($("#revisions-empty"), revisions.length === 0);
     show($("#revisions-more"), this.more.revisions);
     $("#change-list").replaceChildren(

@@ -2,7 +2,7 @@
 revision's read-only view, and "Restore this revision", which both browsers then show.
 
 Screenshots of each state go to ``$E2E_SHOTS`` (tests/e2e/ui.py): ``history-list``,
-``history-revision`` (and ``-dark``), ``history-confirm``, ``history-restored-owner``,
+``history-empty``, ``history-revision`` (and ``-dark``), ``history-confirm``, ``history-restored-owner``,
 ``history-restored-editor`` and ``history-viewer-revision``.
 """
 
@@ -39,6 +39,12 @@ def test_history_lists_who_changed_what_and_a_restore_reaches_both_windows(serve
     expect(alice.locator("#member-list")).to_contain_text("bob")
     add_item(alice, "Milk")
     add_item(alice, "Eggs")
+    alice.get_by_role("button", name="Show history").click()
+    expect(alice.locator("#revisions-empty")).to_have_text("No revision saved yet: “Save and close” below saves one.")
+    expect(alice.locator("#change-list li")).to_have_count(2)
+    shot(alice, "history-empty")
+    alice.get_by_role("button", name="Hide history").click()
+    expect(alice.locator("#history-body")).to_be_hidden()
     alice.get_by_label("Note for this revision").fill("Weekly basics")
     alice.get_by_role("button", name="Save and close").click()
     expect(alice.locator("#notices")).to_contain_text("Saved “Groceries” as revision 1")
@@ -140,13 +146,19 @@ def test_a_viewer_sees_the_history_and_revisions_but_cannot_restore(server, new_
         alice.ok("save", {"message": "first draft"})
     with BlockingClient(server.ws, server.token("alice")) as alice:
         alice.ok("join", {"session": session_id})
-        alice.ok("patch", {"version": 0, "ops": [{"op": "replace", "path": "/budget", "value": 450}]})
+        for version, budget in enumerate([*range(301, 324), 450]):
+            alice.ok("patch", {"version": version, "ops": [{"op": "replace", "path": "/budget", "value": budget}]})
 
     carol = new_page()
     sign_in(carol, server, "carol")
     open_session(carol, server, session_id)
     carol.get_by_role("button", name="Show history").click()
     expect(carol.locator("#change-list li").first).to_contain_text("alice set budget to 450")
+    expect(carol.locator("#change-list li")).to_have_count(20)
+    carol.get_by_role("button", name="Show older changes").click()
+    expect(carol.locator("#change-list li")).to_have_count(24)
+    expect(carol.locator("#change-list li").last).to_contain_text("alice set budget to 301")
+    expect(carol.get_by_role("button", name="Show older changes")).to_be_hidden()
     carol.get_by_role("button", name="View revision 1").click()
     view = carol.get_by_role("region", name="Revision 1: “first draft”")
     expect(view).to_contain_text("budget")
