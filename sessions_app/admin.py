@@ -52,7 +52,7 @@ class ChangeInline(ReadOnlyInline):
     """The most recent entries of the change log."""
 
     model = Change
-    fields = ["version", "ops", "author", "created_at"]
+    fields = ["version", "ops", "restored", "author", "created_at"]
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Change]:

@@ -12,7 +12,7 @@ class SessionsAppConfig(AppConfig):
     def ready(self) -> None:
         """Check the app's settings (ImproperlyConfigured stops start-up, in any project), then
         import the modules that register states and signal receivers."""
-        from . import handlers, signals  # noqa: F401
+        from . import handlers, history_states, signals  # noqa: F401
         from .conf import app_settings
 
         app_settings.reload()

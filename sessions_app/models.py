@@ -64,6 +64,8 @@ class Change(models.Model):
     start = models.PositiveBigIntegerField(default=0)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # The number of the revision this change made the document equal to (the ``restore`` state).
+    restored = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["session", "version"]

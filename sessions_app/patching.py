@@ -37,7 +37,9 @@ class NeedsWorker(Exception):
 class PatchBase:
     """A session as a patch found it, and the patch: ``text`` is its document as stored JSON at
     ``version``, ``role`` the user's, ``ops_text`` the patch's operations as compact JSON (``size``
-    bytes) and ``log_end`` the session's ``log_end`` (where the patch's change starts in its log)."""
+    bytes) and ``log_end`` the session's ``log_end`` (where the patch's change starts in its log).
+    ``restored``: the number of the revision the patch restores (``restore``, sessions_app/history.py),
+    kept with its change and pushed as ``patched``'s ``restored``."""
 
     session_id: UUID
     version: int
@@ -46,6 +48,7 @@ class PatchBase:
     ops_text: str
     size: int
     log_end: int
+    restored: int | None = None
 
 
 def session_patch(
@@ -183,8 +186,8 @@ def _write_sql(vendor: str) -> tuple[str, str, str]:
         "WHERE session_id = %s AND user_id = %s AND role IN (%s, %s))"
     )
     insert = (
-        f"INSERT INTO {changes} (session_id, version, ops, start, author_id, created_at) "  # noqa: S608 - table names
-        f"VALUES (%s, %s, {json}, %s, %s, %s)"
+        f"INSERT INTO {changes} (session_id, version, ops, start, author_id, created_at, restored) "  # noqa: S608
+        f"VALUES (%s, %s, {json}, %s, %s, %s, %s)"
     )
     trim = f"DELETE FROM {changes} WHERE session_id = %s AND (version <= %s OR start < %s)"  # noqa: S608
     return update, insert, trim
@@ -202,7 +205,7 @@ def _patch_write(*, user: dict[str, Any], channel_name: str, base: PatchBase, op
         cursor.execute(update, [text, new_version, now, log_end, pk, version, pk, user["id"], Role.OWNER, Role.EDITOR])
         updated = cursor.rowcount
         if updated:
-            cursor.execute(insert, [pk, new_version, base.ops_text, base.log_end, user["id"], now])
+            cursor.execute(insert, [pk, new_version, base.ops_text, base.log_end, user["id"], now, base.restored])
             # The log keeps at most CHANGE_LOG_KEEP changes and CHANGE_LOG_BYTES bytes: the changes
             # kept are those that start at most that many bytes before its end (a change larger
             # than the bound is not kept; a join since before it gets the snapshot).
@@ -215,6 +218,8 @@ def _patch_write(*, user: dict[str, Any], channel_name: str, base: PatchBase, op
             _patch_base(user=user, session_id=session_id, version=version, ops_text=base.ops_text)
         raise _conflict(current)
     pushed = {"session": str(session_id), "version": new_version, "ops": ops, "by": _by(user)}
+    if base.restored is not None:
+        pushed["restored"] = base.restored
     push = events.push(session_id, "patched", pushed, exclude=channel_name, version=new_version)
     return Outcome({"version": new_version}, [push], session_id, base.role, new_version)
 

@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from .history import PAGE_DEFAULT, PAGE_MAX
 from .models import Role
 
 
@@ -96,3 +97,25 @@ class SaveSchema(serializers.Serializer):
     """``save``: ``{"message": str = ""}``."""
 
     message = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class RevisionsSchema(serializers.Serializer):
+    """``revisions``: ``{"before": int >= 1?, "changes_before": int >= 1?, "limit": int 1..50 = 20}``
+    (``before`` a revision number, ``changes_before`` a version: the page holds older ones only)."""
+
+    before = StrictIntegerField(min_value=1, required=False, allow_null=True, default=None)
+    changes_before = StrictIntegerField(min_value=1, required=False, allow_null=True, default=None)
+    limit = StrictIntegerField(min_value=1, max_value=PAGE_MAX, required=False, default=PAGE_DEFAULT)
+
+
+class RevisionSchema(serializers.Serializer):
+    """``revision``: ``{"number": int >= 1}``."""
+
+    number = StrictIntegerField(min_value=1)
+
+
+class RestoreSchema(serializers.Serializer):
+    """``restore``: ``{"number": int >= 1, "version": int >= 0}`` (the version the document is at)."""
+
+    number = StrictIntegerField(min_value=1)
+    version = StrictIntegerField(min_value=0)

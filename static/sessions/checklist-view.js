@@ -20,9 +20,11 @@ import { h, notify } from "./ui.js";
 export class ChecklistView {
   /**
    * `change(intent, what)` sends an intent (and returns its promise); `what` names it in an error
-   * notice. `whoChanged()` names the author of the latest change made elsewhere.
+   * notice. `whoChanged()` names the author of the latest change made elsewhere. `idPrefix`
+   * starts the ids of the rows' checkboxes (a second list on the page needs its own).
    */
-  constructor({ list, empty, change, whoChanged = () => "Someone" }) {
+  constructor({ list, empty, change, whoChanged = () => "Someone", idPrefix = "done-" }) {
+    this.idPrefix = idPrefix;
     this.list = list;
     this.empty = empty;
     this.change = change;
@@ -82,7 +84,7 @@ export class ChecklistView {
     } else {
       const lead =
         entry.kind === "item"
-          ? h("input", { type: "checkbox", className: "item-done", id: `done-${entry.id}` })
+          ? h("input", { type: "checkbox", className: "item-done", id: `${this.idPrefix}${entry.id}` })
           : h("span", { className: "item-bullet", "aria-hidden": "true" }, "•");
       row = h(
         "li",

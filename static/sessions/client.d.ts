@@ -73,6 +73,53 @@ export interface SessionSummary {
   updated_at: Timestamp;
 }
 
+/** An operation of a change as the history summarises it: strings cut to 100 characters (`…`). */
+export interface OpSummary {
+  op: string;
+  path: string;
+  from?: string;
+  /** The JSON text of the operation's value, cut to 40 characters. */
+  value?: string;
+}
+
+/** A saved revision in the history (`revisions`): `size` is bytes of its document's JSON. */
+export interface RevisionSummary {
+  number: number;
+  version: number;
+  message: string;
+  size: number;
+  /** Null when the author's account was deleted. */
+  by: User | null;
+  at: Timestamp;
+}
+
+/** A kept change in the history: its first 5 operations summarised, `op_count` in all. */
+export interface ChangeSummary {
+  version: number;
+  by: User | null;
+  at: Timestamp;
+  op_count: number;
+  ops: OpSummary[];
+  /** The revision this change restored (`restore`). */
+  restored?: number;
+}
+
+/** The `revisions` reply: at most `limit` of each, newest first; `more_*`: older ones remain. */
+export interface HistoryPage {
+  session: SessionId;
+  version: number;
+  revisions: RevisionSummary[];
+  more_revisions: boolean;
+  changes: ChangeSummary[];
+  more_changes: boolean;
+}
+
+/** The `revision` reply: one revision with its document. */
+export interface RevisionView extends RevisionSummary {
+  session: SessionId;
+  data: JsonObject;
+}
+
 type Empty = Record<string, never>;
 
 // --- requests (protocol.md §4) ------------------------------------------------------------
@@ -99,6 +146,16 @@ export interface Requests {
   leave: { data: Empty; reply: Empty };
   /** `{}` when no session is joined; then the server closes with 1000. */
   save: { data: { message?: string }; reply: { revision: number; version: number } | Empty };
+  /** Any member: older pages with `before` (a revision number) and `changes_before` (a version). */
+  revisions: { data: { before?: number; changes_before?: number; limit?: number }; reply: HistoryPage };
+  /** Any member: one revision's document. */
+  revision: { data: { number: number }; reply: RevisionView };
+  /**
+   * Owner or editor: the document becomes revision `number`'s as one new change on `version`
+   * (`conflict` when it is not the current one). `ops` take a copy at `version` to the new one;
+   * none (and the same version) when the document already was that.
+   */
+  restore: { data: { number: number; version: number }; reply: { version: number; revision: number; ops: PatchOperation[] } };
 }
 
 export type RequestState = keyof Requests;
@@ -116,7 +173,8 @@ export interface RequestFrame<S extends RequestState = RequestState> {
 
 /** Server-initiated frames (no `id`), by state. Open for augmentation. */
 export interface Pushes {
-  patched: { session: SessionId; version: number; ops: PatchOperation[]; by: User };
+  /** `restored`: the change is a `restore` of that revision. */
+  patched: { session: SessionId; version: number; ops: PatchOperation[]; by: User; restored?: number };
   presence: { session: SessionId; present: User[]; joined?: User; left?: User };
   saved: { session: SessionId; revision: number; version: number; by: User };
   token_expiring: { token_expires_at: Timestamp };

@@ -7,6 +7,7 @@
 import { avatarsFor } from "./avatars.js";
 import { ChecklistView, renderValue } from "./checklist-view.js";
 import { EditConflict, listShape, otherFields, revive } from "./checklist.js";
+import { HistoryPanel } from "./history-panel.js";
 import { Outbox, claimTab } from "./outbox.js";
 import { ProtocolError } from "./requests.js";
 import { LiveSession } from "./session.js";
@@ -55,6 +56,7 @@ export async function startSession({ tokens, newClient }) {
     change,
     whoChanged: () => live.lastRemote?.by?.username,
   });
+  const history = new HistoryPanel({ live, client, me: () => client.user?.id });
 
   function renderHeader() {
     const doc = live.doc;
@@ -70,6 +72,8 @@ export async function startSession({ tokens, newClient }) {
     show($("#read-only-note"), !canEdit);
     show($("#sync-state"), canEdit || live.pendingCount > 0);
     show($("#save"), canEdit);
+    show($("#history"), !signedOut);
+    history.setEditable(canEdit);
     show($("#people"));
     show($("#invite-form"), owner);
     show($("#manage"), !signedOut);
@@ -233,6 +237,12 @@ export async function startSession({ tokens, newClient }) {
   });
   live.on("saved", (data) => {
     if (data.by?.id !== client.user?.id) notify(`${data.by?.username ?? "Someone"} saved revision ${data.revision}.`, { kind: "info" });
+  });
+  // A restore is a change like any (the list follows by itself); say whose, so it is no surprise.
+  live.on("patched", (data) => {
+    if (data.restored === undefined) return;
+    const who = data.by?.id === client.user?.id ? "You (in another tab)" : (data.by?.username ?? "Someone");
+    notify(`${who} restored revision ${data.restored}: the session is as it was then.`, { kind: "info" });
   });
   // Membership pushes (protocol.md §4): about this session only; the list page has the others.
   client.on("role_changed", (data) => {

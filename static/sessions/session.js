@@ -165,6 +165,40 @@ export class LiveSession extends Emitter {
     return this.schedule(entry);
   }
 
+  /**
+   * Make the document what it was in revision `number` (the `restore` state): one new change,
+   * made on the version shown once every change of ours still on its way has gone, that every
+   * member sees. Resolves with the reply ({version, revision, ops}; no ops when the document was
+   * that already), the copy updated. Needs the connection now: rejects with `offline` when it is
+   * down (a restore is a decision on what the user sees, not queued for later). Rejects with the
+   * server's ProtocolError: `conflict` when someone else's change came first (the copy catches
+   * up; nothing was restored, the user decides again), `permission_denied`, `not_found`; with
+   * `connection_lost` or `timeout` when the reply never came (the restore may have been applied:
+   * the re-join shows the document either way).
+   */
+  restoreRevision(number) {
+    if (!this.sessionId) return Promise.reject(new ProtocolError("not_joined", "No session is open."));
+    if (!this.client.ready) return Promise.reject(new ProtocolError("offline", "Restoring needs the connection."));
+    return this.serial(async () => {
+      await this.ready();
+      const doc = this.doc;
+      doc.begin();
+      let reply;
+      try {
+        reply = await this.client.requestNow("restore", { number, version: doc.version });
+      } catch (err) {
+        const followUp = doc.failed();
+        if (err.code === "conflict" || followUp === GAP) await this.catchUp().catch(() => {});
+        throw err;
+      }
+      if (reply.ops.length) this.remember({ version: reply.version, ops: reply.ops, by: this.client.user });
+      if (doc.accepted(reply.version, reply.ops) === GAP) await this.catchUp().catch(() => {});
+      this.persist();
+      this.emit("document");
+      return reply;
+    });
+  }
+
   // --- internals --------------------------------------------------------------------------
 
   serial(task) {

@@ -231,6 +231,61 @@ describe("LiveSession", () => {
     assert.equal(live.doc.version, 2);
   });
 
+  it("restores a revision on the version shown, after the changes still on their way", async () => {
+    const { live } = await joined({ version: 4, items: [item("a")] });
+    const ws = FakeSocket.last;
+    const pending = live.change(addItem("milk", "m"));
+    const restored = live.restoreRevision(2);
+    await flush();
+    assert.equal(ws.sent.filter((f) => f.state === "restore").length, 0, "not before the pending change is answered");
+    ws.reply(ws.take("patch"), { version: 5 });
+    await pending;
+    await flush();
+    const request = ws.take("restore");
+    assert.deepEqual(request.data, { number: 2, version: 5 });
+    const ops = [{ op: "remove", path: "/items/1" }, { op: "replace", path: "/items/0/done", value: true }];
+    ws.reply(request, { version: 6, revision: 2, ops });
+    assert.deepEqual(await restored, { version: 6, revision: 2, ops });
+    assert.equal(live.doc.version, 6);
+    assert.deepEqual(live.doc.data.items, [item("a", true)]);
+    // A push at the next version follows on without a gap.
+    ws.deliver({ state: "patched", data: { session: SID, version: 7, ops: [{ op: "add", path: "/items/-", value: item("b") }] } });
+    assert.equal(live.doc.version, 7);
+  });
+
+  it("a restore that conflicts catches up and rejects: nothing is restored without the user", async () => {
+    const { live } = await joined({ version: 3, items: [item("a")] });
+    const ws = FakeSocket.last;
+    const restored = live.restoreRevision(1);
+    await flush();
+    ws.error(ws.take("restore"), "conflict", "The session has changed.", { data: { version: 4 } });
+    await flush();
+    const join = ws.take("join");
+    assert.deepEqual(join.data, { session: SID, since: 3 });
+    ws.reply(join, { id: SID, version: 4, changes: [change(4, [{ op: "add", path: "/items/-", value: item("x") }])] });
+    await assert.rejects(restored, (err) => err.code === "conflict");
+    assert.equal(ws.sent.filter((f) => f.state === "restore").length, 0, "not sent again");
+    assert.deepEqual(live.doc.data.items.map((i) => i.id), ["a", "x"]);
+  });
+
+  it("a restore needs the connection now", async () => {
+    const { live } = await joined({ version: 1 });
+    FakeSocket.last.serverClose(1006);
+    await assert.rejects(live.restoreRevision(1), (err) => err.code === "offline");
+  });
+
+  it("a restore to a revision equal to the document leaves the version as it is", async () => {
+    const { live } = await joined({ version: 2, items: [item("a")] });
+    const ws = FakeSocket.last;
+    const restored = live.restoreRevision(1);
+    await flush();
+    ws.reply(ws.take("restore"), { version: 2, revision: 1, ops: [] });
+    await restored;
+    assert.equal(live.doc.version, 2);
+    ws.deliver({ state: "patched", data: { session: SID, version: 3, ops: [{ op: "add", path: "/items/-", value: item("b") }] } });
+    assert.equal(live.doc.version, 3, "not left in flight");
+  });
+
   it("updates presence from pushes", async () => {
     const { live } = await joined();
     let seen = null;

@@ -44,9 +44,16 @@ export async function use(): Promise<void> {
     ],
   });
   const next: number = version + 1;
+  const history = await client.request("revisions", { limit: 10 });
+  for (const revision of history.revisions) console.log(revision.number, revision.by?.username, revision.size);
+  for (const change of history.changes) console.log(change.version, change.op_count, change.ops[0]?.path, change.restored);
+  const older = await client.request("revisions", { before: 3, changes_before: history.changes.at(-1)?.version });
+  const view = await client.request("revision", { number: older.revisions[0]?.number ?? 1 });
+  const restored = await client.request("restore", { number: view.number, version: history.version });
+  console.log(view.data, restored.version, restored.ops.length);
   const { text } = await client.request("whoami", { greeting: "hi" });
 
-  client.on("patched", (push) => console.log(push.session, push.version, push.by.id));
+  client.on("patched", (push) => console.log(push.session, push.version, push.by.id, push.restored));
   client.on("presence", (push) => console.log(push.present.length, push.joined?.username));
   client.on("session_added", (push) => console.log(push.session, push.title, push.role, push.by?.username));
   client.on("role_changed", (push) => console.log(push.session, push.role));
@@ -69,6 +76,8 @@ export async function use(): Promise<void> {
   const close: CloseCode = CLOSE_UNAVAILABLE;
   console.log(time, next, text, code, close, client.ready, client.retryAt, client.reconnectNow());
 
+  // @ts-expect-error: a restore names the version it is made on
+  await client.request("restore", { number: 1 });
   // @ts-expect-error: no such state
   await client.request("pign");
   // @ts-expect-error: `title` is required by create
