@@ -1,10 +1,11 @@
-"""HTTP routes: the admin, the token API, health, and the browser pages."""
+"""HTTP routes: the admin, the token API, health, metrics, and the browser pages."""
 
 from django.contrib import admin
 from django.urls import include, path
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
 
 from sessions_app.health import healthz
+from sessions_app.metrics_view import metrics_endpoint
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,5 +13,6 @@ urlpatterns = [
     path("api/v1/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("api/v1/token/revoke/", TokenBlacklistView.as_view(), name="token_revoke"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_endpoint, name="metrics"),
     path("", include("sessions_app.page_urls")),
 ]
