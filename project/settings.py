@@ -226,11 +226,11 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # HTTPS (DJANGO_HTTPS=1): HTTP requests are redirected to HTTPS, except the load balancer's health
-# check and the Prometheus scrape (/healthz, /metrics: often over plain HTTP inside the network); session and CSRF cookies are
-# sent over HTTPS only; Strict-Transport-Security for DJANGO_HSTS_SECONDS. Behind a proxy that
-# terminates TLS, DJANGO_PROXY_SSL_HEADER=1 trusts its X-Forwarded-Proto (the proxy must set it and
-# drop a client's own). `manage.py check --deploy` is clean with the settings the README's
-# "Production settings" list (tests/test_deploy.py).
+# check and the Prometheus scrape (/healthz, /metrics: often over plain HTTP inside the network);
+# session and CSRF cookies are sent over HTTPS only; Strict-Transport-Security for
+# DJANGO_HSTS_SECONDS. Behind a proxy that terminates TLS, DJANGO_PROXY_SSL_HEADER=1 trusts its
+# X-Forwarded-Proto (the proxy must set it and drop a client's own). `manage.py check --deploy` is
+# clean with the settings the README's "Production settings" list (tests/test_deploy.py).
 SECURE_SSL_REDIRECT = _https
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _https

@@ -18,6 +18,8 @@ from prometheus_client import REGISTRY, Histogram
 
 from sessions_app import metrics, metrics_view
 from sessions_app.conf import app_settings
+from sessions_app.groups import SessionGroups
+from sessions_app.localchannels import LocalChannel
 from tests import live, wsclient
 from tests.scrape import labels_of, scrape, total, value
 from tests.utils import connected, open_socket
@@ -258,3 +260,29 @@ async def test_every_process_is_counted_and_the_figures_move(started: live.Proce
     assert not list(directory.glob(f"gauge_live*_{second_pid}.db"))
     assert not list(directory.glob(f"gauge_live*_{killed_pid}.db"))
     assert os.path.exists(directory / f"counter_{second_pid}.db")
+
+
+def test_pushes_sent_and_dropped_by_reason() -> None:
+    """SessionGroups.accepts decides for every session push; LocalChannel drops past its capacity."""
+
+    class Member:  # what SessionGroups needs of a connection (groups.Member)
+        session_version = 0
+        session_id = role = None
+        channel_layer = channel_name = None
+
+    def counts() -> tuple[float, ...]:
+        reasons = (metrics.SEEN, metrics.LEFT, metrics.OVERFLOW)
+        dropped = (sample("sessions_pushes_dropped_total", reason=reason) for reason in reasons)
+        return (sample("sessions_pushes_sent_total"), *dropped)
+
+    before = counts()
+    groups = SessionGroups(Member())
+    groups.names, groups.joined = ("session.1",), "session.1"
+    assert groups.accepts("session.1", 1) and groups.accepts("session.1", 2)
+    assert not groups.accepts("session.1", 2)  # already has version 2: seen
+    assert not groups.accepts("session.2", 1)  # not in that group (left): left
+    channel = LocalChannel()
+    for index in range(3):
+        channel.deliver({"type": "session.push", "n": index}, 1, "test")
+    sent, seen, left, overflow = (now - then for now, then in zip(counts(), before, strict=True))
+    assert (sent, seen, left, overflow) == (2, 1, 1, 2)
