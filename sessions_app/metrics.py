@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import glob
 import logging
 import os
 import time
@@ -230,9 +232,10 @@ def _at_exit() -> None:
     flush()
     path = multiprocess_dir()
     if path is not None:
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(os.getpid(), path)
+        for name in glob.glob(os.path.join(path, f"gauge_live*_{os.getpid()}.db")):
+            # What multiprocess.mark_process_dead removes; a scrape may have removed it first.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name)
 
 
 atexit.register(_at_exit)

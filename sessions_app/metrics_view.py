@@ -15,6 +15,7 @@ waits for a scrape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import ipaddress
 import os
@@ -60,17 +61,19 @@ def _alive(pid: int) -> bool:
 
 
 def forget_dead_processes(path: str) -> list[int]:
-    """Remove the live-gauge files of the processes of ``path`` that are gone; returns their ids.
+    """Remove the live-gauge files of the processes of ``path`` that are gone (what
+    ``multiprocess.mark_process_dead`` removes); returns their ids.
 
     Process ids are this host's: the directory must not be shared across hosts or PID namespaces.
+    Two scrapes at once, or a process's own exit hook, may remove a file first: that is no error.
     """
     dead = set()
     for name in glob.glob(os.path.join(path, "gauge_live*_*.db")):
         match = _LIVE_FILE.search(name)
         if match and not _alive(int(match[1])):
             dead.add(int(match[1]))
-    for pid in dead:
-        multiprocess.mark_process_dead(pid, path)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name)
     return sorted(dead)
 
 
