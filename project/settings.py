@@ -107,6 +107,10 @@ SESSIONS_LOGIN_FAILURE_LIMIT = sessions_setting(env.int, "LOGIN_FAILURE_LIMIT")
 SESSIONS_LOGIN_LOCKOUT = sessions_setting(env.float, "LOGIN_LOCKOUT")
 SESSIONS_LOGIN_MAX_AGE = sessions_setting(env.int, "LOGIN_MAX_AGE")
 SESSIONS_ALLOWED_ORIGINS = items(env.list("SESSIONS_ALLOWED_ORIGINS", list(DEFAULTS["ALLOWED_ORIGINS"])))
+SESSIONS_METRICS_NETWORKS = items(env.list("SESSIONS_METRICS_NETWORKS", list(DEFAULTS["METRICS_NETWORKS"])))
+# Read by prometheus_client itself, from the environment, when sessions_app.metrics is imported;
+# here only so that it is listed and checked (sessions_app.metrics, docs/metrics.md).
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", "")
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
 
 try:
@@ -119,6 +123,9 @@ except EnvValidationError as error:
         for name, messages in error.error_messages.items()
     )
     raise ImproperlyConfigured(f"Invalid environment variables: {problems}") from None
+
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory")
 
 if not SECRET_KEY:
     if not DEBUG:
@@ -219,13 +226,13 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # HTTPS (DJANGO_HTTPS=1): HTTP requests are redirected to HTTPS, except the load balancer's health
-# check (/healthz, often probed over plain HTTP inside the network); session and CSRF cookies are
-# sent over HTTPS only; Strict-Transport-Security for DJANGO_HSTS_SECONDS. Behind a proxy that
-# terminates TLS, DJANGO_PROXY_SSL_HEADER=1 trusts its X-Forwarded-Proto (the proxy must set it and
-# drop a client's own). `manage.py check --deploy` is clean with the settings the README's
-# "Production settings" list (tests/test_deploy.py).
+# check and the Prometheus scrape (/healthz, /metrics: often over plain HTTP inside the network);
+# session and CSRF cookies are sent over HTTPS only; Strict-Transport-Security for
+# DJANGO_HSTS_SECONDS. Behind a proxy that terminates TLS, DJANGO_PROXY_SSL_HEADER=1 trusts its
+# X-Forwarded-Proto (the proxy must set it and drop a client's own). `manage.py check --deploy` is
+# clean with the settings the README's "Production settings" list (tests/test_deploy.py).
 SECURE_SSL_REDIRECT = _https
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _https
 SECURE_HSTS_SECONDS = _hsts_seconds if _https else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _hsts_include_subdomains

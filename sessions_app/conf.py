@@ -21,6 +21,7 @@ so ``project/settings.py`` can import ``DEFAULTS`` and ``BOUNDS``; the values ar
 first attribute access instead.
 """
 
+import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -89,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_MAX_AGE": 604800,
     # WebSocket origins (Channels patterns); empty: the hosts of ALLOWED_HOSTS.
     "ALLOWED_ORIGINS": (),
+    # Client networks (CIDR) that may read GET /metrics (sessions_app.metrics_view); empty: none.
+    "METRICS_NETWORKS": ("127.0.0.0/8", "::1/128"),
 }
 
 # The inclusive bounds (minimum, maximum or None) of every numeric setting; project/settings.py
@@ -175,6 +178,7 @@ class AppSettings:
     LOGIN_LOCKOUT: float
     LOGIN_MAX_AGE: int
     ALLOWED_ORIGINS: tuple[str, ...]
+    METRICS_NETWORKS: tuple[str, ...]
 
     def reload(self) -> None:
         """Read every setting from ``django.conf.settings`` (else its default) and check it.
@@ -191,6 +195,11 @@ class AppSettings:
                 f"{PREFIX}PRESENCE_TTL={values['PRESENCE_TTL']!r} must be more than "
                 f"{PREFIX}PRESENCE_HEARTBEAT={values['PRESENCE_HEARTBEAT']!r} (three times it is usual)"
             )
+        for network in values["METRICS_NETWORKS"]:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ImproperlyConfigured(f"{PREFIX}METRICS_NETWORKS: {network!r} is not a network") from None
         self.__dict__.update(values)
 
     if not TYPE_CHECKING:  # type checkers keep flagging unknown names (a __getattr__ would hide them)

@@ -18,7 +18,7 @@ from asgiref.sync import markcoroutinefunction
 from channels.exceptions import StopConsumer
 from rest_framework_simplejwt.tokens import Token
 
-from . import auth, events, limits, presence, process, protocol, services
+from . import auth, events, limits, metrics, presence, process, protocol, services
 from .conf import app_settings
 from .groups import SessionGroups
 from .handlers import call
@@ -81,6 +81,7 @@ class SessionConsumer(OrderedConsumer):
         """Called for each frame from the client: one reply or error frame per frame."""
         if self.state is not ConnectionState.OPEN:
             return
+        started = metrics.clock()
         text = message.get("text")
         if self.user is None:
             await self._handshake(text, message.get("bytes") or b"")
@@ -138,6 +139,8 @@ class SessionConsumer(OrderedConsumer):
                 request_state=request_state,
             )
             return
+        finally:
+            metrics.answered(request_state, started)
         self.write(text)
         if self.close_after_reply is not None:
             await self.close(self.close_after_reply)
@@ -182,6 +185,7 @@ class SessionConsumer(OrderedConsumer):
         """Send ``exc`` as an error frame; close with the code protocol section 6 gives it, if any."""
         if self.state is not ConnectionState.OPEN:
             return
+        metrics.error_sent(exc.code, authenticated=self.user is not None)
         frame = protocol.error(
             exc.code, exc.message, request_id=request_id, request_state=request_state, errors=exc.errors, data=exc.data
         )

@@ -30,7 +30,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from . import protocol
+from . import metrics, protocol
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +204,7 @@ async def apublish(events: list[Event]) -> bool:
             # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
             target = event.channel or event.group
             logger.warning("could not publish %s to %s", event.message["type"], target, exc_info=True)
+            metrics.layer_error(metrics.PUBLISH)
             ok = False
     return ok
 

@@ -9,7 +9,7 @@ consumer's ``session_push`` asks ``accepts`` whether a push to a group is still 
 import logging
 from typing import Any, Protocol
 
-from . import events, protocol
+from . import events, metrics, protocol
 from .protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -44,11 +44,14 @@ class SessionGroups:
         already has (from its join snapshot or a reply); True moves its ``session_version`` on.
         """
         if group not in self.names:
+            metrics.push_dropped(metrics.LEFT)
             return False
         if version and group == self.joined:
             if version <= self.conn.session_version:
+                metrics.push_dropped(metrics.SEEN)
                 return False
             self.conn.session_version = version
+        metrics.push_sent()
         return True
 
     async def add(self, group: str) -> None:
@@ -63,6 +66,7 @@ class SessionGroups:
         except Exception:
             # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
             logger.warning("channel layer unavailable for group_add", exc_info=True)
+            metrics.layer_error(metrics.GROUP_ADD)
             raise ProtocolError(protocol.UNAVAILABLE, "Live updates are unavailable; reconnect later.") from None
         self.names = (*self.names, group)
 
@@ -75,6 +79,7 @@ class SessionGroups:
             await self.conn.channel_layer.group_discard(group, self.conn.channel_name)
         except Exception:
             logger.warning("channel layer unavailable for group_discard", exc_info=True)
+            metrics.layer_error(metrics.GROUP_DISCARD)
 
     async def discard_unless_joined(self, session_id: Any) -> None:
         """Undo a session's ``add`` after a failed join, unless that session is the joined one."""

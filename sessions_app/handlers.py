@@ -13,7 +13,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
 
-from . import auth, documents, events, executors, protocol, selectors, services
+from . import auth, documents, events, executors, metrics, protocol, selectors, services
 from .models import Role
 from .presence import user_check
 from .protocol import ProtocolError
@@ -80,6 +80,7 @@ async def _hop(service: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         return await wrapped(**kwargs)
     except (OperationalError, InterfaceError):
         logger.warning("database unavailable in %s", service.__name__, exc_info=True)
+        metrics.database_error(service.__name__)
         raise ProtocolError(protocol.UNAVAILABLE, "The database is unreachable; reconnect later.") from None
 
 
@@ -294,6 +295,7 @@ async def user_push(conn: Connection, event: dict[str, Any]) -> None:
         return
     joined = conn.session_id is not None and event["session"] == str(conn.session_id)
     if joined and event["action"] == events.LEAVE:
+        metrics.push_sent()
         conn.write(event["text"])
         await conn.leave_session([])
         try:
@@ -305,4 +307,5 @@ async def user_push(conn: Connection, event: dict[str, Any]) -> None:
         return
     if joined and event["action"] == events.ROLE:
         conn.role = event["role"]
+    metrics.push_sent()
     conn.write(event["text"])

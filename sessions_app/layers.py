@@ -27,7 +27,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from django.utils.module_loading import import_string
 
-from . import batch
+from . import batch, metrics
 from .localchannels import PROCESS_MARK, LocalChannel, Sink, process_of
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         if not task.cancelled() and task.exception() is not None:
             # The membership expires (group_expiry) or is dropped at the next refresh.
             logger.warning("channel layer: leaving a group failed", exc_info=task.exception())
+            metrics.layer_error(metrics.GROUP_DISCARD)
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         """Send ``message`` to ``channel``; raises ChannelFull when a local channel is full."""
@@ -262,6 +263,7 @@ class FanoutChannelLayer(BaseChannelLayer):
                 # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
                 # The traceback once per outage, not at every retry.
                 logger.warning("channel layer reader failed; retrying", exc_info=not delay)
+                metrics.layer_error(metrics.RECEIVE)
                 self.down = True
                 delay = min(delay * 2, 5.0) or 0.2
                 self._answered.clear()

@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 PROCESS_MARK = "fanout-process"  # in every process channel's name; see process_of
@@ -61,6 +63,7 @@ class LocalChannel:
             self.messages = deque()
         if len(self.messages) >= capacity:
             self.messages.popleft()  # channels_redis#212: better drop than grow without bound
+            metrics.push_dropped(metrics.OVERFLOW)
             if not self.overflowing:
                 self.overflowing = True
                 logger.warning("local channel %s is full (%d); dropping its oldest messages", name, capacity)

@@ -34,7 +34,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import DatabaseError, connections
 
-from . import events, presence, protocol, selectors
+from . import events, metrics, presence, protocol, selectors
 from .conf import app_settings
 from .models import ServerProcess
 
@@ -61,11 +61,13 @@ _exit_hook = False
 def register(consumer: LocalConnection) -> None:
     """Called when a connection authenticates."""
     _connections[consumer.user["id"]].add(consumer)
+    metrics.connection_opened()
 
 
 def unregister(consumer: LocalConnection) -> None:
     """Called when an authenticated connection closes."""
     user_id = consumer.user["id"]
+    metrics.connection_closed()
     mine = _connections.get(user_id)
     if mine is not None:
         mine.discard(consumer)
@@ -94,7 +96,7 @@ def ensure_running() -> None:
         atexit.register(_forget_this_process)
         _exit_hook = True
     loop = asyncio.get_running_loop()
-    for name, start in (("heartbeat", _heartbeat), ("accounts", _account_listener)):
+    for name, start in (("heartbeat", _heartbeat), ("accounts", _account_listener), ("metrics", metrics.flush_loop)):
         task = _tasks.get(name)
         if task is None or task.done() or task.get_loop() is not loop:
             _tasks[name] = loop.create_task(start(), name=f"sessions-{name}")
@@ -109,9 +111,11 @@ async def _heartbeat() -> None:
             if _connections:
                 for user_id in await not_active(user_ids=list(_connections)):
                     close_user(user_id, protocol.DEACTIVATED)
+            metrics.heartbeat(True)
         except Exception:
             # Broad on purpose: the database or Redis may be down (any driver error); the next beat retries.
             logger.warning("heartbeat failed", exc_info=True)
+            metrics.heartbeat(False)
         await asyncio.sleep(app_settings.PRESENCE_HEARTBEAT)
 
 
@@ -133,6 +137,7 @@ async def _account_listener() -> None:
         except Exception:
             # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
             logger.warning("account listener: channel layer failed; retrying", exc_info=not delay)
+            metrics.layer_error(metrics.RECEIVE)
             delay = min(delay * 2, 5.0) or 0.2
             await asyncio.sleep(delay)
             continue

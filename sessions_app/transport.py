@@ -26,7 +26,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from . import protocol, sockets
+from . import metrics, protocol, sockets
 from .conf import app_settings
 from .timers import CLIENT_GONE, Timers
 
@@ -126,6 +126,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
             held.append(message)
         else:
             logger.debug("%s: dropped a %r message (busy, %d waiting)", self.channel_name, message["type"], len(held))
+            metrics.push_dropped(metrics.BUSY)
 
     def _drain(self) -> None:
         """Handle the waiting messages in order; one whose handler suspends takes the rest along."""
@@ -245,6 +246,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
             return
         limit = app_settings.MAX_SEND_BUFFER
         logger.info("closing %s: its client does not read (over %d bytes waiting)", self.channel_name, limit)
+        metrics.send_buffer_closed()
         if self._outbox:
             self._outbox.clear()
             self._queued = 0

@@ -16,7 +16,9 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from django.test import override_settings
+from prometheus_client import REGISTRY as REGISTRY_METRICS
 
+from sessions_app import metrics
 from sessions_app.models import Session
 from sessions_app.registry import REGISTRY, state
 from tests.utils import connected
@@ -50,6 +52,12 @@ def small_layer():
         channel_layers.backends.clear()
         yield
     channel_layers.backends.clear()
+
+
+def busy_drops() -> float:
+    """``sessions_pushes_dropped_total{reason="busy"}`` of this process (sessions_app.metrics)."""
+    metrics.flush()
+    return REGISTRY_METRICS.get_sample_value("sessions_pushes_dropped_total", {"reason": metrics.BUSY}) or 0.0
 
 
 @database_sync_to_async
@@ -95,6 +103,7 @@ async def test_a_member_whose_channel_overflowed_detects_the_gap_and_catches_up_
             replica = Replica(await b.ok("join", {"session": session}))
 
             # Bob's connection is busy (its handler waits) while alice floods the session.
+            busy = busy_drops()
             await b.send({"state": "hold_test", "id": "hold"})
             assert await b.nothing(0.2)
             version = 0
@@ -117,6 +126,7 @@ async def test_a_member_whose_channel_overflowed_detects_the_gap_and_catches_up_
             for push in pushed:
                 assert replica.apply(push), [p["data"]["version"] for p in pushed]
             assert replica.version == len(pushed) < FLOOD
+            assert 0 < busy_drops() - busy <= FLOOD - len(pushed)  # GET /metrics counts them
 
             # The next push shows the gap; `join` with `since` fills it exactly.
             ops = [{"op": "replace", "path": "/count", "value": -1}]

@@ -45,8 +45,10 @@ def test_the_readme_lists_every_app_setting_with_the_default_the_app_declares() 
     assert sorted(rows) == sorted(conf.PREFIX + name for name in DEFAULTS)
     for name, default in DEFAULTS.items():
         cell = rows[conf.PREFIX + name]
-        if isinstance(default, tuple):
-            assert default == () and cell.startswith("unset"), name
+        if isinstance(default, tuple) and not default:
+            assert cell.startswith("unset"), name
+        elif isinstance(default, tuple):
+            assert cell == f"`{','.join(default)}`", name
         else:
             assert cell.startswith("`") and cell.endswith("`"), name
             assert float(cell.strip("`")) == default, name

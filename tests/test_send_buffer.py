@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from sessions_app.transport import ABORT_GRACE
-from tests import live, wsclient
+from tests import live, scrape, wsclient
 
 pytestmark = pytest.mark.slow
 
@@ -220,6 +220,7 @@ async def test_clients_that_stop_reading_cost_the_server_a_bounded_amount_and_re
                 await asyncio.wait_for(reading, live.TIMEOUT)
                 peak, after = status_kib(server.pid, "VmHWM"), status_kib(server.pid, "VmRSS")
                 ends = [client.read_until_closed(timeout=2) for client in stalled]
+                closes = scrape.value(scrape.scrape(server.http), "sessions_send_buffer_closes_total")
             finally:
                 for client in stalled:
                     with contextlib.suppress(OSError):
@@ -235,6 +236,7 @@ async def test_clients_that_stop_reading_cost_the_server_a_bounded_amount_and_re
     assert peak - before < MAX_GROWTH_KIB, f"the server grew by {(peak - before) / 1024:.1f} MiB"
     assert versions == list(range(joined["version"] + 1, version + 1)), "the reading member missed pushes"
     assert slow == len(stalled), log
+    assert closes == len(stalled), "GET /metrics counts every 4008 close"
     for end, _read, code in ends:
         assert end in ("reset", "eof"), ends
         assert code in (None, 4008), ends

@@ -142,4 +142,4 @@ def test_https_turns_on_the_redirect_secure_cookies_and_hsts(monkeypatch: pytest
     assert https["SECURE_SSL_REDIRECT"] and https["SESSION_COOKIE_SECURE"] and https["CSRF_COOKIE_SECURE"]
     assert https["SECURE_HSTS_SECONDS"] == 600
     assert https["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
-    assert https["SECURE_REDIRECT_EXEMPT"] == [r"^healthz$"]
+    assert https["SECURE_REDIRECT_EXEMPT"] == [r"^healthz$", r"^metrics$"]
