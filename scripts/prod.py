@@ -14,8 +14,9 @@ child's name in front, until Ctrl-C or SIGTERM, which stops nginx and every daph
 deploy/, docs/deployment.md), with ``--user`` for nginx's workers.
 
 Variables (README, "Settings"): PROCESSES (2), PROD_LISTEN (127.0.0.1:8080), PROD_RUN_DIR (run/ in
-the checkout), PROD_CLIENT_TIMEOUT (10 s), PROD_MAX_BODY (1m), NGINX (nginx), NGINX_WORKERS
-(auto), NGINX_WORKER_CONNECTIONS (4096), DAPHNE_ARGS (none). Only the standard library.
+the checkout), PROD_CLIENT_TIMEOUT (10 s), PROD_MAX_BODY (1m), PROD_TLS_CERT and PROD_TLS_KEY
+(none: plain HTTP), NGINX (nginx), NGINX_WORKERS
+(auto), NGINX_WORKER_CONNECTIONS (16384), DAPHNE_ARGS (none). Only the standard library.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class Config:
     nginx_workers: str
     worker_connections: int
     daphne_args: tuple[str, ...]
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str], *, service_env: bool = True) -> Config:
@@ -89,13 +92,16 @@ class Config:
 
         processes = number("PROCESSES", 2, 1)
         client_timeout = number("PROD_CLIENT_TIMEOUT", 10, 1)
-        worker_connections = number("NGINX_WORKER_CONNECTIONS", 4096, 16)
+        worker_connections = number("NGINX_WORKER_CONNECTIONS", 16384, 16)
         listen = env.get("PROD_LISTEN", "127.0.0.1:8080")
         if not re.fullmatch(r"(\S+:)?\d+", listen):
             problems.append(f"PROD_LISTEN={listen!r} must be host:port or port")
         max_body = env.get("PROD_MAX_BODY", "1m")
         if not re.fullmatch(r"\d+[kKmM]?", max_body):
             problems.append(f"PROD_MAX_BODY={max_body!r} must be a size nginx reads (512k, 1m)")
+        tls_cert, tls_key = env.get("PROD_TLS_CERT", ""), env.get("PROD_TLS_KEY", "")
+        if bool(tls_cert) != bool(tls_key):
+            problems.append("PROD_TLS_CERT and PROD_TLS_KEY go together (the certificate chain and its key, PEM)")
         workers = env.get("NGINX_WORKERS", "auto")
         if not re.fullmatch(r"auto|[1-9]\d*", workers):
             problems.append(f"NGINX_WORKERS={workers!r} must be auto or a number")
@@ -107,31 +113,47 @@ class Config:
             run_dir=Path(env.get("PROD_RUN_DIR") or ROOT / "run").absolute(),
             client_timeout=client_timeout,
             max_body=max_body,
-            nginx=env.get("NGINX", "nginx"),
+            nginx=env.get("NGINX") or shutil.which("nginx") or "/usr/sbin/nginx",
             nginx_workers=workers,
             worker_connections=worker_connections,
             daphne_args=tuple(shlex.split(env.get("DAPHNE_ARGS", ""))),
+            tls_cert=tls_cert and str(Path(tls_cert).absolute()),
+            tls_key=tls_key and str(Path(tls_key).absolute()),
         )
 
     def socket_path(self, index: int) -> Path:
         return self.run_dir / f"daphne-{index}.sock"
 
 
-def render(config: Config, static_root: Path, user: str | None) -> str:
+def render(config: Config, static_root: Path, user: str | None, max_files: int | None = None) -> str:
     """deploy/nginx.conf.template with this layout's values; ``user``: nginx's workers' account
-    (for a master started as root; None: no ``user`` line, the workers run as the master)."""
+    (for a master started as root; None: no ``user`` line, the workers run as the master);
+    ``max_files``: the most file descriptors nginx may ask for (this process's hard limit)."""
     servers = "\n".join(f"        server unix:{config.socket_path(i)};" for i in range(config.processes))
+    tls = "        # TLS: PROD_TLS_CERT and PROD_TLS_KEY unset, plain HTTP (a load balancer terminates it)"
+    if config.tls_cert:
+        tls = "\n".join(
+            f"        {line}"
+            for line in (
+                f"ssl_certificate {config.tls_cert};",
+                f"ssl_certificate_key {config.tls_key};",
+                "ssl_protocols TLSv1.2 TLSv1.3;",
+                "ssl_session_cache shared:tls:10m;",
+                "ssl_session_timeout 1d;",
+            )
+        )
     values = {
+        "tls": tls,
         "user": f"user {user};" if user else "# user: the account that started nginx",
         "workers": config.nginx_workers,
         "run_dir": str(config.run_dir),
-        "nofile": str(config.worker_connections * 2),
+        "nofile": str(min(config.worker_connections * 2, max_files or sys.maxsize)),
         "worker_connections": str(config.worker_connections),
         "header_timeout": str(config.client_timeout),
         "body_timeout": str(config.client_timeout),
         "max_body": config.max_body,
         "upstream_servers": servers,
-        "listen": config.listen,
+        "listen": config.listen + (" ssl" if config.tls_cert else ""),
         "static_root": str(static_root),
         "proxy_timeout": str(PROXY_TIMEOUT),
     }
@@ -266,7 +288,8 @@ def run(config: Config) -> int:
     conf = config.run_dir / "nginx.conf"
     # Started as root, nginx's workers would be nobody, who cannot open the sockets here: they
     # run as root too (a container); as any other account, they run as it.
-    conf.write_text(render(config, root, "root" if os.geteuid() == 0 else None))
+    limit = None if hard == resource.RLIM_INFINITY else hard
+    conf.write_text(render(config, root, "root" if os.geteuid() == 0 else None, limit))
 
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -282,7 +305,8 @@ def run(config: Config) -> int:
         nginx = Child("nginx", nginx_argv)
         wait_listening(nginx, tcp_address(config.listen))
         pids = ", ".join(f"{child.name} pid {child.process.pid}" for child in daphnes)
-        say(f"ready: http://{config.listen}/ (nginx pid {nginx.process.pid}; {pids}; run dir {config.run_dir})")
+        scheme = "https" if config.tls_cert else "http"
+        say(f"ready: {scheme}://{config.listen}/ (nginx pid {nginx.process.pid}; {pids}; run dir {config.run_dir})")
         while not stopping.wait(0.2):
             exited = [child for child in [nginx, *daphnes] if child.process.poll() is not None]
             if exited:

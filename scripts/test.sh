@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every test, in order: lint; pytest on SQLite with the in-memory layer; the PostgreSQL and Redis
-# tests; the browser tests in headless Chromium; the JavaScript unit tests; the protocol
-# conformance cases against a live daphne (in-memory layer, then two processes on Redis and
-# PostgreSQL). Called by `make test` and by .ci/run.
+# tests; the production layout through nginx (scripts/prod.py); the browser tests in headless
+# Chromium; the JavaScript unit tests; the protocol conformance cases against a live daphne
+# (in-memory layer, then two processes on Redis and PostgreSQL). Called by `make test` and by .ci/run.
 #
 #   PYTHON             interpreter with requirements-dev.txt installed (default .venv/bin/python)
 #   POSTGRES_TEST_URL  default postgres://postgres@127.0.0.1:5432/interactive
@@ -38,7 +38,7 @@ step "lint (ruff)"
 run lint bash -c "'$(dirname "$PYTHON")/ruff' check . && '$(dirname "$PYTHON")/ruff' format --check ."
 
 step "pytest: SQLite, in-memory channel layer"
-run pytest "$PYTHON" -m pytest -q -m "not postgres and not redis and not e2e"
+run pytest "$PYTHON" -m pytest -q -m "not postgres and not redis and not e2e and not prod"
 
 step "pytest: PostgreSQL"
 if "$PYTHON" scripts/services.py pg-up "$POSTGRES_TEST_URL"; then
@@ -49,6 +49,14 @@ step "pytest: Redis"
 if "$PYTHON" scripts/services.py redis-up "$REDIS_TEST_URL"; then
   run pytest-redis "$PYTHON" -m pytest -q -m redis
 else missing pytest-redis "no Redis at $REDIS_TEST_URL"; fi
+
+step "pytest: the production layout (scripts/prod.py: nginx, PostgreSQL, a private redis-server)"
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  missing pytest-prod "no nginx (apt-get install nginx)"
+elif ! command -v redis-server >/dev/null; then missing pytest-prod "no redis-server"
+elif "$PYTHON" scripts/services.py pg-up "$POSTGRES_TEST_URL"; then
+  run pytest-prod env POSTGRES_TEST_URL="$POSTGRES_TEST_URL" "$PYTHON" -m pytest -q -m prod
+else missing pytest-prod "no PostgreSQL at $POSTGRES_TEST_URL"; fi
 
 step "pytest: browser (headless Chromium)"
 if [[ -x ${CHROMIUM:-/usr/bin/chromium} ]]; then

@@ -11,11 +11,14 @@ nginx (Debian's package), PostgreSQL and Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -81,11 +84,10 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
 
 
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
-    """``scripts/prod.py`` running until the module's tests are done; then SIGTERM, and every
-    process it started must be gone."""
-    workdir = tmp_path_factory.mktemp("prod")
+@contextlib.contextmanager
+def running_layout(workdir: Path, **settings: Any) -> Iterator[Layout]:
+    """``scripts/prod.py`` on a fresh database and a private Redis, with ``settings`` as variables,
+    until the block ends; then SIGTERM, and every process it started must be gone."""
     with live.processes(workdir) as started:
         redis = started.redis()
         _, database_url = started.postgres(prefix="interactive_prod")
@@ -93,11 +95,7 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
         env = live.base_env(
             database_url,
             redis.url,
-            PROCESSES=2,
-            PROD_LISTEN=f"127.0.0.1:{port}",
-            PROD_RUN_DIR=workdir / "run",
-            PROD_CLIENT_TIMEOUT=HEADER_TIMEOUT,
-            NGINX_WORKERS=1,
+            **{"PROCESSES": 2, "PROD_LISTEN": f"127.0.0.1:{port}", "PROD_RUN_DIR": workdir / "run", **settings},
         )
         log_path = workdir / "prod.log"
         with open(log_path, "wb") as log:
@@ -124,6 +122,15 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
     assert status == 0, running.log()[-4000:]
     assert running.log().rstrip().endswith("prod | stopped")
     assert [pid for pid in child_pids(ready) if alive(pid)] == []
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
+    """The layout of most tests here: two processes, one nginx worker, PROD_CLIENT_TIMEOUT=2."""
+    with running_layout(
+        tmp_path_factory.mktemp("prod"), PROD_CLIENT_TIMEOUT=HEADER_TIMEOUT, NGINX_WORKERS=1
+    ) as running:
+        yield running
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -298,3 +305,51 @@ def test_the_daphnes_are_reachable_only_through_the_run_directory(layout: Layout
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+# --- TLS at nginx -------------------------------------------------------------------------------------------
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (and its key), valid for a day, made with openssl."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(  # noqa: S603
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",  # noqa: S607
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_tls_at_nginx_with_the_production_settings(tmp_path: Path) -> None:
+    """PROD_TLS_CERT/PROD_TLS_KEY: nginx terminates TLS and says so in X-Forwarded-Proto, which
+    Django trusts with DJANGO_PROXY_SSL_HEADER=1: DJANGO_HTTPS=1 then serves (HSTS, no redirect
+    loop), and a wss:// client signs in."""
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(cafile=str(cert))
+    settings = {"PROD_TLS_CERT": cert, "PROD_TLS_KEY": key, "DJANGO_HTTPS": 1, "DJANGO_PROXY_SSL_HEADER": 1}
+    with running_layout(tmp_path, PROCESSES=1, NGINX_WORKERS=1, **settings) as running:
+        base = f"https://127.0.0.1:{running.port}"
+        with urllib.request.urlopen(base + "/", timeout=10, context=context) as response:  # noqa: S310
+            assert response.status == 200 and response.url == base + "/"
+            assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+        request = urllib.request.Request(  # noqa: S310
+            base + "/api/v1/token/",
+            data=json.dumps({"username": "alice", "password": live.PASSWORD}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310
+            token = json.loads(response.read())["access"]
+
+        async def sign_in() -> dict[str, Any]:
+            async with connect(
+                f"wss://127.0.0.1:{running.port}{live.SOCKET_PATH}", ssl=context, origin=base, ping_interval=None
+            ) as ws:
+                client = wsclient.Client(ws)
+                await client.send({"token": token})
+                return await client.recv()
+
+        assert asyncio.run(sign_in())["state"] == "initialised"
+        # Plain HTTP to the TLS port is refused by nginx itself.
+        status, _, _ = get(f"http://127.0.0.1:{running.port}/healthz")
+        assert status == 400
