@@ -3,6 +3,7 @@ anything, and renders the nginx configuration the systemd units use (issue 13, i
 itself runs in tests/test_production.py (marker ``prod``)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,14 @@ def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_the_readme_documents_every_variable_the_script_reads() -> None:
+    source = (ROOT / "scripts" / "prod.py").read_text()
+    read = set(re.findall(r'env\.get\("([A-Z_]+)"', source)) | set(re.findall(r'number\("([A-Z_]+)"', source))
+    assert {"PROCESSES", "PROD_LISTEN", "NGINX", "DAPHNE_ARGS"} <= read
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("\n## Settings of the production layout\n", 1)[1].split("\n## ", 1)[0]
+    own = set(re.findall(r"^\| `([A-Z_]+)` \|", layout, re.MULTILINE))
+    assert sorted(read - own) == ["DATABASE_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "REDIS_URL"]  # "Settings"
+    assert sorted(own - read) == []
