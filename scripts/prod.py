@@ -246,6 +246,19 @@ def tcp_address(listen: str) -> tuple[int, tuple[str, int]]:
     return (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, int(port))
 
 
+def check_listen_free(listen: str) -> None:
+    """ConfigError when nginx could not listen on ``listen`` (in use, or a port below 1024 for an
+    account that may not bind it): said before anything starts."""
+    family, address = tcp_address(listen)
+    host = listen.rpartition(":")[0].strip("[]")
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host if host not in ("", "*") else "", address[1]))
+        except OSError as error:
+            raise ConfigError(f"nginx cannot listen on PROD_LISTEN={listen}: {error.strerror}") from None
+
+
 def prepare_run_dir(config: Config) -> IO[str]:
     """Create the run directory (mode 700: only this account may connect to the daphnes, which
     trust X-Forwarded-For) and lock it; removes the sockets a previous run left."""
@@ -273,6 +286,7 @@ def run(config: Config) -> int:
     """Start the layout and supervise it until a signal (0) or a child's exit (1)."""
     if not shutil.which(config.nginx):
         raise ConfigError(f"no {config.nginx} (NGINX): apt-get install nginx")
+    check_listen_free(config.listen)
     lock = prepare_run_dir(config)
     # Django's DEBUG is on unless set: here it is off unless set (from_env refuses it on).
     os.environ.setdefault("DJANGO_DEBUG", "0")

@@ -4,6 +4,7 @@ itself runs in tests/test_production.py (marker ``prod``)."""
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,21 @@ def test_the_readme_documents_every_variable_the_script_reads() -> None:
     own = set(re.findall(r"^\| `([A-Z_]+)` \|", layout, re.MULTILINE))
     assert sorted(read - own) == ["DATABASE_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "REDIS_URL"]  # "Settings"
     assert sorted(own - read) == []
+
+
+def test_it_refuses_a_listen_address_in_use_before_starting_anything(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = prod(
+            DATABASE_URL="postgres://nobody@127.0.0.1:1/none",  # never reached: the check comes first
+            REDIS_URL="redis://127.0.0.1:1/0",
+            DJANGO_SECRET_KEY="k" * 50,
+            PROD_LISTEN=f"127.0.0.1:{port}",
+            PROD_RUN_DIR=str(tmp_path / "run"),
+            NGINX="/bin/true",  # any executable: this test needs no nginx
+        )
+    assert result.returncode == 2
+    assert f"nginx cannot listen on PROD_LISTEN=127.0.0.1:{port}: Address already in use" in result.stderr
+    assert not (tmp_path / "run").exists()
