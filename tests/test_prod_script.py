@@ -84,7 +84,7 @@ def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 def test_the_readme_documents_every_variable_the_script_reads() -> None:
-    source = (ROOT / "scripts" / "prod.py").read_text()
+    source = "".join((ROOT / "scripts" / name).read_text() for name in ("prod.py", "prod_config.py"))
     read = set(re.findall(r'env\.get\("([A-Z_]+)"', source)) | set(re.findall(r'number\("([A-Z_]+)"', source))
     assert {"PROCESSES", "PROD_LISTEN", "NGINX", "DAPHNE_ARGS"} <= read
     readme = (ROOT / "README.md").read_text()

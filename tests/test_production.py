@@ -1,6 +1,6 @@
 """Issue 13, item 1: the production layout (scripts/prod.py, `make prod`) through its nginx.
 
-The layout is started once for the module, as an operator would: the script, with DATABASE_URL
+The layout (tests/prodlayout.py) is started once for the module, as an operator would: the script, with DATABASE_URL
 (a PostgreSQL database ``interactive_prod_<random>``, migrated with the test users, dropped
 afterwards) and REDIS_URL (a private ``redis-server`` on a free port, tests/live.py), PROCESSES=2,
 PROD_CLIENT_TIMEOUT=2 and one nginx worker. Every request goes to nginx's port; the daphnes listen
@@ -11,119 +11,27 @@ nginx (Debian's package), PostgreSQL and Redis.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import re
 import shutil
-import signal
 import socket
-import ssl
 import subprocess
-import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests import live, wsclient
-from tests.adminhttp import Admin
+from tests.prodlayout import Layout, daphne_access_lines, get, running_layout
 
 pytestmark = pytest.mark.prod
 
 ROOT = Path(__file__).resolve().parents[1]
 FORGED = "203.0.113.77"  # TEST-NET-3: an address a client claims in its own X-Forwarded-For
 HEADER_TIMEOUT = 2  # PROD_CLIENT_TIMEOUT for this layout, seconds
-
-
-@dataclass
-class Layout:
-    """The running layout: nginx's URLs, the script's output, the database."""
-
-    port: int
-    database_url: str
-    run_dir: Path
-    log_path: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.database_url, autocommit=True, connect_timeout=5) as conn:
-            cursor = conn.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
-
-    def token(self, username: str) -> str:
-        status, body = live.http_json(self.http + "/api/v1/token/", {"username": username, "password": live.PASSWORD})
-        assert status == 200, (status, body)
-        return body["access"]
-
-
-def child_pids(ready_line: str) -> list[int]:
-    return [int(pid) for pid in re.findall(r"pid (\d+)", ready_line)]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-
-
-@contextlib.contextmanager
-def running_layout(workdir: Path, **settings: Any) -> Iterator[Layout]:
-    """``scripts/prod.py`` on a fresh database and a private Redis, with ``settings`` as variables,
-    until the block ends; then SIGTERM, and every process it started must be gone."""
-    with live.processes(workdir) as started:
-        redis = started.redis()
-        _, database_url = started.postgres(prefix="interactive_prod")
-        port = live.free_port()
-        env = live.base_env(
-            database_url,
-            redis.url,
-            **{"PROCESSES": 2, "PROD_LISTEN": f"127.0.0.1:{port}", "PROD_RUN_DIR": workdir / "run", **settings},
-        )
-        log_path = workdir / "prod.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "scripts/prod.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        running = Layout(port, database_url, workdir / "run", log_path, process)
-        try:
-            live.wait_until(
-                lambda: "prod | ready:" in running.log() or process.poll() is not None, 180, "the layout to start"
-            )
-            assert process.poll() is None, running.log()
-            ready = next(line for line in running.log().splitlines() if line.startswith("prod | ready:"))
-            yield running
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                status = process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                raise
-    # Outside the finally: a start-up failure above is reported as itself.
-    assert status == 0, running.log()[-4000:]
-    assert running.log().rstrip().endswith("prod | stopped")
-    assert [pid for pid in child_pids(ready) if alive(pid)] == []
 
 
 @pytest.fixture(scope="module")
@@ -133,20 +41,6 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
         tmp_path_factory.mktemp("prod"), PROD_CLIENT_TIMEOUT=HEADER_TIMEOUT, NGINX_WORKERS=1
     ) as running:
         yield running
-
-
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - the local layout
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
-
-
-def daphne_access_lines(layout: Layout) -> list[str]:
-    """daphne's access log lines (on its stdout, copied by the script as ``daphne-<n> | ...``)."""
-    return [line for line in layout.log().splitlines() if re.match(r"daphne-\d+ \| \S+ - - \[", line)]
 
 
 # --- HTTP ------------------------------------------------------------------------------------------
@@ -307,56 +201,3 @@ def test_the_daphnes_are_reachable_only_through_the_run_directory(layout: Layout
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
-
-
-# --- TLS at nginx -------------------------------------------------------------------------------------------
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (and its key), valid for a day, made with openssl."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(  # noqa: S603
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",  # noqa: S607
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
-
-
-def test_tls_at_nginx_with_the_production_settings(tmp_path: Path) -> None:
-    """PROD_TLS_CERT/PROD_TLS_KEY: nginx terminates TLS and says so in X-Forwarded-Proto, which
-    Django trusts with DJANGO_PROXY_SSL_HEADER=1: DJANGO_HTTPS=1 then serves (HSTS, no redirect
-    loop), and a wss:// client signs in."""
-    cert, key = self_signed(tmp_path)
-    context = ssl.create_default_context(cafile=str(cert))
-    settings = {"PROD_TLS_CERT": cert, "PROD_TLS_KEY": key, "DJANGO_HTTPS": 1, "DJANGO_PROXY_SSL_HEADER": 1}
-    with running_layout(tmp_path, PROCESSES=1, NGINX_WORKERS=1, **settings) as running:
-        base = f"https://127.0.0.1:{running.port}"
-        with urllib.request.urlopen(base + "/", timeout=10, context=context) as response:  # noqa: S310
-            assert response.status == 200 and response.url == base + "/"
-            assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
-        request = urllib.request.Request(  # noqa: S310
-            base + "/api/v1/token/",
-            data=json.dumps({"username": "alice", "password": live.PASSWORD}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310
-            token = json.loads(response.read())["access"]
-
-        async def sign_in() -> dict[str, Any]:
-            async with connect(
-                f"wss://127.0.0.1:{running.port}{live.SOCKET_PATH}", ssl=context, origin=base, ping_interval=None
-            ) as ws:
-                client = wsclient.Client(ws)
-                await client.send({"token": token})
-                return await client.recv()
-
-        assert asyncio.run(sign_in())["state"] == "initialised"
-        # The admin's CSRF check (Referer against the Host nginx passes, over https) holds behind
-        # the proxy: no CSRF_TRUSTED_ORIGINS needed.
-        running.query("UPDATE auth_user SET is_staff = true, is_superuser = true WHERE username = 'alice'")
-        admin = Admin(base, "alice", live.PASSWORD, context=context)
-        assert any(cookie.name == "sessionid" and cookie.secure for cookie in admin.cookies)
-        # Plain HTTP to the TLS port is refused by nginx itself.
-        status, _, _ = get(f"http://127.0.0.1:{running.port}/healthz")
-        assert status == 400
