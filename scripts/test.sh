@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test, in order: lint; pytest on SQLite with the in-memory layer; the PostgreSQL and Redis
-# tests; the browser tests in headless Chromium; the JavaScript unit tests; the protocol
-# conformance cases against a live daphne (in-memory layer, then two processes on Redis and
-# PostgreSQL). Called by `make test` and by .ci/run.
+# tests; the production layout through nginx (scripts/prod.py); the browser tests in headless
+# Chromium; the JavaScript unit tests; the protocol conformance cases against a live daphne
+# (in-memory layer, then two processes on Redis and PostgreSQL, then through nginx in front of the
+# production layout). Called by `make test` and by .ci/run.
 #
 #   PYTHON             interpreter with requirements-dev.txt installed (default .venv/bin/python)
 #   POSTGRES_TEST_URL  default postgres://postgres@127.0.0.1:5432/interactive
@@ -12,6 +13,10 @@
 #                             server, db 13; flushed first)
 #   CONFORMANCE_DATABASE_URL  PostgreSQL database for it (default: POSTGRES_TEST_URL's server,
 #                             database interactive_conformance; dropped and created first)
+#   PROD_REDIS_URL     Redis for the conformance run through the production layout (default:
+#                      REDIS_TEST_URL's server, db 12; flushed first)
+#   PROD_DATABASE_URL  PostgreSQL database for it (default: POSTGRES_TEST_URL's server, database
+#                      interactive_prod_conformance; dropped and created first)
 #   REQUIRE_ALL=1      fail instead of passing over a part whose service or tool is missing (CI)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +43,7 @@ step "lint (ruff)"
 run lint bash -c "'$(dirname "$PYTHON")/ruff' check . && '$(dirname "$PYTHON")/ruff' format --check ."
 
 step "pytest: SQLite, in-memory channel layer"
-run pytest "$PYTHON" -m pytest -q -m "not postgres and not redis and not e2e"
+run pytest "$PYTHON" -m pytest -q -m "not postgres and not redis and not e2e and not prod"
 
 step "pytest: PostgreSQL"
 if "$PYTHON" scripts/services.py pg-up "$POSTGRES_TEST_URL"; then
@@ -49,6 +54,14 @@ step "pytest: Redis"
 if "$PYTHON" scripts/services.py redis-up "$REDIS_TEST_URL"; then
   run pytest-redis "$PYTHON" -m pytest -q -m redis
 else missing pytest-redis "no Redis at $REDIS_TEST_URL"; fi
+
+step "pytest: the production layout (scripts/prod.py: nginx, PostgreSQL, a private redis-server)"
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  missing pytest-prod "no nginx (apt-get install nginx)"
+elif ! command -v redis-server >/dev/null; then missing pytest-prod "no redis-server"
+elif "$PYTHON" scripts/services.py pg-up "$POSTGRES_TEST_URL"; then
+  run pytest-prod env POSTGRES_TEST_URL="$POSTGRES_TEST_URL" "$PYTHON" -m pytest -q -m prod
+else missing pytest-prod "no PostgreSQL at $POSTGRES_TEST_URL"; fi
 
 step "pytest: browser (headless Chromium)"
 if [[ -x ${CHROMIUM:-/usr/bin/chromium} ]]; then
@@ -74,6 +87,16 @@ if [[ -x $CONFORMANCE_DIR/run.sh ]]; then
     run conformance-redis-postgres env REDIS_URL="$redis_url" DATABASE_URL="$pg_url" PYTHON="$PYTHON" \
       "$CONFORMANCE_DIR/run.sh"
   else missing conformance-redis-postgres "no Redis or PostgreSQL"; fi
+  step "conformance: the production layout (scripts/prod.py: nginx, two daphnes, Redis, PostgreSQL)"
+  prod_redis=${PROD_REDIS_URL:-${REDIS_TEST_URL%/*}/12}
+  prod_pg=${PROD_DATABASE_URL:-${POSTGRES_TEST_URL%/*}/interactive_prod_conformance}
+  if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    missing conformance-prod "no nginx (apt-get install nginx)"
+  elif "$PYTHON" scripts/services.py redis-up "$prod_redis" && "$PYTHON" scripts/services.py pg-up "$prod_pg"; then
+    "$PYTHON" scripts/services.py redis-flush "$prod_redis" && "$PYTHON" scripts/services.py pg-recreate "$prod_pg"
+    run conformance-prod env REDIS_URL="$prod_redis" DATABASE_URL="$prod_pg" PYTHON="$PYTHON" \
+      CONFORMANCE_DIR="$CONFORMANCE_DIR" scripts/prod_conformance.sh
+  else missing conformance-prod "no Redis or PostgreSQL"; fi
 else missing conformance "no conformance cases at $CONFORMANCE_DIR"; fi
 
 printf '\n=== summary\n'

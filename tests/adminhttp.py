@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import re
+import ssl
 import urllib.request
 from typing import Any
 from urllib.parse import urlencode
@@ -13,10 +14,14 @@ from urllib.parse import urlencode
 class Admin:
     """A signed-in browser of Django's admin on a live server (cookies, CSRF), through urllib."""
 
-    def __init__(self, base: str, username: str, password: str) -> None:
+    def __init__(self, base: str, username: str, password: str, *, context: ssl.SSLContext | None = None) -> None:
+        """Sign in at ``base`` (``context``: the TLS context of an https:// base)."""
         self.http = base
         self.cookies = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
+        handlers: list[Any] = [urllib.request.HTTPCookieProcessor(self.cookies)]
+        if context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self.opener = urllib.request.build_opener(*handlers)
         status, page = self.post("/admin/login/", {"username": username, "password": password, "next": "/admin/"})
         assert status == 200 and "Log out" in page, f"admin sign-in failed ({status})"
 

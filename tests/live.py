@@ -470,9 +470,10 @@ class Processes:
         """A fresh migrated SQLite database with ``USERS``; returns its DATABASE_URL."""
         return sqlite_database(self.workdir / f"db-{secrets.token_hex(4)}.sqlite3")
 
-    def postgres(self) -> tuple[str, str]:
-        """A fresh migrated PostgreSQL database with ``USERS``; returns ``(name, DATABASE_URL)``."""
-        name = pg_create("live", template=_pg_template())
+    def postgres(self, prefix: str = "live") -> tuple[str, str]:
+        """A fresh migrated PostgreSQL database ``<prefix>_<random>`` with ``USERS``; returns
+        ``(name, DATABASE_URL)``."""
+        name = pg_create(prefix, template=_pg_template())
         self.pg_databases.append(name)
         return name, pg_database_url(name)
 

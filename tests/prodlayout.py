@@ -1,0 +1,122 @@
+"""The production layout (scripts/prod.py) for the tests: started on a fresh PostgreSQL database
+``interactive_prod_<random>`` (migrated, with tests/live.py's users; dropped afterwards) and a private
+``redis-server`` on a free port, as an operator would start it; HTTP helpers through its nginx."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests import live
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Layout:
+    """The running layout: nginx's URLs, the script's output, the database."""
+
+    port: int
+    database_url: str
+    run_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url, autocommit=True, connect_timeout=5) as conn:
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def token(self, username: str) -> str:
+        status, body = live.http_json(self.http + "/api/v1/token/", {"username": username, "password": live.PASSWORD})
+        assert status == 200, (status, body)
+        return body["access"]
+
+
+def child_pids(ready_line: str) -> list[int]:
+    return [int(pid) for pid in re.findall(r"pid (\d+)", ready_line)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+
+
+@contextlib.contextmanager
+def running_layout(workdir: Path, **settings: Any) -> Iterator[Layout]:
+    """``scripts/prod.py`` on a fresh database and a private Redis, with ``settings`` as variables,
+    until the block ends; then SIGTERM, and every process it started must be gone."""
+    with live.processes(workdir) as started:
+        redis = started.redis()
+        _, database_url = started.postgres(prefix="interactive_prod")
+        port = live.free_port()
+        env = live.base_env(
+            database_url,
+            redis.url,
+            **{"PROCESSES": 2, "PROD_LISTEN": f"127.0.0.1:{port}", "PROD_RUN_DIR": workdir / "run", **settings},
+        )
+        log_path = workdir / "prod.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "scripts/prod.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        running = Layout(port, database_url, workdir / "run", log_path, process)
+        try:
+            live.wait_until(
+                lambda: "prod | ready:" in running.log() or process.poll() is not None, 180, "the layout to start"
+            )
+            assert process.poll() is None, running.log()
+            ready = next(line for line in running.log().splitlines() if line.startswith("prod | ready:"))
+            yield running
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                status = process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                raise
+    # Outside the finally: a start-up failure above is reported as itself.
+    assert status == 0, running.log()[-4000:]
+    assert running.log().rstrip().endswith("prod | stopped")
+    assert [pid for pid in child_pids(ready) if alive(pid)] == []
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - the local layout
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def daphne_access_lines(layout: Layout) -> list[str]:
+    """daphne's access log lines (on its stdout, copied by the script as ``daphne-<n> | ...``)."""
+    return [line for line in layout.log().splitlines() if re.match(r"daphne-\d+ \| \S+ - - \[", line)]

@@ -1,0 +1,112 @@
+"""scripts/prod.py refuses an environment that cannot run the production layout, before starting
+anything, and renders the nginx configuration the systemd units use (issue 13, item 1). The layout
+itself runs in tests/test_production.py (marker ``prod``)."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def prod(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PROD_", "PYTEST_"))}
+    for name in ("DATABASE_URL", "REDIS_URL", "PROCESSES", "NGINX_WORKERS", "NGINX_WORKER_CONNECTIONS"):
+        env.pop(name, None)
+    env.update(variables)
+    return subprocess.run(  # noqa: S603 - the script under test
+        [sys.executable, "scripts/prod.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_it_refuses_to_start_without_postgresql_redis_and_a_secret_key(tmp_path: Path) -> None:
+    result = prod(PROD_RUN_DIR=str(tmp_path / "run"))
+    assert result.returncode == 2 and result.stdout == ""
+    for name in ("DATABASE_URL must name the PostgreSQL database", "REDIS_URL", "DJANGO_SECRET_KEY"):
+        assert name in result.stderr
+    assert not (tmp_path / "run").exists()  # nothing was started or made
+
+
+def test_it_refuses_sqlite_debug_and_bad_numbers() -> None:
+    result = prod(
+        DATABASE_URL="sqlite:///db.sqlite3",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        DJANGO_SECRET_KEY="k" * 50,
+        DJANGO_DEBUG="1",
+        PROCESSES="0",
+        PROD_LISTEN="everywhere",
+    )
+    assert result.returncode == 2
+    assert "DATABASE_URL must name the PostgreSQL database" in result.stderr
+    assert "DJANGO_DEBUG must be 0" in result.stderr
+    assert "PROCESSES='0' must be a whole number, at least 1" in result.stderr
+    assert "PROD_LISTEN='everywhere'" in result.stderr
+    assert "REDIS_URL" not in result.stderr
+
+
+def test_render_writes_the_configuration_for_the_systemd_units(tmp_path: Path) -> None:
+    out = tmp_path / "nginx.conf"
+    result = prod(
+        "render", str(out), "--user", "www-data", "--static-root", "/srv/interactive/staticfiles",
+        PROCESSES="3", PROD_RUN_DIR="/run/interactive", PROD_LISTEN="127.0.0.1:8080",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = out.read_text()
+    assert "{{" not in config
+    assert "user www-data;" in config
+    assert "alias /srv/interactive/staticfiles/;" in config
+    servers = [line.strip() for line in config.splitlines() if line.strip().startswith("server unix:")]
+    assert servers == [f"server unix:/run/interactive/daphne-{i}.sock;" for i in range(3)]
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in config
+
+
+def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """deploy/systemd's units, with this checkout's interpreter in place of /srv/interactive's
+    (verify checks that each command exists); no systemd runs them here."""
+    units = ROOT / "deploy" / "systemd"
+    names = sorted(path.name for path in units.iterdir() if path.suffix in (".service", ".target"))
+    assert names == ["daphne@.service", "interactive-nginx.service", "interactive-setup.service", "interactive.target"]
+    for name in names:
+        text = (units / name).read_text().replace("/srv/interactive/.venv/bin/python", sys.executable)
+        (tmp_path / name).write_text(text)
+    checked = [str(tmp_path / name.replace("@.", "@0.")) for name in names]
+    result = subprocess.run(  # noqa: S603 - systemd's own checker
+        ["systemd-analyze", "verify", *checked],  # noqa: S607 - Debian's, on the PATH
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_the_readme_documents_every_variable_the_script_reads() -> None:
+    source = "".join((ROOT / "scripts" / name).read_text() for name in ("prod.py", "prod_config.py"))
+    read = set(re.findall(r'env\.get\("([A-Z_]+)"', source)) | set(re.findall(r'number\("([A-Z_]+)"', source))
+    assert {"PROCESSES", "PROD_LISTEN", "NGINX", "DAPHNE_ARGS"} <= read
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("\n## Settings of the production layout\n", 1)[1].split("\n## ", 1)[0]
+    own = set(re.findall(r"^\| `([A-Z_]+)` \|", layout, re.MULTILINE))
+    assert sorted(read - own) == ["DATABASE_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "REDIS_URL"]  # "Settings"
+    assert sorted(own - read) == []
+
+
+def test_it_refuses_a_listen_address_in_use_before_starting_anything(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = prod(
+            DATABASE_URL="postgres://nobody@127.0.0.1:1/none",  # never reached: the check comes first
+            REDIS_URL="redis://127.0.0.1:1/0",
+            DJANGO_SECRET_KEY="k" * 50,
+            PROD_LISTEN=f"127.0.0.1:{port}",
+            PROD_RUN_DIR=str(tmp_path / "run"),
+            NGINX="/bin/true",  # any executable: this test needs no nginx
+        )
+    assert result.returncode == 2
+    assert f"nginx cannot listen on PROD_LISTEN=127.0.0.1:{port}: Address already in use" in result.stderr
+    assert not (tmp_path / "run").exists()

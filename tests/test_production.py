@@ -1,0 +1,230 @@
+"""Issue 13, item 1: the production layout (scripts/prod.py, `make prod`) through its nginx.
+
+The layout (tests/prodlayout.py) is started once for the module, as an operator would: the script, with DATABASE_URL
+(a PostgreSQL database ``interactive_prod_<random>``, migrated with the test users, dropped
+afterwards) and REDIS_URL (a private ``redis-server`` on a free port, tests/live.py), PROCESSES=2,
+PROD_CLIENT_TIMEOUT=2 and one nginx worker. Every request goes to nginx's port; the daphnes listen
+on unix sockets only. Marked ``prod``: scripts/test.sh runs it in a step of its own, which needs
+nginx (Debian's package), PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests import live, wsclient
+from tests.prodlayout import Layout, daphne_access_lines, get, running_layout
+from tests.scrape import labels_of, scrape, total, value
+
+pytestmark = pytest.mark.prod
+
+ROOT = Path(__file__).resolve().parents[1]
+FORGED = "203.0.113.77"  # TEST-NET-3: an address a client claims in its own X-Forwarded-For
+HEADER_TIMEOUT = 2  # PROD_CLIENT_TIMEOUT for this layout, seconds
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
+    """The layout of most tests here: two processes, one nginx worker, PROD_CLIENT_TIMEOUT=2."""
+    with running_layout(
+        tmp_path_factory.mktemp("prod"), PROD_CLIENT_TIMEOUT=HEADER_TIMEOUT, NGINX_WORKERS=1
+    ) as running:
+        yield running
+
+
+# --- HTTP ------------------------------------------------------------------------------------------
+
+
+def test_the_page_static_files_and_health_check_load_through_nginx(layout: Layout) -> None:
+    status, headers, body = get(layout.http + "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html"), (status, body[:300])
+    assert b"/static/sessions/" in body
+
+    status, headers, body = get(layout.http + "/static/sessions/client.js")
+    assert status == 200 and headers["Content-Type"] == "text/javascript"
+    assert body == (ROOT / "static" / "sessions" / "client.js").read_bytes()
+    # nginx served it from STATIC_ROOT: no daphne saw the request.
+    assert not [line for line in daphne_access_lines(layout) if "/static/" in line]
+
+    status, _, body = get(layout.http + "/healthz")
+    assert status == 200 and b'"status": "ok"' in body
+    live.wait_until(
+        lambda: [line for line in daphne_access_lines(layout) if '"GET /healthz" 200' in line], 10, "the access line"
+    )
+
+
+def test_an_oversize_request_body_is_refused_413_and_a_sign_in_works(layout: Layout) -> None:
+    body = b'{"username": "alice", "password": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    request = urllib.request.Request(  # noqa: S310 - the local layout
+        layout.http + "/api/v1/token/", data=body, headers={"Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    assert refused.value.code == 413
+    assert layout.token("alice")
+
+
+def test_a_slow_header_client_is_cut_by_nginx(layout: Layout) -> None:
+    """A client that sends one header line every 0.5 s would hold its connection for the 30 s of
+    its 60 lines; nginx drops it once client_header_timeout (2 s here) has passed."""
+    with socket.create_connection(("127.0.0.1", layout.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        sock.settimeout(0.5)
+        cut = False
+        for line in range(60):
+            try:
+                sock.sendall(b"X-Slow-%d: y\r\n" % line)
+                if sock.recv(1024) == b"":
+                    cut = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:  # reset (reset_timedout_connection) or broken pipe
+                cut = True
+                break
+        assert cut, "nginx never closed a connection whose header did not end"
+        assert line < 59
+
+
+# --- the client's address ------------------------------------------------------------------------------
+
+
+def test_the_client_address_is_the_real_client_not_a_forged_header(layout: Layout) -> None:
+    """daphne (--proxy-headers) takes X-Forwarded-For from nginx, which sets it to the address it
+    saw: a client's own header is replaced. The sign-in throttle records that address."""
+    request = urllib.request.Request(  # noqa: S310 - the local layout
+        layout.http + "/api/v1/token/",
+        data=b'{"username": "erin", "password": "wrong"}',
+        headers={"Content-Type": "application/json", "X-Forwarded-For": FORGED, "X-Real-IP": FORGED},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    assert refused.value.code == 401
+    assert layout.query("SELECT host(ip_address) FROM axes_accessattempt WHERE username = 'erin'") == [("127.0.0.1",)]
+
+    async def connect_forged() -> int:
+        token = layout.token("dave")
+        async with connect(
+            layout.ws + live.SOCKET_PATH, additional_headers={"X-Forwarded-For": FORGED}, ping_interval=None
+        ) as ws:
+            client = wsclient.Client(ws)
+            await client.send({"token": token})
+            assert (await client.recv())["state"] == "initialised"
+            return ws.transport.get_extra_info("sockname")[1]
+
+    local_port = asyncio.run(connect_forged())
+    # daphne's access line carries scope["client"]: this client's own address and port.
+    expected = re.compile(rf'daphne-\d+ \| 127\.0\.0\.1:{local_port} - - \[[^]]+\] "WSCONNECT {live.SOCKET_PATH}"')
+    live.wait_until(lambda: any(expected.match(line) for line in daphne_access_lines(layout)), 10, "WSCONNECT line")
+    assert FORGED not in "\n".join(daphne_access_lines(layout))
+
+
+# --- WebSockets -------------------------------------------------------------------------------------------
+
+
+async def test_the_origin_check_works_behind_the_proxy(layout: Layout) -> None:
+    own = f"http://127.0.0.1:{layout.port}"
+    async with connect(layout.ws + live.SOCKET_PATH, origin=own, ping_interval=None) as ws:
+        client = wsclient.Client(ws)
+        await client.send({"token": layout.token("carol")})
+        assert (await client.recv())["state"] == "initialised"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(layout.ws + live.SOCKET_PATH, origin="http://evil.example", ping_interval=None):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+def server_of(layout: Layout, username: str) -> str:
+    """The daphne process (ServerProcess id: host-pid-random) holding the user's one socket."""
+    rows = live.wait_until(
+        lambda: layout.query(
+            "SELECT c.server_id FROM sessions_app_connection c JOIN auth_user u ON u.id = c.user_id"
+            " WHERE u.username = %s",
+            (username,),
+        ),
+        10,
+        f"{username}'s connection row",
+    )
+    assert len(rows) == 1, rows
+    return rows[0][0]
+
+
+async def test_clients_on_different_daphne_processes_get_each_others_pushes(layout: Layout) -> None:
+    async with wsclient.clients() as opened:
+        alice = await wsclient.login(layout.ws, layout.token("alice"))
+        opened.append(alice)
+        home = await asyncio.to_thread(server_of, layout, "alice")
+        # least_conn sends the next socket to the process without one; a socket of an earlier test
+        # that nginx has not counted out yet could tie them, so one more user may be needed (users
+        # whose sockets no earlier test opened: no stale row).
+        for name in ("bob", "erin"):
+            other = await wsclient.login(layout.ws, layout.token(name))
+            opened.append(other)
+            if await asyncio.to_thread(server_of, layout, name) != home:
+                break
+        else:
+            raise AssertionError("every socket went to alice's process")
+
+        session = await alice.ok("create", {"title": "Behind nginx", "data": {"items": []}})
+        await alice.ok("invite", {"username": name, "role": "editor"})
+        await other.ok("join", {"session": session["id"]})
+        assert (await alice.push("presence"))["data"]["joined"] == other.user
+        ops = [{"op": "add", "path": "/items/-", "value": "one"}]
+        assert await alice.ok("patch", {"version": 0, "ops": ops}) == {"version": 1}
+        assert (await other.push("patched"))["data"]["ops"] == ops
+        ops = [{"op": "add", "path": "/items/-", "value": "two"}]
+        assert await other.ok("patch", {"version": 1, "ops": ops}) == {"version": 2}
+        assert (await alice.push("patched"))["data"]["by"] == other.user
+
+        # /metrics through nginx (issue 13 item 3): whichever process answers, it counts both
+        # (scripts/prod.py gives them one PROMETHEUS_MULTIPROC_DIR), and the figures moved.
+        def counted() -> bool:
+            samples = scrape(layout.http)
+            return (
+                total(samples, "sessions_connections_open") >= 2
+                and value(samples, "sessions_frames_total", state="patch") >= 2
+                and total(samples, "sessions_pushes_sent_total") >= 2
+                and len(labels_of(samples, "sessions_process_heartbeat_timestamp_seconds", "pid")) == 2
+            )
+
+        await asyncio.to_thread(live.wait_until, counted, 30, "both processes' figures in one scrape", 0.5)
+
+
+# --- the configuration ------------------------------------------------------------------------------
+
+
+def test_the_daphnes_are_reachable_only_through_the_run_directory(layout: Layout) -> None:
+    assert layout.run_dir.stat().st_mode & 0o777 == 0o700
+    sockets = sorted(path.name for path in layout.run_dir.glob("daphne-*.sock"))
+    assert sockets == ["daphne-0.sock", "daphne-1.sock"]
+    config = (layout.run_dir / "nginx.conf").read_text()
+    assert "{{" not in config and f"client_header_timeout {HEADER_TIMEOUT}s;" in config
+    checked = subprocess.run(  # noqa: S603 - nginx's own syntax check of the rendered file
+        [
+            shutil.which("nginx") or "nginx",
+            "-t",
+            "-p",
+            str(layout.run_dir),
+            "-c",
+            str(layout.run_dir / "nginx.conf"),
+            "-e",
+            "stderr",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
