@@ -94,7 +94,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
                     self._handling = False
                     self._drain()
                 if self._close_when_idle is not None:
-                    await self.close(self._close_when_idle)
+                    self.close_now(self._close_when_idle)
         except StopConsumer:
             pass
         finally:
@@ -190,6 +190,11 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
         """As ``AsyncWebsocketConsumer.close`` (before ``accept``: refuse the handshake, HTTP 403):
         after the frames before it; later frames are dropped."""
+        self.close_now(code, reason)
+
+    def close_now(self, code: int | None = None, reason: str | None = None) -> None:
+        """``close`` without a suspension point: no client frame is handled between the call and
+        the close (the close frame goes, or queues behind what the server made wait)."""
         if self.state is ConnectionState.OPEN or self.state is ConnectionState.CONNECTING:
             self.state = ConnectionState.CLOSING
             self.timers.cancel_timer()
@@ -209,7 +214,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
         if self._handling:
             self._close_when_idle = code
         else:
-            self.timers.start(self.close(code))
+            self.close_now(code)  # now, not in a task: a frame received meanwhile would be handled
 
     def write(self, text: str) -> None:
         """Send one text frame now, behind any frame still waiting for the server."""
