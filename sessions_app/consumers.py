@@ -242,11 +242,6 @@ class SessionConsumer(OrderedConsumer):
         text = protocol.END_REASONS.get(reason, "The server closed this connection.")
         self.timers.start(self.fail(ProtocolError(protocol.NOT_AUTHENTICATED, text, data={"reason": reason})))
 
-    def restart(self) -> None:
-        """This process is draining (sessions_app.drain): close 1012 after the reply to the request
-        being handled, at once if none is."""
-        self.close_when_idle(protocol.CLOSE_SERVICE_RESTART)
-
     # --- groups (sessions_app.groups) ----------------------------------------------------------------
 
     @property

@@ -7,8 +7,8 @@ What a process does when it is told to stop (a deploy, a rolling restart: script
    listening ports (``IListeningPort.stopListening`` of each one in ``reactor.getReaders()``);
    under uvicorn, its ``asyncio.Server`` objects (``uvicorn.Server.servers``, the owner of the
    SIGTERM handler we replace), which is what uvicorn's own shutdown does first.
-2. **Drain each socket.** Every open connection of this process is told to restart
-   (``SessionConsumer.restart``): a connection idle between requests sends close 1012 (service
+2. **Drain each socket.** Every open connection of this process is told to close
+   (``OrderedConsumer.close_when_idle``): a connection idle between requests sends close 1012 (service
    restart, ``protocol.CLOSE_SERVICE_RESTART``) at once; one handling a request (a patch half
    committed, a join, the handshake) sends that request's reply or error first, then 1012. Frames
    that arrive after that are not handled (the socket is closing), so a request without a reply
@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 
+from . import protocol
 from .conf import app_settings
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,8 @@ logger = logging.getLogger(__name__)
 class Drainable(Protocol):
     """What this module needs of a connection (SessionConsumer)."""
 
-    def restart(self) -> None:
-        """Close with 1012 after the reply to the request being handled, if any; at once otherwise."""
+    def close_when_idle(self, code: int) -> None:
+        """Close with ``code`` after the reply to the request being handled, if any; at once otherwise."""
         ...
 
 
@@ -78,6 +79,12 @@ def unregister(connection: Drainable) -> None:
     _open.discard(connection)
     if not _open and _emptied is not None:
         _emptied.set()
+
+
+def reset() -> None:
+    """Forget a finished drain, so that connections are accepted again (tests drain in-process)."""
+    global _draining, _emptied
+    _draining = _emptied = None
 
 
 def install() -> None:
@@ -121,7 +128,7 @@ async def _drain(previous: Any) -> None:
     logger.info("SIGTERM: draining %d connection(s), at most %s s", count, app_settings.DRAIN_TIMEOUT)
     stop_listening(previous)
     for connection in list(_open):
-        connection.restart()
+        connection.close_when_idle(protocol.CLOSE_SERVICE_RESTART)
     if _open:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(app_settings.DRAIN_TIMEOUT):

@@ -1,23 +1,29 @@
 """Issue 13, item 2: a process told to stop (SIGTERM) drains (sessions_app/drain.py).
 
-Real servers on PostgreSQL and a private Redis (tests/live.py). A patch is held in flight by a row
-lock the test takes on the session (the patch waits for it in ``SELECT ... FOR UPDATE``); SIGTERM
-comes while it waits. The process stops listening, the patch gets its reply when the lock goes,
-then the socket closes with 1012; a request sent behind it is not carried out; the process's
-ServerProcess row is gone when it has exited. Under daphne and under uvicorn.
+In-process (Channels' communicator): the drain closes an idle socket with 1012, closes a socket
+accepted during the drain at once, removes this process's ServerProcess row, and only then calls
+the server's own SIGTERM handler.
+
+Real servers on PostgreSQL and a private Redis (tests/live.py): a patch is held in flight by a row
+lock the test takes on the session (the patch waits for it in ``UPDATE``); SIGTERM comes while it
+waits. The process stops listening, the patch gets its reply when the lock goes, then the socket
+closes with 1012; a request sent behind it is not carried out; the process's ServerProcess row is
+gone when it has exited. Under daphne and under uvicorn.
 """
 
 import asyncio
 import os
 import signal
+from collections.abc import Iterator
 
 import psycopg
 import pytest
+from channels.db import database_sync_to_async
 
-from sessions_app import protocol
+from sessions_app import drain, presence, protocol
+from sessions_app.models import ServerProcess
 from tests import live, wsclient
-
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+from tests.utils import connected, open_socket
 
 SETTINGS = {"SESSIONS_DRAIN_TIMEOUT": 20, "SESSIONS_PRESENCE_HEARTBEAT": 0.5, "SESSIONS_PRESENCE_TTL": 30}
 
@@ -27,6 +33,38 @@ def server_rows(database_url: str) -> int:
         return conn.execute("SELECT count(*) FROM sessions_app_serverprocess").fetchone()[0]
 
 
+@pytest.fixture
+def draining() -> Iterator[None]:
+    """Whatever the test drains, the next test's connections are accepted again."""
+    yield
+    drain.reset()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_drain_closes_with_1012_forgets_the_process_then_calls_the_servers_handler(alice, draining) -> None:
+    calls: list[int] = []
+    row_exists = database_sync_to_async(lambda: ServerProcess.objects.filter(pk=presence.SERVER_ID).exists())
+
+    def server_handler(signum: int, frame: object) -> None:
+        calls.append(signum)
+
+    async with connected(alice) as client:
+        await database_sync_to_async(presence.server_heartbeat)()
+        assert await row_exists()
+        task = drain.start(server_handler)
+        assert drain.start(server_handler) is None, "a second SIGTERM starts nothing more"
+        assert await client.closed() == protocol.CLOSE_SERVICE_RESTART
+        late = await open_socket()
+        assert await late.closed() == protocol.CLOSE_SERVICE_RESTART, "accepted during the drain: closed at once"
+        await late.ws.disconnect()
+        assert calls == [], "the server's handler waits for the sockets to end"
+    await asyncio.wait_for(task, 10)
+    assert calls == [signal.SIGTERM]
+    assert not await row_exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["daphne", "uvicorn"])
 async def test_a_request_in_flight_at_sigterm_gets_its_reply_then_close_1012(started, server) -> None:
     _name, database_url = started.postgres()

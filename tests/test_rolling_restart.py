@@ -17,7 +17,9 @@ times (close to re-joined) are printed; no assertion on them.
 """
 
 import asyncio
+import json
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,8 +33,6 @@ from websockets.exceptions import InvalidHandshake
 
 from sessions_app import protocol
 from tests import live, wsclient
-
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 CLIENTS = 40
 SESSIONS = 4
@@ -138,6 +138,8 @@ def script(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SCRIPT, *args], cwd=live.ROOT, capture_output=True, text=True, timeout=300)  # noqa: S603
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 async def test_a_rolling_restart_under_40_writers_loses_and_duplicates_no_acknowledged_patch(started, tmp_path):
     _name, database_url = started.postgres()
     redis = started.redis()
@@ -225,3 +227,25 @@ async def wait_for(predicate: Any, timeout: float, tasks: list[asyncio.Task[None
             f"timed out after {timeout} s waiting for {what if isinstance(what, str) else what()}"
         )
         await asyncio.sleep(0.1)
+
+
+def test_stop_signals_only_the_recorded_command_and_waits_for_it(tmp_path):
+    """A pid file whose process runs another command (the pid was reused) is not signalled."""
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", "recorded"]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "other"])
+    recorded = subprocess.Popen(argv)  # noqa: S603
+    try:
+        entry = {"argv": argv, "cwd": str(tmp_path), "health": "http://127.0.0.1:1/healthz", "env_file": None}
+        (tmp_path / "daphne-1.json").write_text(json.dumps(entry))
+        (tmp_path / "daphne-1.pid").write_text(f"{other.pid}\n")
+        result = script("stop", "--run-dir", str(tmp_path), "--stop-timeout", "5")
+        assert result.returncode == 0 and "daphne-1 is not running" in result.stderr, result.stderr
+        assert other.poll() is None, "another command's process was signalled"
+        (tmp_path / "daphne-1.pid").write_text(f"{recorded.pid}\n")
+        result = script("stop", "--run-dir", str(tmp_path), "--stop-timeout", "5")
+        assert result.returncode == 0, result.stderr
+        assert recorded.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        for process in (other, recorded):
+            process.kill()
+            process.wait()
