@@ -126,35 +126,39 @@ def start(previous: Any = signal.SIG_DFL) -> asyncio.Task[None] | None:
 async def _drain(previous: Any) -> None:
     count = len(_open)
     logger.info("SIGTERM: draining %d connection(s), at most %s s", count, app_settings.DRAIN_TIMEOUT)
-    stop_listening(previous)
-    for connection in list(_open):
-        connection.close_when_idle(protocol.CLOSE_SERVICE_RESTART)
-    if _open:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(app_settings.DRAIN_TIMEOUT):
-                await _emptied.wait()
-    if _open:
-        logger.warning("drain timed out: %d connection(s) still open; the server closes them", len(_open))
-    else:
-        logger.info("drained %d connection(s)", count)
-    await _forget_this_process()
-    _exit(previous)
+    try:
+        stop_listening(previous)
+        for connection in list(_open):
+            connection.close_when_idle(protocol.CLOSE_SERVICE_RESTART)
+        if _open:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(app_settings.DRAIN_TIMEOUT):
+                    await _emptied.wait()
+        if _open:
+            logger.warning("drain timed out: %d connection(s) still open; the server closes them", len(_open))
+        else:
+            logger.info("drained %d connection(s)", count)
+        await _forget_this_process()
+    except Exception:
+        logger.exception("the drain failed; exiting all the same")
+    finally:
+        _exit(previous)  # whatever happened: a process told to stop must stop
 
 
 def stop_listening(previous: Any) -> None:
-    """Close the server's listening sockets (daphne's Twisted ports, uvicorn's servers)."""
+    """Close the listening sockets of the server whose SIGTERM handler ``previous`` is: uvicorn's
+    ``asyncio.Server`` objects (``Server.servers``), or the Twisted reactor's listening ports
+    (``IListeningPort`` among ``getReaders()``; daphne listens on nothing else). Anything else: none."""
     owner = getattr(previous, "__self__", None)
-    if owner is not None and type(owner).__module__.startswith("uvicorn."):
+    module = type(owner).__module__
+    if module.startswith("uvicorn."):
         for server in getattr(owner, "servers", ()):
             server.close()
-        return
-    interfaces = sys.modules.get("twisted.internet.interfaces")
-    reactor = sys.modules.get("twisted.internet.reactor")
-    if interfaces is None or reactor is None:
-        return
-    for reader in reactor.getReaders():
-        if interfaces.IListeningPort.providedBy(reader):
-            reader.stopListening()
+    elif module.startswith("twisted.internet."):
+        interfaces = sys.modules["twisted.internet.interfaces"]
+        for reader in owner.getReaders():
+            if interfaces.IListeningPort.providedBy(reader):
+                reader.stopListening()
 
 
 async def _forget_this_process() -> None:
