@@ -129,7 +129,12 @@ async def _drain(previous: Any) -> None:
     try:
         stop_listening(previous)
         for connection in list(_open):
-            connection.close_when_idle(protocol.CLOSE_SERVICE_RESTART)
+            try:
+                connection.close_when_idle(protocol.CLOSE_SERVICE_RESTART)
+            except Exception:
+                # One socket's failure (a server that refuses 1012 through a wrapped send) must
+                # not keep the others open: logged, and the server's shutdown closes it.
+                logger.exception("could not close a socket with 1012")
         if _open:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(app_settings.DRAIN_TIMEOUT):
