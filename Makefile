@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help run prod test lint format bench install install-dev
+.PHONY: help run prod test lint format bench install install-dev rolling-restart
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ run: $(VENV)/.runtime  ## Migrate, create the demo users on first run, serve dap
 
 prod: $(VENV)/.runtime  ## The production layout: nginx in front of $$PROCESSES daphnes (docs/deployment.md)
 	$(PY) scripts/prod.py
+
+# The server processes recorded in RUN_DIR (<name>.pid and <name>.json, scripts/rolling_restart.py).
+RUN_DIR ?= run
+
+rolling-restart:  ## Restart the processes recorded in $(RUN_DIR) one at a time (each drains; the next waits for /healthz)
+	$(PY) scripts/rolling_restart.py restart --run-dir $(RUN_DIR)
 
 test: $(VENV)/.dev node_modules/.installed  ## Every test: lint, pytest (SQLite, PostgreSQL, Redis, Chromium), node (with tsc), conformance
 	PYTHON=$(abspath $(PY)) scripts/test.sh

@@ -79,6 +79,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between a process's heartbeats, and after the last one that it counts as dead.
     "PRESENCE_HEARTBEAT": 10.0,
     "PRESENCE_TTL": 30.0,
+    # Seconds a process told to stop (SIGTERM) waits for its clients to take the 1012 close that
+    # follows their last reply, before it exits all the same (sessions_app.drain).
+    "DRAIN_TIMEOUT": 10.0,
     # Failed sign-ins (token API and admin) for one username, or from one address, each within
     # LOGIN_LOCKOUT seconds of the one before, after which sign-ins for that username or from that
     # address are refused (HTTP 429) until LOGIN_LOCKOUT seconds after the last failure
@@ -118,6 +121,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "PATCH_INLINE_BYTES": (0, None),
     "PRESENCE_HEARTBEAT": (0.1, None),
     "PRESENCE_TTL": (0, None),
+    "DRAIN_TIMEOUT": (0, None),
     "LOGIN_FAILURE_LIMIT": (1, None),
     "LOGIN_LOCKOUT": (1, None),
     "LOGIN_MAX_AGE": (1, None),
@@ -174,6 +178,7 @@ class AppSettings:
     PATCH_INLINE_BYTES: int
     PRESENCE_HEARTBEAT: float
     PRESENCE_TTL: float
+    DRAIN_TIMEOUT: float
     LOGIN_FAILURE_LIMIT: int
     LOGIN_LOCKOUT: float
     LOGIN_MAX_AGE: int

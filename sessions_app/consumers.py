@@ -18,7 +18,7 @@ from asgiref.sync import markcoroutinefunction
 from channels.exceptions import StopConsumer
 from rest_framework_simplejwt.tokens import Token
 
-from . import auth, events, limits, metrics, presence, process, protocol, services
+from . import auth, drain, events, limits, metrics, presence, process, protocol, services
 from .conf import app_settings
 from .groups import SessionGroups
 from .handlers import call
@@ -75,6 +75,10 @@ class SessionConsumer(OrderedConsumer):
         """
         await self.accept()
         process.ensure_running()
+        drain.register(self)
+        if drain.draining():  # accepted as the listening socket closed: go to another process
+            await self.close(protocol.CLOSE_SERVICE_RESTART)
+            return
         self.timers.after(app_settings.AUTH_TIMEOUT, self._auth_deadline)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
@@ -289,7 +293,14 @@ class SessionConsumer(OrderedConsumer):
         raise StopConsumer()
 
     async def cleanup(self) -> None:
-        """Called once when the connection ends: its Connection row, presence, its groups."""
+        """Called once when the connection ends: its Connection row, presence, its groups; then a
+        drain waiting for it is told (sessions_app.drain)."""
+        try:
+            await self._cleanup()
+        finally:
+            drain.unregister(self)
+
+    async def _cleanup(self) -> None:
         if self.user is not None:
             process.unregister(self)
             try:

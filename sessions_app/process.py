@@ -34,7 +34,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import DatabaseError, connections
 
-from . import events, metrics, presence, protocol, selectors
+from . import drain, events, metrics, presence, protocol, selectors
 from .conf import app_settings
 from .models import ServerProcess
 
@@ -75,10 +75,11 @@ def unregister(consumer: LocalConnection) -> None:
             del _connections[user_id]
 
 
-def _forget_this_process() -> None:
-    """At interpreter exit (daphne stopped with SIGTERM or Ctrl-C): delete this process's row and,
-    by cascade, its connections, so a restart does not count them against the users' connection
-    limit nor show them present until the TTL passes. A SIGKILL skips this; the TTL covers it.
+def forget_this_process() -> None:
+    """At the end of a drain (sessions_app.drain) and at interpreter exit (daphne stopped with
+    SIGTERM or Ctrl-C): delete this process's row and, by cascade, its connections, so a restart
+    does not count them against the users' connection limit nor show them present until the TTL
+    passes. A SIGKILL skips this; the TTL covers it.
     """
     try:
         ServerProcess.objects.filter(pk=presence.SERVER_ID).delete()
@@ -90,16 +91,27 @@ def _forget_this_process() -> None:
 
 def ensure_running() -> None:
     """Start the heartbeat and the account listener on the running loop, unless they run there
-    (tests make new loops and layers)."""
+    (tests make new loops and layers); install the drain on SIGTERM (sessions_app.drain). Once a
+    drain began, nothing is started again (the heartbeat would write this process's row back)."""
     global _exit_hook
     if not _exit_hook:
-        atexit.register(_forget_this_process)
+        atexit.register(forget_this_process)
         _exit_hook = True
+    drain.install()
+    if drain.draining():
+        return
     loop = asyncio.get_running_loop()
     for name, start in (("heartbeat", _heartbeat), ("accounts", _account_listener), ("metrics", metrics.flush_loop)):
         task = _tasks.get(name)
         if task is None or task.done() or task.get_loop() is not loop:
             _tasks[name] = loop.create_task(start(), name=f"sessions-{name}")
+
+
+def stop_running() -> None:
+    """Stop the heartbeat and the account listener (the end of a drain)."""
+    for task in _tasks.values():
+        task.cancel()
+    _tasks.clear()
 
 
 async def _heartbeat() -> None:

@@ -37,8 +37,10 @@ TOO_MANY_CONNECTIONS = "too_many_connections"
 SERVER_ERROR = "server_error"
 UNAVAILABLE = "unavailable"
 
-# Close codes. daphne (autobahn) lets an application send only 1000 or 3000-4999.
+# Close codes. daphne (autobahn) lets an application send only 1000 or 3000-4999; 1012 goes
+# around that check (sessions_app.sockets.TwistedBuffer.close).
 CLOSE_NORMAL = 1000
+CLOSE_SERVICE_RESTART = 1012  # the process is draining (SIGTERM): reconnect soon, re-join with since
 CLOSE_TOO_SLOW = 4008  # the client did not read: SESSIONS_MAX_SEND_BUFFER bytes waited for it
 CLOSE_AUTH = 4401
 CLOSE_AUTH_TIMEOUT = 4408

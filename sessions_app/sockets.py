@@ -51,6 +51,11 @@ class SocketBuffer(typing.Protocol):
         """
         ...
 
+    def close(self, code: int) -> bool:
+        """Send the close frame ``code`` if the server would refuse it from the application's
+        ``websocket.close`` (True), else nothing (False: send ``websocket.close``)."""
+        ...
+
 
 class TwistedBuffer:
     """daphne: the bytes in the Twisted TCP transport under the WebSocket protocol."""
@@ -89,6 +94,20 @@ class TwistedBuffer:
             size += sum(len(item[0]) for item in queue)
         return size
 
+    def close(self, code: int) -> bool:
+        """autobahn's ``sendClose`` (daphne's ``serverClose``) refuses every code but 1000 and
+        3000-4999, so 1012 (service restart) and the other codes of the 1000 range are sent as
+        ``sendClose`` sends after its check: ``sendCloseFrame(code, isReply=False)``, which writes
+        the frame and moves the protocol to its closing state (the client's answering close, or
+        autobahn's close handshake timeout, ends it and daphne delivers ``websocket.disconnect``).
+        """
+        protocol = self._protocol
+        if code == 1000 or 3000 <= code <= 4999 or self._aborted or protocol.state == protocol.STATE_CONNECTING:
+            return False  # daphne's own close (a handshake not yet accepted: HTTP 403)
+        if protocol.state == protocol.STATE_OPEN:
+            protocol.sendCloseFrame(code=code, isReply=False)
+        return True
+
     def abort(self) -> None:
         """``abortConnection`` (``twisted/internet/tcp.py``; under TLS ``TLSMemoryBIOProtocol``'s, which
         calls it): stops reading and writing; on the next reactor turn closes the socket with
@@ -119,6 +138,10 @@ class AsyncioBuffer:
         it holds up to its own high-water mark more.
         """
         return 0 if self._aborted else self._transport.get_write_buffer_size()
+
+    def close(self, code: int) -> bool:
+        """False: uvicorn sends every valid close code the application asks for."""
+        return False
 
     def abort(self) -> None:
         """``WriteTransport.abort()``: drops the buffer, closes the socket, then calls the protocol's

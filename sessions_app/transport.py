@@ -61,6 +61,8 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
     _queued = 0  # bytes of the frames in the outbox (UTF-8 for text)
     _socket: sockets.SocketBuffer | None = None
     _channel_reader: asyncio.Task[None] | None = None
+    _handling = False  # True while a message from the client (or the server's connect) is handled
+    _close_when_idle: int | None = None  # a close code to send once that message is handled
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Run the connection until the client leaves; cleanup runs whatever ends it."""
@@ -85,10 +87,14 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
                     else:
                         await asyncio.shield(self._running)
                 self._held = deque()
+                self._handling = True
                 try:
                     await self.dispatch(message)
                 finally:
+                    self._handling = False
                     self._drain()
+                if self._close_when_idle is not None:
+                    self.close_now(self._close_when_idle)
         except StopConsumer:
             pass
         finally:
@@ -185,13 +191,31 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
         """As ``AsyncWebsocketConsumer.close`` (before ``accept``: refuse the handshake, HTTP 403):
         after the frames before it; later frames are dropped."""
+        self.close_now(code, reason)
+
+    def close_now(self, code: int | None = None, reason: str | None = None) -> None:
+        """``close`` without a suspension point: no client frame is handled between the call and
+        the close (the close frame goes, or queues behind what the server made wait)."""
         if self.state is ConnectionState.OPEN or self.state is ConnectionState.CONNECTING:
             self.state = ConnectionState.CLOSING
             self.timers.cancel_timer()
-            message: dict[str, Any] = {"type": "websocket.close", "code": code or protocol.CLOSE_NORMAL}
+            code = code or protocol.CLOSE_NORMAL
+            if self._outbox is None and self._socket is not None and self._socket.close(code):
+                return  # a code daphne refuses from an application (1012), sent by the socket itself
+            message: dict[str, Any] = {"type": "websocket.close", "code": code}
             if reason:
                 message["reason"] = reason
             self.send_in_order(message)
+
+    def close_when_idle(self, code: int) -> None:
+        """Close with ``code`` once the client's message being handled got its reply (at once
+        when none is): sessions_app.drain's 1012. Messages from the client after it are not handled."""
+        if self.state is not ConnectionState.OPEN:
+            return
+        if self._handling:
+            self._close_when_idle = code
+        else:
+            self.close_now(code)  # now, not in a task: a frame received meanwhile would be handled
 
     def write(self, text: str) -> None:
         """Send one text frame now, behind any frame still waiting for the server."""

@@ -252,6 +252,8 @@ export const CLOSE_GOING_AWAY: 1001;
 export const CLOSE_ABNORMAL: 1006;
 export const CLOSE_TOO_BIG: 1009;
 export const CLOSE_SERVER_ERROR: 1011;
+/** The server process is draining (a restart): the client reconnects within about a second. */
+export const CLOSE_SERVICE_RESTART: 1012;
 export const CLOSE_UNAUTHENTICATED: 4401;
 export const CLOSE_AUTH_TIMEOUT: 4408;
 export const CLOSE_MESSAGE_TOO_LARGE: 4413;
@@ -260,7 +262,7 @@ export const CLOSE_UNAVAILABLE: 4503;
 /** The client's own code for a socket it gives up on (heartbeat lost); it reconnects. */
 export const CLOSE_CLIENT_TIMEOUT: 4000;
 
-export type CloseCode = 1000 | 1001 | 1006 | 1009 | 1011 | 4000 | 4008 | 4401 | 4408 | 4413 | 4429 | 4503;
+export type CloseCode = 1000 | 1001 | 1006 | 1009 | 1011 | 1012 | 4000 | 4008 | 4401 | 4408 | 4413 | 4429 | 4503;
 
 // --- the client ---------------------------------------------------------------------------
 

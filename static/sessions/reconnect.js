@@ -8,6 +8,8 @@ export const CLOSE_GOING_AWAY = 1001;
 export const CLOSE_ABNORMAL = 1006;
 export const CLOSE_TOO_BIG = 1009;
 export const CLOSE_SERVER_ERROR = 1011;
+/** The server process is draining (a deploy, a rolling restart): reconnect soon, to another one. */
+export const CLOSE_SERVICE_RESTART = 1012;
 export const CLOSE_UNAUTHENTICATED = 4401;
 export const CLOSE_AUTH_TIMEOUT = 4408;
 export const CLOSE_MESSAGE_TOO_LARGE = 4413;
@@ -22,6 +24,7 @@ export const STAY_CLOSED = "stay_closed";
 export const REFRESH = "refresh"; // refresh the access token, then reconnect at once
 export const BACKOFF = "backoff";
 export const BACKOFF_LONG = "backoff_long";
+export const RESTART = "restart"; // reconnect after a short jittered delay (1012)
 
 const TABLE = new Map([
   [CLOSE_NORMAL, STAY_CLOSED],
@@ -33,12 +36,13 @@ const TABLE = new Map([
   [CLOSE_UNAVAILABLE, BACKOFF],
   [CLOSE_ABNORMAL, BACKOFF],
   [CLOSE_SERVER_ERROR, BACKOFF],
+  [CLOSE_SERVICE_RESTART, RESTART],
 ]);
 
 /**
  * The action for a close code. Codes the table does not name (1001 when a server shuts down,
- * 1005, 1012 "service restart", anything else) are treated like a lost connection: back off and
- * reconnect. Only the codes the protocol says mean "do not come back" keep the client closed.
+ * 1005, anything else) are treated like a lost connection: back off and reconnect. Only the codes
+ * the protocol says mean "do not come back" keep the client closed.
  */
 export function closeAction(code) {
   return TABLE.get(code) ?? BACKOFF;
@@ -63,6 +67,10 @@ export function closeReason(code) {
 export const DEFAULT_BACKOFF = Object.freeze({ base: 500, cap: 10000, min: 0 });
 // 4429 means "you are over a limit": wait longer, and never come back almost at once.
 export const LONG_BACKOFF = Object.freeze({ base: 5000, cap: 120000, min: 2000 });
+// 1012: the process is draining and the others serve. The first attempt comes within [0.1 s, 1 s]:
+// soon, but spread, so that the clients of one drained process do not all land on the others in
+// the same instant; if that attempt fails (every process restarting) the wait grows as usual.
+export const RESTART_BACKOFF = Object.freeze({ base: 1000, cap: 10000, min: 100 });
 
 /**
  * Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And
@@ -76,7 +84,8 @@ export function backoffDelay(attempt, schedule = DEFAULT_BACKOFF, random = Math.
   return Math.round(min + random() * (top - min));
 }
 
-/** The schedule for an action (BACKOFF or BACKOFF_LONG). */
+/** The schedule for an action (BACKOFF, BACKOFF_LONG or RESTART). */
 export function scheduleFor(action) {
-  return action === BACKOFF_LONG ? LONG_BACKOFF : DEFAULT_BACKOFF;
+  if (action === BACKOFF_LONG) return LONG_BACKOFF;
+  return action === RESTART ? RESTART_BACKOFF : DEFAULT_BACKOFF;
 }

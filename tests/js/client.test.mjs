@@ -235,6 +235,32 @@ describe("SessionClient: the close-code table", () => {
     assert.equal(settled, true);
   });
 
+  it("reconnects within a second on 1012 (the server process restarts), without signing out", async () => {
+    const { client, timers, tokens, statuses } = await connected({ random: () => 0 });
+    const refreshes = tokens.refreshCalls;
+    let signedOut = false;
+    client.on("signedout", () => (signedOut = true));
+    FakeSocket.last.serverClose(1012);
+    assert.equal(statuses.at(-1), "reconnecting");
+    assert.equal(timers.nextDelay(), 100, "not at once: the clients of a drained process spread out");
+    timers.advance(99);
+    assert.equal(FakeSocket.instances.length, 1);
+    timers.advance(1);
+    await flush();
+    assert.equal(FakeSocket.instances.length, 2);
+    FakeSocket.last.handshake();
+    await flush();
+    assert.equal(statuses.at(-1), "connected");
+    assert.equal(tokens.refreshCalls, refreshes, "the token is still good: no refresh");
+    assert.ok(!signedOut);
+  });
+
+  it("spreads the reconnect after 1012 over at most a second", async () => {
+    const { timers } = await connected({ random: () => 1 });
+    FakeSocket.last.serverClose(1012);
+    assert.equal(timers.nextDelay(), 1000);
+  });
+
   it("waits longer after 4429", async () => {
     const { timers } = await connected();
     FakeSocket.last.serverClose(4429);

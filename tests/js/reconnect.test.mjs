@@ -8,6 +8,8 @@ import {
   DEFAULT_BACKOFF,
   LONG_BACKOFF,
   REFRESH,
+  RESTART,
+  RESTART_BACKOFF,
   STAY_CLOSED,
   backoffDelay,
   closeAction,
@@ -25,12 +27,13 @@ describe("closeAction follows the protocol's close-code table", () => {
     [4503, BACKOFF],
     [1006, BACKOFF],
     [1011, BACKOFF],
+    [1012, RESTART],
   ];
   for (const [code, action] of table) {
     it(`${code} -> ${action}`, () => assert.equal(closeAction(code), action));
   }
   it("treats codes the table does not name as a lost connection", () => {
-    for (const code of [1001, 1005, 1012, 4000, 4999]) assert.equal(closeAction(code), BACKOFF);
+    for (const code of [1001, 1005, 4000, 4999]) assert.equal(closeAction(code), BACKOFF);
   });
 });
 
@@ -52,6 +55,17 @@ describe("backoffDelay: exponential with full jitter", () => {
     for (let i = 0; i < 200; i += 1) {
       const d = backoffDelay(4, DEFAULT_BACKOFF);
       assert.ok(d >= 0 && d <= 8000, `delay ${d} out of range`);
+    }
+  });
+
+  it("reconnects soon after 1012 (service restart), spread over [0.1 s, 1 s], then backs off as usual", () => {
+    assert.equal(scheduleFor(RESTART), RESTART_BACKOFF);
+    assert.equal(backoffDelay(0, RESTART_BACKOFF, () => 0), 100);
+    assert.equal(backoffDelay(0, RESTART_BACKOFF, () => 1), 1000);
+    assert.equal(backoffDelay(3, RESTART_BACKOFF, () => 1), 8000);
+    for (let i = 0; i < 200; i += 1) {
+      const d = backoffDelay(0, RESTART_BACKOFF);
+      assert.ok(d >= 100 && d <= 1000, `delay ${d} out of range`);
     }
   });
 

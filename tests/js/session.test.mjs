@@ -119,6 +119,26 @@ describe("LiveSession", () => {
     await queued;
   });
 
+  it("re-joins with since after the server process restarts (close 1012)", async () => {
+    const { client, live, timers } = await joined({ version: 3 });
+    FakeSocket.last.serverClose(1012);
+    assert.equal(client.status, "reconnecting");
+    timers.advance(timers.nextDelay());
+    await flush();
+    const ws = FakeSocket.last;
+    ws.handshake();
+    await flush();
+    const join = ws.take("join");
+    assert.deepEqual(join.data, { session: SID, since: 3 });
+    ws.reply(join, { id: SID, version: 4, changes: [change(4, [{ op: "add", path: "/items/-", value: item("r") }])] });
+    await flush();
+    assert.equal(live.doc.version, 4);
+    assert.deepEqual(live.view().items.map((i) => i.id), ["r"]);
+    ws.reply(ws.take("presence"), { present: [{ id: 1, username: "alice" }] });
+    await flush();
+    assert.equal(client.status, "connected");
+  });
+
   it("sends a change as a patch on the local version and applies it when accepted", async () => {
     const { live } = await joined({ version: 2 });
     const ws = FakeSocket.last;
