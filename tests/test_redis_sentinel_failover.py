@@ -141,6 +141,10 @@ async def test_a_primary_killed_mid_session_fails_over_and_the_sessions_go_on(st
         homes = {"alice": first, "bob": second, "carol": first, "dave": second}
         clients = {name: await wsclient.login(server.ws, server.token(name)) for name, server in homes.items()}
         opened += clients.values()
+        # erin, on the second process, is in no session: pushes addressed to a user (an invite)
+        # come through the process's account listener (sessions_app/process.py).
+        erin = await wsclient.login(second.ws, second.token("erin"))
+        opened.append(erin)
         alice = clients["alice"]
         snapshot = await alice.ok("create", {"title": "failover", "data": {"log": []}})
         session = snapshot["id"]
@@ -197,6 +201,11 @@ async def test_a_primary_killed_mid_session_fails_over_and_the_sessions_go_on(st
             for name, client in clients.items():
                 if name != writer:
                     await arrives(client, version)
+
+        # The account listener got through the failover too: an invite reaches erin.
+        await alice.ok("invite", {"username": "erin", "role": "viewer"}, timeout=SLOW)
+        added = await erin.push("session_added", timeout=SLOW)
+        assert added["data"]["session"] == session, added
 
         for server in (first, second):
             live.wait_until(lambda s=server: health(s)[0] == 200, SLOW, f"/healthz of {server.port} to answer 200")
