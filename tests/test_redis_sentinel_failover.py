@@ -242,7 +242,7 @@ async def test_a_primary_killed_mid_session_fails_over_and_the_sessions_go_on(st
     healthy_again = []
     for server in (first, second):
         mine = [(at, status) for at, port, status, _ in answers if port == server.port]
-        last_down = max(at for at, status in mine if status == 503)
+        last_down = max((at for at, status in mine if status == 503), default=killed)
         healthy_again.append(min((at for at, status in mine if at > last_down), default=float("nan")) - killed)
     for server in (first, second):
         log = server.log()
