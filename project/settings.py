@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from environs import Env, EnvValidationError
 from marshmallow.validate import Range
 
+from project.redis_hosts import layer_host
 from sessions_app.conf import BOUNDS, DEFAULTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -74,6 +75,11 @@ _database_conn_max_age = env.int("DATABASE_CONN_MAX_AGE", 60, validate=Range(min
 _database_pool_max_size = env.int("DATABASE_POOL_MAX_SIZE", 10, validate=Range(min=1))
 _database_pool_timeout = env.float("DATABASE_POOL_TIMEOUT", 10.0, validate=Range(min=0))
 REDIS_URL = env.str("REDIS_URL", "")
+_redis_sentinels = env.str("REDIS_SENTINELS", "")
+_redis_sentinel_master = env.str("REDIS_SENTINEL_MASTER", "")
+_redis_sentinel_db = env.int("REDIS_SENTINEL_DB", 0, validate=Range(min=0))
+_redis_password = env.str("REDIS_PASSWORD", "")
+_redis_sentinel_password = env.str("REDIS_SENTINEL_PASSWORD", "")
 _layer_backend = env.str("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer")
 CHANNEL_LAYER_CAPACITY = env.int("CHANNEL_LAYER_CAPACITY", 1000, validate=Range(min=1))
 _layer_fanout = env.bool("CHANNEL_LAYER_FANOUT", True)
@@ -259,15 +265,25 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-# Channel layer: Redis when REDIS_URL is set (CHANNEL_LAYER_BACKEND picks the core or the pub/sub
-# layer of channels_redis), otherwise the in-memory layer, which only reaches one process. With
+# Channel layer: Redis when REDIS_URL is set, or the primary that Redis Sentinel names when
+# REDIS_SENTINELS is (project/redis_hosts.py; a failover is followed without a restart), with
+# CHANNEL_LAYER_BACKEND picking the core or the pub/sub layer of channels_redis; otherwise the
+# in-memory layer, which only reaches one process. With
 # CHANNEL_LAYER_FANOUT (the default) that layer is wrapped in sessions_app.layers.FanoutChannelLayer:
 # one message per process for a group send, delivered there to the local members (docs/channels.md).
 # CHANNEL_LAYER_CAPACITY bounds the messages waiting on one channel (core and in-memory layers; the
 # pub/sub layer has no bound); with the fan-out layer each process reads every group message from
 # its one process channel, so this is the backlog a process can absorb during a stall.
-if REDIS_URL:
-    _inner_layer: dict[str, Any] = {"BACKEND": _layer_backend, "CONFIG": {"hosts": [REDIS_URL]}}
+_redis_host = layer_host(
+    url=REDIS_URL,
+    sentinels=_redis_sentinels,
+    master=_redis_sentinel_master,
+    db=_redis_sentinel_db,
+    password=_redis_password,
+    sentinel_password=_redis_sentinel_password,
+)
+if _redis_host is not None:
+    _inner_layer: dict[str, Any] = {"BACKEND": _layer_backend, "CONFIG": {"hosts": [_redis_host]}}
     if _layer_backend == "channels_redis.core.RedisChannelLayer":
         # group_expiry: a process that died without leaving its groups (SIGKILL, or any stop: the
         # reader cannot leave them at interpreter exit) stays a member this long. Live processes

@@ -50,9 +50,19 @@ if "$PYTHON" scripts/services.py pg-up "$POSTGRES_TEST_URL"; then
   run pytest-postgres env DATABASE_URL="$POSTGRES_TEST_URL" "$PYTHON" -m pytest -q -m postgres
 else missing pytest-postgres "no PostgreSQL at $POSTGRES_TEST_URL"; fi
 
-step "pytest: Redis"
+step "pytest: Redis (with the Sentinel failover test: redis-sentinel and PostgreSQL)"
 if "$PYTHON" scripts/services.py redis-up "$REDIS_TEST_URL"; then
-  run pytest-redis "$PYTHON" -m pytest -q -m redis
+  # The failover test (marked sentinel) starts its own redis-server and redis-sentinel processes
+  # and daphne on a PostgreSQL database of POSTGRES_TEST_URL's server (tests/live.py).
+  no_sentinel=""
+  if ! command -v redis-sentinel >/dev/null; then no_sentinel="no redis-sentinel (apt-get install redis-sentinel)"
+  elif ! "$PYTHON" scripts/services.py pg-up "$POSTGRES_TEST_URL"; then no_sentinel="no PostgreSQL at $POSTGRES_TEST_URL"; fi
+  if [[ -z $no_sentinel ]]; then
+    run pytest-redis env POSTGRES_TEST_URL="$POSTGRES_TEST_URL" "$PYTHON" -m pytest -q -m redis
+  else
+    run pytest-redis "$PYTHON" -m pytest -q -m "redis and not sentinel"
+    missing pytest-redis-sentinel "$no_sentinel"
+  fi
 else missing pytest-redis "no Redis at $REDIS_TEST_URL"; fi
 
 step "pytest: the production layout (scripts/prod.py: nginx, PostgreSQL, a private redis-server)"

@@ -256,6 +256,12 @@ class SessionConsumer(OrderedConsumer):
             groups = self._group_state = SessionGroups(self)
         return groups
 
+    async def channel_layer_back(self) -> None:
+        """The layer answers again after failing (a stock layer's receive loop): add this
+        connection's groups again, in case Redis restarted empty; raises what the layer raised."""
+        if self._group_state is not None:
+            await self._group_state.rejoin()
+
     async def subscribe_group(self, group: str) -> None:
         """Join ``group`` (``group_add``); raises ProtocolError(UNAVAILABLE) without the layer."""
         await self.groups.add(group)

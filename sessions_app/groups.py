@@ -70,6 +70,12 @@ class SessionGroups:
             raise ProtocolError(protocol.UNAVAILABLE, "Live updates are unavailable; reconnect later.") from None
         self.names = (*self.names, group)
 
+    async def rejoin(self) -> None:
+        """Add the connection to its groups again (``group_add`` is idempotent): after the layer
+        failed, a restarted Redis has forgotten them. Raises what the layer raised."""
+        for group in self.names:
+            await self.conn.channel_layer.group_add(group, self.conn.channel_name)
+
     async def discard(self, group: str) -> None:
         """Leave ``group`` (``group_discard``); a layer failure is logged (the membership expires)."""
         if group not in self.names:

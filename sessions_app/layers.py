@@ -121,6 +121,7 @@ class FanoutChannelLayer(BaseChannelLayer):
             await self.inner.send(process, {**message, TO_KEY: channel})
         else:
             await self.inner.send(channel, message)
+        self._reached()
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """The next message of ``channel`` (a local channel, or any name of the inner layer)."""
@@ -139,6 +140,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         channel = await self.new_channel()
         try:
             await self.inner.send(self.process_channel, {"type": "fanout.ping", TO_KEY: channel})
+            self._reached()
             await self.receive(channel)
         finally:
             self.detach(channel)
@@ -181,6 +183,13 @@ class FanoutChannelLayer(BaseChannelLayer):
         """Send ``message`` to every member of ``group``: one inner message per process."""
         self.require_valid_group_name(group)
         await self.inner.group_send(group, {**message, GROUP_KEY: group})
+        self._reached()
+
+    def _reached(self) -> None:
+        """The inner layer answered a send: while the reader waits to retry, wake it now (after a
+        Redis failover, the first publish that reaches the new primary ends the reader's wait)."""
+        if self.down:
+            self._answered.set()
 
     async def flush(self) -> None:
         """Forget every local channel and group, and flush the inner layer."""
@@ -211,7 +220,7 @@ class FanoutChannelLayer(BaseChannelLayer):
             if wanted and (group not in self._joined or self.down):
                 await self.inner.group_add(group, self.process_channel)
                 self._joined.add(group)
-                self._answered.set()
+                self._reached()
             elif not wanted and group in self._joined:
                 self._joined.discard(group)
                 await self.inner.group_discard(group, self.process_channel)

@@ -26,7 +26,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from . import metrics, protocol, sockets
+from . import channelreader, metrics, protocol, sockets
 from .conf import app_settings
 from .timers import CLIENT_GONE, Timers
 
@@ -168,9 +168,15 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
             self._running = None
 
     async def _read_channel(self) -> None:
-        """On a layer without ``attach``: receive this connection's channel as Channels does."""
-        while True:
-            self.deliver(await self.channel_layer.receive(self.channel_name))
+        """On a layer without ``attach``: receive this connection's channel as Channels does,
+        retrying while the layer fails (sessions_app.channelreader)."""
+        await channelreader.receive_forever(
+            self.channel_layer, self.channel_name, self.deliver, self.channel_layer_back
+        )
+
+    async def channel_layer_back(self) -> None:
+        """Override: what to redo when the channel layer answers again after failing (called before
+        the next receive; raising retries later). SessionConsumer adds its groups again."""
 
     # --- writes ------------------------------------------------------------------------------------
 
@@ -293,6 +299,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
             self.timers.cancel_all()
             if self._channel_reader is not None:
                 self._channel_reader.cancel()
+                channelreader.forget(self.channel_name)
             detach = getattr(self.channel_layer, "detach", None)
             if detach is not None:
                 detach(self.channel_name)

@@ -43,6 +43,9 @@ USERS = ("alice", "bob", "carol", "dave", "erin")
 SECRET_KEY = secrets.token_hex(32)  # one per run; the servers of a run share it
 SOCKET_PATH = "/api/v1/socket"
 POSTGRES_TEST_URL = os.environ.get("POSTGRES_TEST_URL", "postgres://postgres@127.0.0.1:5432/interactive")
+# Databases made here are named after POSTGRES_TEST_URL's (``<name>_live_<random>``): runs given
+# different test databases on one server never meet.
+PG_PREFIX = urlsplit(POSTGRES_TEST_URL).path.strip("/") or "interactive"
 TIMEOUT = 5.0
 
 _handed_out: set[int] = set()
@@ -264,12 +267,25 @@ class Uvicorn(Daphne):
 
 
 class RedisServer(Server):
-    """A private ``redis-server`` (no persistence) on a free port; ``stop()`` and ``start()`` keep the port."""
+    """A private ``redis-server`` (no persistence) on a free port, with ``args`` added (e.g.
+    ``("--replicaof", "127.0.0.1", "<port>")``); ``stop()`` and ``start()`` keep the port."""
 
-    def __init__(self, workdir: Path, port: int | None = None, ports: Iterable[int] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, ports: Iterable[int] | None = None, args: Sequence[str] = ()
+    ) -> None:
         argv = ["redis-server", "--port", "{port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        argv += ["--daemonize", "no", "--dir", str(workdir)]
+        # A file of its own: a replica writes the primary's snapshot there at its first sync.
+        argv += ["--daemonize", "no", "--dir", str(workdir), "--dbfilename", "dump-{port}.rdb", *args]
         super().__init__(workdir, dict(os.environ), argv, name="redis", port=port, ports=ports, start_timeout=10)
+
+    def command_reply(self, *args: str) -> Any:
+        """One command's reply (``redis_command``)."""
+        return redis_command(self.port, *args)
+
+    def info(self, section: str) -> dict[str, str]:
+        """``INFO <section>`` as ``{field: value}``."""
+        text = self.command_reply("INFO", section)
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
 
     @property
     def url(self) -> str:
@@ -292,6 +308,82 @@ class RedisServer(Server):
         wait_until(lambda: not listening(self.port), 5, f"port {self.port} to close")
 
 
+class RedisSentinel(RedisServer):
+    """A private ``redis-sentinel`` (Debian's package) on a free port, monitoring ``primary`` as
+    ``master``: ``quorum`` sentinels must agree that it is down, which each thinks after
+    ``down_after_ms`` without an answer; ``failover_timeout_ms`` bounds a failover attempt (and is
+    the wait before another sentinel may try again). Its configuration file (which the sentinel
+    rewrites with what it learns) is ``sentinel-<port>.conf`` in ``workdir``. RuntimeError when
+    the binary is missing: a test that needs it fails, never skips."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        primary: RedisServer,
+        *,
+        master: str = "mymaster",
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
+    ) -> None:
+        binary = shutil.which("redis-sentinel")
+        if binary is None:
+            raise RuntimeError("redis-sentinel is not installed (Debian: apt-get install redis-sentinel)")
+        Server.__init__(self, workdir, dict(os.environ), (), name="sentinel", start_timeout=10)
+        self.master = master
+        conf = workdir / f"sentinel-{self.port}.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndaemonize no\ndir {workdir}\n"
+            f"sentinel monitor {master} 127.0.0.1 {primary.port} {quorum}\n"
+            f"sentinel down-after-milliseconds {master} {down_after_ms}\n"
+            f"sentinel failover-timeout {master} {failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {master} 1\n"
+        )
+        self.argv = (binary, str(conf))
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def primary_port(self) -> int | None:
+        """The port of the primary this sentinel names now (``SENTINEL get-master-addr-by-name``)."""
+        reply = self.command_reply("SENTINEL", "get-master-addr-by-name", self.master)
+        return int(reply[1]) if reply else None
+
+    def knows(self, replicas: int, sentinels: int) -> bool:
+        """Whether it has found ``replicas`` replicas of its primary and ``sentinels`` other sentinels."""
+        state = self.command_reply("SENTINEL", "master", self.master)
+        fields = dict(zip(state[::2], state[1::2], strict=True))
+        return int(fields["num-slaves"]) >= replicas and int(fields["num-other-sentinels"]) >= sentinels
+
+
+def redis_command(port: int, *args: str, timeout: float = 2.0) -> Any:
+    """Send one command to the Redis (or sentinel) on 127.0.0.1:``port`` and return its decoded
+    reply: str, int, None, or a list of them; RuntimeError for an error reply. The standard library
+    only (this module imports no redis client)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(
+            b"".join([f"*{len(args)}\r\n".encode()] + [b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args])
+        )
+        return _resp_reply(sock.makefile("rb"))
+
+
+def _resp_reply(stream: Any) -> Any:
+    line = stream.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:].decode()
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise RuntimeError(rest)
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        return None if rest == "-1" else stream.read(int(rest) + 2)[:-2].decode()
+    if kind == b"*":
+        return None if rest == "-1" else [_resp_reply(stream) for _ in range(int(rest))]
+    raise RuntimeError(f"unexpected reply {line!r}")
+
+
 def http_json(url: str, payload: Any = None, timeout: float = 10) -> tuple[int, Any]:
     """GET (or POST ``payload`` as JSON); returns ``(status, decoded body)`` for 2xx to 5xx alike."""
     data = json.dumps(payload).encode() if payload is not None else None
@@ -306,8 +398,8 @@ def http_json(url: str, payload: Any = None, timeout: float = 10) -> tuple[int, 
 # --- environments and databases ------------------------------------------------------------------
 
 # The project's settings that a server must not inherit from whoever runs the tests or benchmarks.
-_INHERITED = ("REDIS_URL", "DATABASE_URL", "LOG_LEVEL")
-_INHERITED_PREFIXES = ("PYTEST_", "SESSIONS_", "JWT_", "CHANNEL_LAYER_")
+_INHERITED = ("REDIS_URL", "REDIS_PASSWORD", "DATABASE_URL", "LOG_LEVEL")
+_INHERITED_PREFIXES = ("PYTEST_", "SESSIONS_", "JWT_", "CHANNEL_LAYER_", "REDIS_SENTINEL")
 
 
 def base_env(
@@ -421,7 +513,7 @@ def pg_drop(name: str) -> None:
 @functools.cache
 def _pg_template() -> str:
     """A migrated PostgreSQL database with ``USERS``, made once per process (dropped at exit)."""
-    name = pg_create("live_template")
+    name = pg_create(f"{PG_PREFIX}_live_template")
     atexit.register(pg_drop, name)
     prepare_database(pg_database_url(name))
     return name
@@ -460,17 +552,40 @@ class Processes:
         server.start()
         return server
 
-    def redis(self) -> RedisServer:
-        server = RedisServer(self.workdir)
+    def redis(self, *args: str) -> RedisServer:
+        """A private redis-server started with ``args`` (``RedisServer``)."""
+        server = RedisServer(self.workdir, args=args)
         self.redises.append(server)
         server.start()
         return server
+
+    def replica(self, primary: RedisServer) -> RedisServer:
+        """A private redis-server replicating ``primary``, returned once its link is up."""
+        replica = self.redis("--replicaof", "127.0.0.1", str(primary.port))
+        wait_until(lambda: replica.info("replication").get("master_link_status") == "up", 20, "the replica to sync")
+        return replica
+
+    def sentinels(self, primary: RedisServer, count: int = 3, replicas: int = 1, **options: Any) -> list[RedisSentinel]:
+        """``count`` redis-sentinel processes monitoring ``primary`` (``RedisSentinel`` options),
+        returned once each has found ``replicas`` replicas and the other sentinels (without them a
+        failover cannot get its majority)."""
+        started = []
+        for _ in range(count):
+            sentinel = RedisSentinel(self.workdir, primary, **options)
+            self.redises.append(sentinel)
+            sentinel.start()
+            started.append(sentinel)
+        for sentinel in started:
+            wait_until(
+                lambda s=sentinel: s.knows(replicas, count - 1), 30, f"sentinel {sentinel.port} to find its peers"
+            )
+        return started
 
     def sqlite(self) -> str:
         """A fresh migrated SQLite database with ``USERS``; returns its DATABASE_URL."""
         return sqlite_database(self.workdir / f"db-{secrets.token_hex(4)}.sqlite3")
 
-    def postgres(self, prefix: str = "live") -> tuple[str, str]:
+    def postgres(self, prefix: str = f"{PG_PREFIX}_live") -> tuple[str, str]:
         """A fresh migrated PostgreSQL database ``<prefix>_<random>`` with ``USERS``; returns
         ``(name, DATABASE_URL)``."""
         name = pg_create(prefix, template=_pg_template())

@@ -26,9 +26,13 @@ async def shared_session(server, owner, member):
     return snapshot["id"]
 
 
-async def test_replies_commits_and_joins_while_redis_is_down_and_pushes_after_it_is_back(started):
+# The default layer (FanoutChannelLayer around channels_redis' core layer: one reader per process),
+# and the core layer alone (CHANNEL_LAYER_FANOUT=0: a receive loop per connection, which re-adds
+# the connection's groups when Redis answers again, sessions_app/channelreader.py).
+@pytest.mark.parametrize("fanout", [1, 0])
+async def test_replies_commits_and_joins_while_redis_is_down_and_pushes_after_it_is_back(started, fanout):
     redis = started.redis()
-    server = started.daphne(started.sqlite(), redis.url, **SETTINGS)
+    server = started.daphne(started.sqlite(), redis.url, CHANNEL_LAYER_FANOUT=fanout, **SETTINGS)
     async with wsclient.clients() as opened:
         alice = await wsclient.login(server.ws, server.token("alice"))
         bob = await wsclient.login(server.ws, server.token("bob"))
