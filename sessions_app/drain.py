@@ -108,9 +108,18 @@ def install() -> None:
     def on_sigterm(signum: int, frame: Any) -> None:
         # A Python signal handler runs between two bytecodes of the main thread, maybe inside the
         # loop's own code: hand the drain to the loop, which call_soon_threadsafe wakes.
-        loop.call_soon_threadsafe(start, previous)
+        loop.call_soon_threadsafe(_start_from_signal, previous)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+_watchdog = False  # set for a drain that a real SIGTERM started: the process must end
+
+
+def _start_from_signal(previous: Any) -> None:
+    global _watchdog
+    _watchdog = True
+    start(previous)
 
 
 def start(previous: Any = signal.SIG_DFL) -> asyncio.Task[None] | None:
@@ -186,15 +195,16 @@ EXIT_GRACE = 5.0
 def _exit(previous: Any) -> None:
     """Hand over to the server's own SIGTERM handling (or the default: the process ends).
 
-    A watchdog ends the process ``EXIT_GRACE`` seconds later if it is still there: after daphne's
+    After a real SIGTERM, a watchdog ends the process ``EXIT_GRACE`` seconds later if it is still there: after daphne's
     reactor stopped, interpreter exit joins the threads of ``sync_to_async``, and a sync HTTP
     request caught at SIGTERM (WhiteNoise's middleware in ``async_to_sync``) waits for the stopped
     loop forever (seen under load in conformance runs: the process never exited). Everything
     this process owes is done by now: sockets closed, its row deleted.
     """
-    watchdog = threading.Timer(EXIT_GRACE, _exit_now)
-    watchdog.daemon = True
-    watchdog.start()
+    if _watchdog:
+        watchdog = threading.Timer(EXIT_GRACE, _exit_now)
+        watchdog.daemon = True
+        watchdog.start()
     if callable(previous):
         previous(signal.SIGTERM, None)
         return
