@@ -573,6 +573,23 @@ async def test_invite_cannot_change_the_owners_role(alice: Any) -> None:
         assert (await error(client, "invite", {"username": "alice", "role": "viewer"}))["code"] == "invalid_data"
 
 
+async def test_invite_past_the_member_limit_is_permission_denied_but_roles_still_change(
+    alice: Any, bob: Any, carol: Any, settings: Any
+) -> None:
+    settings.SESSIONS_MAX_MEMBERS_PER_SESSION = 2  # the owner and one more
+    async with connected(alice) as client:
+        await client.ok("create", {"title": "Doc"})
+        await client.ok("invite", {"username": "bob", "role": "editor"})
+        reply = await error(client, "invite", {"username": "carol", "role": "editor"})
+        assert reply["code"] == "permission_denied"
+        assert reply["data"] == {"limit": 2}
+        # An existing member's role may still change at the limit.
+        members = await client.ok("invite", {"username": "bob", "role": "viewer"})
+        assert [m["role"] for m in members["members"]] == ["owner", "viewer"]
+        assert await client.ok("remove", {"username": "bob"})
+        await client.ok("invite", {"username": "carol", "role": "viewer"})
+
+
 async def test_invite_again_changes_the_role_and_it_applies_at_once(alice: Any, bob: Any) -> None:
     session_id = await shared_session(alice, bob="editor")
     async with connected(alice) as owner, connected(bob) as client:
