@@ -16,6 +16,7 @@ extensions ``x-close-codes`` and ``x-error-codes``.
 """
 
 import copy
+import functools
 import inspect
 from typing import Any
 
@@ -154,6 +155,23 @@ def _error_frame() -> dict[str, Any]:
         },
         "required": ["state", "code", "error"],
     }
+
+
+def cached_document(*, host: str, secure: bool) -> dict[str, Any]:
+    """``document``, made once per host, scheme and registry contents (about 0.1 s of CPU each: the
+    HTTP views serve it to anyone). The same dict each time: callers must not change it.
+
+    The registry normally changes only at start-up; a state registered or removed later (a test,
+    an app importing a module late) makes a new document. At most 16 are kept (one per host in
+    ``ALLOWED_HOSTS`` a client named, and scheme).
+    """
+    fingerprint = (tuple((n, id(s)) for n, s in REGISTRY.items()), tuple((n, id(p)) for n, p in PUSHES.items()))
+    return _cached(host, secure, fingerprint)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached(host: str, secure: bool, fingerprint: tuple[Any, ...]) -> dict[str, Any]:
+    return document(host=host, secure=secure)
 
 
 def document(*, host: str = "localhost:8000", secure: bool = False) -> dict[str, Any]:

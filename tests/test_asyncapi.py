@@ -6,6 +6,8 @@ import copy
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonpointer
@@ -191,6 +193,18 @@ def test_the_document_is_served_with_the_requests_host(client):
     assert served["servers"]["server"] == {"host": "testserver", "protocol": "ws"}
 
 
+@pytest.mark.django_db
+def test_the_served_document_is_made_once_and_anew_when_the_registry_changes(client, registry):
+    first = client.get("/api/v1/socket/asyncapi.json").json()
+    assert asyncapi.cached_document(host="testserver", secure=False) is asyncapi.cached_document(
+        host="testserver", secure=False
+    )
+    state("test-late", schema=GreetSchema, reply=GreetReply)(greet)
+    second = client.get("/api/v1/socket/asyncapi.json").json()
+    assert "request.test-late" not in first["operations"] and "request.test-late" in second["operations"]
+    assert "test-late" in client.get("/api/v1/docs/").content.decode()
+
+
 def test_manage_py_asyncapi_writes_the_document(tmp_path):
     out = io.StringIO()
     call_command("asyncapi", "--host", "example.org", "--secure", stdout=out)
@@ -251,3 +265,38 @@ def test_the_d_ts_check_finds_a_missing_state():
     assert "restore" in interface_keys(declarations, "Requests")
     assert "restore" not in interface_keys(without, "Requests")
     assert copy.deepcopy(interface_keys(declarations, "Pushes")) >= {"patched", "members"}
+
+
+# --- an app's states ---------------------------------------------------------------------------------------
+
+APP_DOCUMENT = """
+import json, os
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+django.setup()
+import tests.apps.channels_way
+from django.core import checks
+from sessions_app import asyncapi
+warnings = [m.msg for m in checks.run_checks() if m.id == "sessions.W001"]
+print(json.dumps({"document": asyncapi.document(), "warnings": warnings}))
+"""
+
+
+@pytest.mark.slow
+def test_the_states_and_pushes_an_app_module_registers_are_in_its_document():
+    # In another interpreter: importing tests.apps.channels_way registers its states for good.
+    out = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", APP_DOCUMENT], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    document = result["document"]
+    assert asyncapi_errors(document) == []
+    operations, messages = document["operations"], document["channels"]["socket"]["messages"]
+    assert {"request.lobby_join", "request.lobby_say", "request.direct", "push.lobby", "push.direct"} <= set(operations)
+    room = messages["request.lobby_join"]["payload"]["properties"]["data"]["properties"]["room"]
+    assert room["pattern"] == "^[a-z0-9]{1,20}$"
+    joined = messages["reply.lobby_join"]["payload"]["properties"]["data"]
+    assert set(joined["properties"]) == {"room", "channel"}
+    assert set(messages["push.lobby"]["payload"]["properties"]["data"]["properties"]) == {"room", "text", "from"}
+    assert operations["request.lobby_say"]["x-reply-declared"] is False
+    assert result["warnings"] == ["The state 'lobby_say' declares no reply schema."]
