@@ -127,6 +127,16 @@ class _Mapper:
         return self.data(spec, direction)
 
 
+def _without_markers(value: Any) -> Any:
+    """``value`` without drf-spectacular's ``x-spec-enum-id`` markers (its OpenAPI enum
+    post-processing reads them; they mean nothing in an AsyncAPI document)."""
+    if isinstance(value, dict):
+        return {key: _without_markers(item) for key, item in value.items() if key != "x-spec-enum-id"}
+    if isinstance(value, list):
+        return [_without_markers(item) for item in value]
+    return value
+
+
 def _frame(state: dict[str, Any], data: dict[str, Any] | None, *, with_id: bool, data_required: bool) -> dict:
     properties: dict[str, Any] = {"state": state}
     if data is not None:
@@ -289,31 +299,34 @@ def document(*, host: str = "localhost:8000", secure: bool = False) -> dict[str,
             {"type": "integer", "minimum": protocol.INT64_MIN, "maximum": protocol.INT64_MAX},
         ],
     }
-    return {
-        "asyncapi": "3.0.0",
-        "info": {
-            "title": "Interactive sessions: WebSocket protocol",
-            "version": str(protocol.PROTOCOL_VERSION),
-            "description": _DESCRIPTION.replace("{close_codes}", close_table),
-        },
-        "defaultContentType": "application/json",
-        "servers": {"server": {"host": host, "protocol": "wss" if secure else "ws"}},
-        "channels": {
-            CHANNEL: {
-                "address": SOCKET_PATH,
-                "title": "The session socket",
-                "servers": [{"$ref": "#/servers/server"}],
-                "messages": messages,
-                "bindings": {"ws": {"bindingVersion": "0.1.0"}},
-                "x-close-codes": [
-                    {"code": code, "meaning": meaning, "client_should": should} for code, meaning, should in CLOSE_CODES
-                ],
-                "x-error-codes": [
-                    {"code": code, "meaning": ERROR_MEANINGS[code], "closes": protocol.CLOSE_FOR.get(code)}
-                    for code in protocol.ERROR_CODES
-                ],
-            }
-        },
-        "operations": operations,
-        "components": {"schemas": schemas},
-    }
+    return _without_markers(
+        {
+            "asyncapi": "3.0.0",
+            "info": {
+                "title": "Interactive sessions: WebSocket protocol",
+                "version": str(protocol.PROTOCOL_VERSION),
+                "description": _DESCRIPTION.replace("{close_codes}", close_table),
+            },
+            "defaultContentType": "application/json",
+            "servers": {"server": {"host": host, "protocol": "wss" if secure else "ws"}},
+            "channels": {
+                CHANNEL: {
+                    "address": SOCKET_PATH,
+                    "title": "The session socket",
+                    "servers": [{"$ref": "#/servers/server"}],
+                    "messages": messages,
+                    "bindings": {"ws": {"bindingVersion": "0.1.0"}},
+                    "x-close-codes": [
+                        {"code": code, "meaning": meaning, "client_should": should}
+                        for code, meaning, should in CLOSE_CODES
+                    ],
+                    "x-error-codes": [
+                        {"code": code, "meaning": ERROR_MEANINGS[code], "closes": protocol.CLOSE_FOR.get(code)}
+                        for code in protocol.ERROR_CODES
+                    ],
+                }
+            },
+            "operations": operations,
+            "components": {"schemas": schemas},
+        }
+    )

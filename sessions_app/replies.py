@@ -15,35 +15,10 @@ from rest_framework import serializers
 
 from .models import Role
 from .registry import push_state
+from .serializers import PATCH_OPERATION
 
 ROLES = [role.value for role in Role]
 
-# RFC 6902 operations, as the client sends them (pointers are RFC 6901). Extra members are kept as
-# sent (section 7, "JSON Patch").
-PATCH_OPERATION: dict[str, Any] = {
-    "oneOf": [
-        {
-            "type": "object",
-            "properties": {"op": {"enum": ["add", "replace", "test"]}, "path": {"type": "string"}, "value": {}},
-            "required": ["op", "path", "value"],
-        },
-        {
-            "type": "object",
-            "properties": {"op": {"const": "remove"}, "path": {"type": "string"}},
-            "required": ["op", "path"],
-        },
-        {
-            "type": "object",
-            "properties": {
-                "op": {"enum": ["move", "copy"]},
-                "from": {"type": "string"},
-                "path": {"type": "string"},
-            },
-            "required": ["op", "from", "path"],
-        },
-    ],
-    "description": "An RFC 6902 operation.",
-}
 EMPTY: dict[str, Any] = {"type": "object", "maxProperties": 0, "description": "An empty object."}
 
 
