@@ -15,19 +15,14 @@ notion of close codes or error codes: they are in the channel's description and 
 extensions ``x-close-codes`` and ``x-error-codes``.
 """
 
-import copy
 import functools
 import inspect
 from typing import Any
 
-from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import ComponentRegistry
-from rest_framework import serializers
-from rest_framework.views import APIView
-
 from . import protocol
-from .registry import PUSHES, REGISTRY, DataSchema
+from .registry import PUSHES, REGISTRY
 from .replies import InitialisedSerializer
+from .schema_mapping import SchemaMapper, without_markers
 
 SOCKET_PATH = "/api/v1/socket"
 CHANNEL = "socket"
@@ -84,59 +79,6 @@ state, or an error frame. Replies come back in request order. **Pushes** have no
 """
 
 
-class _Mapper:
-    """drf-spectacular's serializer-to-JSON-Schema mapping, outside a view.
-
-    ``AutoSchema`` maps serializers for a view's operation; here there is none, so it gets a bare
-    APIView (no request). Nested serializers are registered as components in ``registry``.
-    """
-
-    def __init__(self) -> None:
-        self.registry = ComponentRegistry()
-        self.auto = AutoSchema()
-        self.auto.registry = self.registry
-        self.auto.path, self.auto.method = SOCKET_PATH, "POST"
-        view = APIView()
-        view.request = None
-        self.auto.view = view
-
-    def inline(self, serializer: type[serializers.Serializer], direction: str) -> dict[str, Any]:
-        """The serializer's JSON Schema, in place (its nested serializers by reference)."""
-        # _map_serializer is AutoSchema's mapping of one serializer, the one resolve_serializer
-        # calls; inline, so that two apps' serializers of one class name cannot share a component.
-        return self.auto._map_serializer(serializer(), direction)
-
-    def data(self, spec: DataSchema | None, direction: str, *, declared: bool = True) -> dict[str, Any]:
-        """JSON Schema of a frame's ``data`` from a DataSchema (None: any object)."""
-        if spec is None:
-            return {"type": "object", "description": "Not declared." if not declared else "Any object."}
-        if isinstance(spec, dict):
-            return copy.deepcopy(spec)
-        if isinstance(spec, tuple):
-            return {"oneOf": [self.member(item, direction) for item in spec]}
-        if inspect.isclass(spec) and issubclass(spec, serializers.BaseSerializer):
-            return self.inline(spec, direction)
-        raise TypeError(f"not a serializer, a JSON Schema or a tuple of them: {spec!r}")
-
-    def member(self, spec: Any, direction: str) -> dict[str, Any]:
-        """One alternative of a ``oneOf``: a serializer by reference to its component."""
-        if inspect.isclass(spec) and issubclass(spec, serializers.BaseSerializer):
-            component = self.auto.resolve_serializer(spec, direction)
-            if component.schema is not None:
-                return component.ref
-        return self.data(spec, direction)
-
-
-def _without_markers(value: Any) -> Any:
-    """``value`` without drf-spectacular's ``x-spec-enum-id`` markers (its OpenAPI enum
-    post-processing reads them; they mean nothing in an AsyncAPI document)."""
-    if isinstance(value, dict):
-        return {key: _without_markers(item) for key, item in value.items() if key != "x-spec-enum-id"}
-    if isinstance(value, list):
-        return [_without_markers(item) for item in value]
-    return value
-
-
 def _frame(state: dict[str, Any], data: dict[str, Any] | None, *, with_id: bool, data_required: bool) -> dict:
     properties: dict[str, Any] = {"state": state}
     if data is not None:
@@ -191,7 +133,7 @@ def document(*, host: str = "localhost:8000", secure: bool = False) -> dict[str,
     Reads the registry as it is now (states registered after Django's start-up by tests or apps
     included). Raises TypeError for a declared schema that is none of DataSchema's forms.
     """
-    mapper = _Mapper()
+    mapper = SchemaMapper()
     messages: dict[str, Any] = {}
     operations: dict[str, Any] = {}
 
@@ -299,7 +241,7 @@ def document(*, host: str = "localhost:8000", secure: bool = False) -> dict[str,
             {"type": "integer", "minimum": protocol.INT64_MIN, "maximum": protocol.INT64_MAX},
         ],
     }
-    return _without_markers(
+    return without_markers(
         {
             "asyncapi": "3.0.0",
             "info": {

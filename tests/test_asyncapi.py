@@ -259,6 +259,13 @@ def test_client_d_ts_declares_every_built_in_state_and_push_of_the_document_and_
     assert {row["code"] for row in document["channels"]["socket"]["x-close-codes"]} <= close_codes
 
 
+def test_every_declared_push_is_in_the_protocol_documents_tables():
+    table = (ROOT / "docs" / "protocol.md").read_text()
+    assert len(PUSHES) >= 9
+    for name in PUSHES:
+        assert f"| `{name}` |" in table, f"push {name} is not in docs/protocol.md's tables of pushes"
+
+
 def test_the_d_ts_check_finds_a_missing_state():
     declarations = (ROOT / "static" / "sessions" / "client.d.ts").read_text()
     without = re.sub(r"^  restore: .*$", "", declarations, flags=re.M)
