@@ -37,6 +37,29 @@ TOO_MANY_CONNECTIONS = "too_many_connections"
 SERVER_ERROR = "server_error"
 UNAVAILABLE = "unavailable"
 
+# Every error code, in the order of docs/protocol.md's table (section 6).
+ERROR_CODES = (
+    NOT_AUTHENTICATED,
+    AUTH_TIMEOUT,
+    TOKEN_EXPIRED,
+    INVALID_JSON,
+    INVALID_MESSAGE,
+    UNSUPPORTED_FRAME,
+    MESSAGE_TOO_LARGE,
+    UNKNOWN_STATE,
+    INVALID_DATA,
+    NOT_FOUND,
+    PERMISSION_DENIED,
+    NOT_JOINED,
+    CONFLICT,
+    PATCH_TOO_COSTLY,
+    QUOTA_EXCEEDED,
+    RATE_LIMITED,
+    TOO_MANY_CONNECTIONS,
+    SERVER_ERROR,
+    UNAVAILABLE,
+)
+
 # Close codes. daphne (autobahn) lets an application send only 1000 or 3000-4999; 1012 goes
 # around that check (sessions_app.sockets.TwistedBuffer.close).
 CLOSE_NORMAL = 1000
