@@ -225,12 +225,11 @@ class MembersPush(serializers.Serializer):
     members = MemberSerializer(many=True)
 
 
-class SessionAddedPush(serializers.Serializer):
+class SessionAddedPush(SessionSummarySerializer):
+    """A ``list`` row with the session's id under ``session``, and who added the member."""
+
+    id = None  # DRF: a subclass drops an inherited field by setting it to None
     session = serializers.UUIDField()
-    title = serializers.CharField()
-    role = serializers.ChoiceField(choices=ROLES)
-    version = serializers.IntegerField(min_value=0)
-    updated_at = serializers.DateTimeField()
     by = UserSerializer(allow_null=True, help_text="The owner who made the change through the socket, else null.")
 
 
