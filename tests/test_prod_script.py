@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def prod(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PROD_", "PYTEST_"))}
-    for name in ("DATABASE_URL", "REDIS_URL", "PROCESSES", "NGINX_WORKERS", "NGINX_WORKER_CONNECTIONS"):
+    prefixes = ("DJANGO_", "PROD_", "PYTEST_", "REDIS_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
+    for name in ("DATABASE_URL", "PROCESSES", "NGINX_WORKERS", "NGINX_WORKER_CONNECTIONS"):
         env.pop(name, None)
     env.update(variables)
     return subprocess.run(  # noqa: S603 - the script under test
@@ -47,6 +48,18 @@ def test_it_refuses_sqlite_debug_and_bad_numbers() -> None:
     assert "REDIS_URL" not in result.stderr
 
 
+def test_redis_sentinel_takes_the_place_of_redis_url(tmp_path: Path) -> None:
+    """REDIS_SENTINELS with REDIS_SENTINEL_MASTER instead of REDIS_URL (docs/deployment.md, "Redis
+    Sentinel"); not with it, nor without the master name."""
+    base = {"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "DJANGO_SECRET_KEY": "k" * 50, "PROCESSES": "0"}
+    accepted = prod(REDIS_SENTINELS="127.0.0.1:26379", REDIS_SENTINEL_MASTER="mymaster", **base)
+    assert accepted.returncode == 2 and "PROCESSES='0'" in accepted.stderr
+    assert "REDIS" not in accepted.stderr
+    both = prod(REDIS_SENTINELS="127.0.0.1:26379", REDIS_URL="redis://127.0.0.1:6379/0", **base)
+    assert "set REDIS_URL or REDIS_SENTINELS, not both" in both.stderr
+    assert "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER" in both.stderr
+
+
 def test_render_writes_the_configuration_for_the_systemd_units(tmp_path: Path) -> None:
     out = tmp_path / "nginx.conf"
     result = prod(
@@ -59,7 +72,7 @@ def test_render_writes_the_configuration_for_the_systemd_units(tmp_path: Path) -
     assert "user www-data;" in config
     assert "alias /srv/interactive/staticfiles/;" in config
     servers = [line.strip() for line in config.splitlines() if line.strip().startswith("server unix:")]
-    assert servers == [f"server unix:/run/interactive/daphne-{i}.sock;" for i in range(3)]
+    assert servers == [f"server unix:/run/interactive/daphne-{i}.sock max_fails=0;" for i in range(3)]
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in config
 
 
@@ -90,7 +103,8 @@ def test_the_readme_documents_every_variable_the_script_reads() -> None:
     readme = (ROOT / "README.md").read_text()
     layout = readme.split("\n## Settings of the production layout\n", 1)[1].split("\n## ", 1)[0]
     own = set(re.findall(r"^\| `([A-Z_]+)` \|", layout, re.MULTILINE))
-    assert sorted(read - own) == ["DATABASE_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "REDIS_URL"]  # "Settings"
+    service = ["DATABASE_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"]
+    assert sorted(read - own) == [*service, "REDIS_URL"]  # in "Settings"
     assert sorted(own - read) == []
 
 
