@@ -2,12 +2,17 @@
 anything, and renders the nginx configuration the systemd units use (issue 13, item 1). The layout
 itself runs in tests/test_production.py (marker ``prod``)."""
 
+import importlib
 import os
 import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,3 +129,39 @@ def test_it_refuses_a_listen_address_in_use_before_starting_anything(tmp_path: P
     assert result.returncode == 2
     assert f"nginx cannot listen on PROD_LISTEN=127.0.0.1:{port}: Address already in use" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def supervisor_module(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """scripts/prod_supervisor.py, imported as scripts/prod.py imports it (scripts/ on the path)."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    return importlib.import_module("prod_supervisor")
+
+
+def test_a_daphne_that_keeps_exiting_is_started_again_until_the_limit_then_given_up(
+    supervisor_module: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The policy of scripts/prod_supervisor.py with real processes in place of daphne: one that
+    exits by itself is started again (its count and delay said), and only one that exits more than
+    CRASH_LIMIT times within CRASH_WINDOW seconds makes supervise() give up (the layout: exit 1)."""
+    config_module = importlib.import_module("prod_config")
+    env = {"DATABASE_URL": "postgres://x@127.0.0.1/x", "REDIS_URL": "redis://127.0.0.1:1/0", "DJANGO_SECRET_KEY": "k"}
+    config = config_module.Config.from_env({**env, "PROCESSES": "1", "PROD_RUN_DIR": str(tmp_path)})
+    monkeypatch.setattr(supervisor_module, "daphne_argv", lambda config, index: [sys.executable, "-c", "exit(3)"])
+    monkeypatch.setattr(supervisor_module, "RESTART_DELAY", 0.0)
+    daphnes = supervisor_module.Daphnes(config, lambda: False)
+    (tmp_path / "daphne-0.sock").touch()  # left by a killed process: removed before each start
+    first = daphnes.start("daphne-0")
+    assert not (tmp_path / "daphne-0.sock").exists()
+    assert (tmp_path / "daphne-0.pid").read_text() == f"{first}\n"
+    starts = 1
+    while daphnes.supervise():
+        if daphnes.children["daphne-0"].process.pid != first:
+            first, starts = daphnes.children["daphne-0"].process.pid, starts + 1
+        assert starts <= supervisor_module.CRASH_LIMIT + 1, "started again past the limit"
+        time.sleep(0.02)
+    daphnes.wait_all()
+    output = capsys.readouterr().out
+    assert starts == supervisor_module.CRASH_LIMIT + 1
+    assert "exited by itself with 3 after" in output and "(unexpected exit 1 in 60 s): starting it again" in output
+    assert f"its {supervisor_module.CRASH_LIMIT + 1}th unexpected exit in 60 s: giving up" in output
