@@ -116,7 +116,8 @@ def prepare_run_dir(config: Config) -> IO[str]:
 
 
 def run(config: Config) -> int:
-    """Start the layout and supervise it until a signal (0) or a child's exit (1)."""
+    """Start the layout and supervise it (scripts/prod_supervisor.py) until SIGINT or SIGTERM (0), or
+    until nginx exits or a daphne keeps exiting (1); SIGHUP: a rolling restart of the daphnes."""
     if not shutil.which(config.nginx):
         raise ConfigError(f"no {config.nginx} (NGINX): apt-get install nginx")
     check_listen_free(config.listen)
