@@ -43,7 +43,7 @@ SETTINGS = {
     "SESSIONS_PRESENCE_HEARTBEAT": 1,
     "SESSIONS_PRESENCE_TTL": 5,
 }
-PAUSE = 0.02  # seconds between a client's patches: 40 writers on a 2-core machine shared with others
+PAUSE = 0.02  # seconds between a client's patches (about): 40 writers on a 2-core machine shared with others
 
 
 class Writer:
@@ -111,10 +111,15 @@ class Writer:
                 self.acked[value] = self.version
                 self.acked_since_recovery += 1
                 self.n += 1
+                # The winner of a version learns the next one first (its reply comes before the
+                # others' conflicts): were it to go on at once, the same writers would win every
+                # race of a busy session (seen on a loaded machine: a writer had no patch
+                # acknowledged in two minutes). So a winner waits longer than a loser, at random.
+                await asyncio.sleep(random.uniform(PAUSE, 3 * PAUSE))
             else:
                 assert answer["code"] == "conflict", answer
                 self.version = answer["data"]["version"]
-            await asyncio.sleep(PAUSE)
+                await asyncio.sleep(random.uniform(0, PAUSE))
         await self.client.close()
 
 
@@ -170,7 +175,7 @@ async def write_through(writers: list[Writer], restart: Callable[[], Any]) -> No
     tasks = [asyncio.create_task(writer.run(stop)) for writer in writers]
     try:
         await wait_for(
-            lambda: all(w.acked for w in writers), 60, tasks,
+            lambda: all(w.acked for w in writers), 120, tasks,
             lambda: f"every writer's first patch: none yet for {[w.index for w in writers if not w.acked]}",
         )  # fmt: skip
         await restart()
