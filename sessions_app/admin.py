@@ -1,5 +1,6 @@
 """Back office: sessions with their members inline, read-only change log and revisions, presence;
-open connections, which an operator can disconnect; users, whom an operator can sign out everywhere.
+open connections, which an operator can disconnect; users, whom an operator can sign out everywhere,
+with their two-factor devices (removable; django-otp's own device admins are registered too).
 
 What is changed here reaches live connections as it does through the socket: saving or deleting a
 membership, a title or a session sends the pushes of sessions_app.membership (model signals), once
@@ -13,6 +14,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from . import events, protocol, selectors, services
 from .models import Change, Connection, Membership, Revision, Session
@@ -134,10 +137,37 @@ class ConnectionAdmin(admin.ModelAdmin):
         self.message_user(request, f"Disconnected {len(channels)} connection(s).", messages.SUCCESS)
 
 
+class DeviceInline(admin.TabularInline):
+    """A user's two-factor devices (django-otp), read-only and removable: never the key or the
+    codes (django-otp's own admin pages, ``OTP_ADMIN_HIDE_SENSITIVE_DATA``, hide them too).
+    Removing a confirmed TOTP device ends the user's sign-ins (sessions_app/otp_devices.py)."""
+
+    extra = 0
+    fields = ("name", "confirmed", "created_at", "last_used_at", "throttling_failure_count")
+    readonly_fields = fields
+    can_delete = True
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # enrolment is the user's, with a code from the device
+
+
+class TOTPDeviceInline(DeviceInline):
+    model = TOTPDevice
+    verbose_name = "two-factor device (TOTP)"
+
+
+class RecoveryCodesInline(DeviceInline):
+    model = StaticDevice
+    verbose_name = "recovery codes"
+
+
 class SessionsUserAdmin(UserAdmin):
-    """Django's user admin, with "disconnect everywhere" (see services.user_sign_out)."""
+    """Django's user admin, with "disconnect everywhere" (see services.user_sign_out) and the
+    user's two-factor devices (removable)."""
 
     actions = ["disconnect_everywhere"]
+    inlines = (*UserAdmin.inlines, TOTPDeviceInline, RecoveryCodesInline)
 
     @admin.action(description="Disconnect everywhere and sign out", permissions=["change"])
     def disconnect_everywhere(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
