@@ -79,14 +79,23 @@ class Check:
         return self.outcome in (Outcome.TOTP, Outcome.RECOVERY)
 
 
-class CodeRefused(exceptions.AuthenticationFailed):
+class CodedError(exceptions.APIException):
+    """An APIException whose body also names its code: ``{"detail", "code"}`` (the pages tell a
+    wrong code from a dead ticket by it)."""
+
+    def __init__(self, detail: Any = None, code: Any = None) -> None:
+        super().__init__(detail, code)
+        self.detail = {"detail": self.detail, "code": code or self.default_code}
+
+
+class CodeRefused(CodedError, exceptions.AuthenticationFailed):
     """401 ``invalid_code``: the code is wrong, already used, or the user has no such device."""
 
     default_detail = "The code is wrong or was already used."
     default_code = "invalid_code"
 
 
-class CodeThrottled(exceptions.APIException):
+class CodeThrottled(CodedError):
     """429 ``otp_throttled`` with ``Retry-After``: too many wrong codes in a row for this device."""
 
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
@@ -98,7 +107,7 @@ class CodeThrottled(exceptions.APIException):
         self.wait = max(1, retry_after)
 
 
-class EnrolmentConflict(exceptions.APIException):
+class EnrolmentConflict(CodedError):
     """409 ``otp_enrolled``: a confirmed device exists; remove it before enrolling another."""
 
     status_code = status.HTTP_409_CONFLICT

@@ -42,7 +42,7 @@ from .signin_log import signin_event
 TICKETS_PER_USER = 5
 
 
-class TicketRefused(exceptions.AuthenticationFailed):
+class TicketRefused(otp_devices.CodedError, exceptions.AuthenticationFailed):
     """401 ``invalid_ticket``: unknown, used, expired, of another endpoint, or its user's
     password changed since. Sign in again."""
 

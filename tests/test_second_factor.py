@@ -176,7 +176,7 @@ def test_a_ticket_is_good_only_at_the_endpoint_family_that_issued_it(enrolled: A
     cookie_ticket = ticket_of(password_sign_in("dave", cookie=True))
     json_ticket = ticket_of(password_sign_in("dave"))
     refused = code_sign_in(cookie_ticket, code_for(enrolled["key"]))
-    assert refused.status_code == 401 and refused.json()["detail"].startswith("The sign-in ticket is not valid")
+    assert refused.status_code == 401 and refused.json()["code"] == "invalid_ticket"
     assert code_sign_in(json_ticket, code_for(enrolled["key"]), cookie=True).status_code == 401
     # The cookie endpoint wants the site's own pages, as the cookie sign-in does.
     assert code_sign_in(cookie_ticket, code_for(enrolled["key"]), client=APIClient(), cookie=True).status_code == 403
@@ -200,7 +200,10 @@ def test_a_wrong_code_is_refused_and_the_ticket_stays_good_for_the_right_one(enr
         answer = code_sign_in(ticket, bad)
         assert answer.status_code in (400, 401), (bad, answer.content)
         assert "access" not in answer.json()
-    assert code_sign_in(ticket, wrong).json() == {"detail": "The code is wrong or was already used."}
+    assert code_sign_in(ticket, wrong).json() == {
+        "detail": "The code is wrong or was already used.",
+        "code": "invalid_code",
+    }
     assert code_sign_in(ticket, right).status_code == 200
 
 
@@ -209,7 +212,7 @@ def test_a_code_is_good_once_even_for_another_sign_in(enrolled: Any) -> None:
     code = code_for(enrolled["key"], 0)
     assert code_sign_in(ticket_of(password_sign_in("dave")), code).status_code == 200
     again = code_sign_in(ticket_of(password_sign_in("dave")), code)
-    assert again.status_code == 401 and again.json()["detail"] == "The code is wrong or was already used."
+    assert again.status_code == 401 and again.json()["code"] == "invalid_code"
     # An older step than the last one accepted is refused too (django-otp's last_t).
     assert code_sign_in(ticket_of(password_sign_in("dave")), code_for(enrolled["key"], -1)).status_code == 401
     assert code_sign_in(ticket_of(password_sign_in("dave")), code_for(enrolled["key"], 1)).status_code == 200
@@ -245,7 +248,7 @@ def test_the_device_throttles_after_a_wrong_code_even_the_right_one(enrolled: An
     assert code_sign_in(ticket, f"{(int(right) + 1) % 1_000_000:06d}").status_code == 401
     throttled = code_sign_in(ticket, right)
     assert throttled.status_code == 429, throttled.content
-    assert throttled.json() == {"detail": "Too many wrong codes; wait before trying again."}
+    assert throttled.json() == {"detail": "Too many wrong codes; wait before trying again.", "code": "otp_throttled"}
     assert 590 <= int(throttled["Retry-After"]) <= 601
     # Once the wait is over the right code passes (the failure made 600 s older instead of waiting).
     TOTPDevice.objects.update(throttling_failure_timestamp=timezone.now() - datetime.timedelta(seconds=601))
@@ -273,7 +276,10 @@ def test_a_ticket_is_single_use(enrolled: Any) -> None:
     ticket = ticket_of(password_sign_in("dave"))
     assert code_sign_in(ticket, code_for(enrolled["key"], 0)).status_code == 200
     replay = code_sign_in(ticket, code_for(enrolled["key"], 1))
-    assert replay.status_code == 401 and replay.json()["detail"].startswith("The sign-in ticket is not valid")
+    assert replay.status_code == 401 and replay.json() == {
+        "detail": "The sign-in ticket is not valid (expired or already used); sign in again.",
+        "code": "invalid_ticket",
+    }
     replay = code_sign_in(ticket, enrolled["recovery"][0])
     assert replay.status_code == 401
 
