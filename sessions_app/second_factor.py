@@ -138,8 +138,10 @@ def complete(*, ticket: str, code: str, request: Any, cookie: bool) -> dict[str,
             check = None
         else:
             check = otp_devices.check_code(user, code)
-            if check.ok:
-                row.delete()
+            # The row is locked, so this request is the only one to delete it; the count makes
+            # sure of it all the same (a database without SELECT ... FOR UPDATE).
+            if check.ok and SignInTicket.objects.filter(digest=row.digest).delete()[0] != 1:
+                check = None
     if check is None:
         signin_event("ticket_refused", request=request, user_id=user.pk)
         raise TicketRefused()
