@@ -1,6 +1,7 @@
 """Back office: sessions with their members inline, read-only change log and revisions, presence;
 open connections, which an operator can disconnect; users, whom an operator can sign out everywhere,
-with their two-factor devices (removable; django-otp's own device admins are registered too).
+with their two-factor devices (removable; django-otp's own device admins are registered too); a
+login that asks a user with two-factor on for the code (OTPAdminLoginForm).
 
 What is changed here reaches live connections as it does through the socket: saving or deleting a
 membership, a title or a session sends the pushes of sessions_app.membership (model signals), once
@@ -9,15 +10,18 @@ the change commits.
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from . import events, protocol, selectors, services
+from . import events, lockout, otp_devices, protocol, selectors, services
 from .models import Change, Connection, Membership, Revision, Session
 
 
@@ -183,3 +187,47 @@ User = get_user_model()
 if admin.site.is_registered(User) and type(admin.site.get_model_admin(User)) is UserAdmin:
     admin.site.unregister(User)
     admin.site.register(User, SessionsUserAdmin)
+
+
+class OTPAdminLoginForm(AdminAuthenticationForm):
+    """The admin login: the password (Django's form, django-axes first), then, for a user with
+    two-factor sign-in on, a code of the authenticator app or a recovery code, checked as the
+    token API checks it (sessions_app/otp_devices.py: both throttles, the sign-in log). A user
+    without a device signs in with the password alone, as before. The form shows the code field
+    once the password was right (``ask_code``)."""
+
+    otp_token = forms.CharField(
+        required=False,
+        max_length=32,
+        strip=True,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "autocapitalize": "none", "spellcheck": "false"}
+        ),
+    )
+
+    @property
+    def ask_code(self) -> bool:
+        user = self.get_user()
+        return user is not None and otp_devices.has_second_factor(user)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        user = self.get_user()
+        if user is None or not otp_devices.has_second_factor(user):
+            return cleaned
+        code = cleaned.get("otp_token") or ""
+        if not code:
+            raise ValidationError(
+                "Two-factor sign-in is on: enter the code of your authenticator app.", code="otp_required"
+            )
+        try:
+            otp_devices.verify(self.request, user, code, purpose="admin")
+        except (otp_devices.CodeRefused, otp_devices.CodeThrottled, lockout.LockedOut) as exc:
+            self.user_cache = user  # keep asking for the code
+            detail = exc.detail.get("detail") if isinstance(exc.detail, dict) else exc.detail
+            raise ValidationError(str(detail), code="otp_refused") from None
+        return cleaned
+
+
+admin.site.login_form = OTPAdminLoginForm
+admin.site.login_template = "sessions/admin_login.html"

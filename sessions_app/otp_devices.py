@@ -29,6 +29,7 @@ sign-in of the user ends at once: their refresh tokens are blacklisted and their
 (``not_authenticated``, reason ``logged_out``, 4401) on every process; each signs in again under
 the new rule (services.user_sign_out). Access tokens already issued pass until they expire
 (``JWT_ACCESS_LIFETIME``). New recovery codes end nothing (the rule is the same; the old codes die).
+A device an operator adds in django-otp's admin ends nothing either (enrolment is the user's).
 """
 
 import dataclasses
@@ -45,10 +46,10 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from rest_framework import exceptions, status
 
 from . import lockout, protocol, services
 from .conf import app_settings
+from .otp_errors import CodeRefused, CodeThrottled, EnrolmentConflict
 from .signin_log import signin_event
 
 DEVICE_NAME = "Authenticator app"
@@ -77,42 +78,6 @@ class Check:
     @property
     def ok(self) -> bool:
         return self.outcome in (Outcome.TOTP, Outcome.RECOVERY)
-
-
-class CodedError(exceptions.APIException):
-    """An APIException whose body also names its code: ``{"detail", "code"}`` (the pages tell a
-    wrong code from a dead ticket by it)."""
-
-    def __init__(self, detail: Any = None, code: Any = None) -> None:
-        super().__init__(detail, code)
-        self.detail = {"detail": self.detail, "code": code or self.default_code}
-
-
-class CodeRefused(CodedError, exceptions.AuthenticationFailed):
-    """401 ``invalid_code``: the code is wrong, already used, or the user has no such device."""
-
-    default_detail = "The code is wrong or was already used."
-    default_code = "invalid_code"
-
-
-class CodeThrottled(CodedError):
-    """429 ``otp_throttled`` with ``Retry-After``: too many wrong codes in a row for this device."""
-
-    status_code = status.HTTP_429_TOO_MANY_REQUESTS
-    default_detail = "Too many wrong codes; wait before trying again."
-    default_code = "otp_throttled"
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__()
-        self.wait = max(1, retry_after)
-
-
-class EnrolmentConflict(CodedError):
-    """409 ``otp_enrolled``: a confirmed device exists; remove it before enrolling another."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "Two-factor sign-in is already on; remove it first."
-    default_code = "otp_enrolled"
 
 
 def normalise(code: str) -> str:

@@ -31,23 +31,15 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from rest_framework import exceptions
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from . import otp_devices
 from .conf import app_settings
 from .models import SignInTicket
+from .otp_errors import TicketRefused
 from .signin_log import signin_event
 
 TICKETS_PER_USER = 5
-
-
-class TicketRefused(otp_devices.CodedError, exceptions.AuthenticationFailed):
-    """401 ``invalid_ticket``: unknown, used, expired, of another endpoint, or its user's
-    password changed since. Sign in again."""
-
-    default_detail = "The sign-in ticket is not valid (expired or already used); sign in again."
-    default_code = "invalid_ticket"
 
 
 def tokens_for(user: Any) -> dict[str, str]:

@@ -5,7 +5,8 @@ the password, a code, a device key, a ticket or a token; a refused password name
 username typed may be a password typed in the wrong field). The address is ``REMOTE_ADDR``: behind
 a proxy, run daphne with ``--proxy-headers`` (README, "Operations").
 
-Events (level): ``password_ok``, ``otp_required``, ``otp_ok``, ``recovery_code_used``,
+Events (level): ``password_ok`` (``magic_ok`` for a magic link; with ``otp=required`` when a code
+must follow), ``otp_required``, ``otp_ok``, ``recovery_code_used``,
 ``otp_enrolment_started``, ``otp_enrolled``, ``otp_removed``, ``recovery_codes_regenerated`` (INFO);
 ``password_refused``, ``password_locked_out``, ``otp_refused``, ``otp_throttled``,
 ``otp_locked_out``, ``ticket_refused`` (WARNING).

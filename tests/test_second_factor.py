@@ -383,3 +383,29 @@ def test_the_admin_shows_a_users_devices_without_secrets_and_removal_ends_their_
     assert deleted.status_code == 302
     assert not otp_devices.has_second_factor(dave)
     assert APIClient().post("/api/v1/token/refresh/", {"refresh": pair["refresh"]}, format="json").status_code == 401
+
+
+def test_the_admin_login_of_a_user_with_two_factor_asks_for_the_code(enrolled: Any, dave: Any) -> None:
+    get_user_model().objects.filter(pk=dave.pk).update(is_staff=True, is_superuser=True)
+    browser = Client()
+    first = browser.post("/admin/login/", {"username": "dave", "password": PASSWORD})
+    assert first.status_code == 200, "not signed in by the password alone"
+    assert "Authentication code" in first.content.decode()
+    assert browser.get("/admin/").status_code == 302  # still to the login page
+    wrong = browser.post(
+        "/admin/login/", {"username": "dave", "password": PASSWORD, "otp_token": code_for(enrolled["key"], -1)}
+    )
+    assert wrong.status_code == 200 and "The code is wrong or was already used." in wrong.content.decode()
+    right = browser.post(
+        "/admin/login/", {"username": "dave", "password": PASSWORD, "otp_token": code_for(enrolled["key"], 0)}
+    )
+    assert right.status_code == 302, right.content.decode()[-2000:]
+    assert browser.get("/admin/").status_code == 200
+
+
+def test_the_admin_login_of_a_user_without_two_factor_is_the_password_alone(dave: Any) -> None:
+    get_user_model().objects.filter(pk=dave.pk).update(is_staff=True, is_superuser=True)
+    browser = Client()
+    page_text = browser.get("/admin/login/").content.decode()
+    assert "Authentication code" not in page_text
+    assert browser.post("/admin/login/", {"username": "dave", "password": PASSWORD}).status_code == 302
