@@ -97,7 +97,7 @@ def sign_in(user: Any, *, request: Any, method: str = "password", cookie: bool =
 def _live_ticket(ticket: str, *, cookie: bool, lock: bool = False) -> SignInTicket | None:
     rows = SignInTicket.objects.select_related("user")
     if lock:
-        rows = rows.select_for_update()
+        rows = rows.select_for_update(of=("self",))  # the ticket's row, not the user's
     row = rows.filter(digest=_digest(ticket), cookie=cookie).first()
     if row is None:
         return None
