@@ -114,12 +114,17 @@ SESSIONS_DRAIN_TIMEOUT = sessions_setting(env.float, "DRAIN_TIMEOUT")
 SESSIONS_LOGIN_FAILURE_LIMIT = sessions_setting(env.int, "LOGIN_FAILURE_LIMIT")
 SESSIONS_LOGIN_LOCKOUT = sessions_setting(env.float, "LOGIN_LOCKOUT")
 SESSIONS_LOGIN_MAX_AGE = sessions_setting(env.int, "LOGIN_MAX_AGE")
+SESSIONS_OTP_TICKET_LIFETIME = sessions_setting(env.float, "OTP_TICKET_LIFETIME")
+SESSIONS_OTP_RECOVERY_CODES = sessions_setting(env.int, "OTP_RECOVERY_CODES")
 SESSIONS_ALLOWED_ORIGINS = items(env.list("SESSIONS_ALLOWED_ORIGINS", list(DEFAULTS["ALLOWED_ORIGINS"])))
 SESSIONS_METRICS_NETWORKS = items(env.list("SESSIONS_METRICS_NETWORKS", list(DEFAULTS["METRICS_NETWORKS"])))
 # Read by prometheus_client itself, from the environment, when sessions_app.metrics is imported;
 # here only so that it is listed and checked (sessions_app.metrics, docs/metrics.md).
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", "")
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", "Interactive sessions")  # the authenticator app's label
+OTP_TOTP_THROTTLE_FACTOR = env.int("OTP_TOTP_THROTTLE_FACTOR", 1, validate=Range(min=0))
+OTP_STATIC_THROTTLE_FACTOR = env.int("OTP_STATIC_THROTTLE_FACTOR", 1, validate=Range(min=0))
 
 try:
     env.seal()
@@ -157,6 +162,10 @@ INSTALLED_APPS = [
     # socket's AsyncAPI document (sessions_app/asyncapi.py); the sidecar serves Swagger UI's files.
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Optional two-factor sign-in (sessions_app/second_factor.py): TOTP devices and recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "sessions_app",
 ]
 
@@ -325,6 +334,12 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = False
 AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in; failures are still recorded
 
+# Optional two-factor sign-in (django-otp; sessions_app/second_factor.py). Wrong codes count as
+# failed sign-ins for django-axes above, and each device throttles on its own too: after n wrong
+# codes in a row it refuses every code for FACTOR * 2**(n-1) seconds (django-otp's ThrottlingMixin).
+# The three OTP_* values are read from the environment above, before env.seal().
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin never shows a device's key or QR code
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -390,5 +405,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
+    # sessions_app.signin: sign-in events (sessions_app/signin_log.py), never a secret.
     "loggers": {"sessions_app": {"level": LOG_LEVEL}},
 }

@@ -1,5 +1,6 @@
-"""HTTP routes: the admin, the token API (JSON, and the pages' cookie variant), the API's contract
-(OpenAPI, AsyncAPI, their page), health, metrics, and the browser pages."""
+"""HTTP routes: the admin, the token API (JSON, and the pages' cookie variant), two-factor
+sign-in, the API's contract (OpenAPI, AsyncAPI, their page), health, metrics, and the browser
+pages."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -10,6 +11,15 @@ from sessions_app.contract_views import SchemaView, api_docs, asyncapi_json
 from sessions_app.cookies import CookieTokenObtainView, CookieTokenRefreshView, CookieTokenRevokeView
 from sessions_app.health import healthz
 from sessions_app.metrics_view import metrics_endpoint
+from sessions_app.otp_views import (
+    CookieOtpSignInView,
+    OtpConfirmView,
+    OtpEnrolView,
+    OtpRemoveView,
+    OtpSignInView,
+    OtpStatusView,
+    RecoveryCodesView,
+)
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -29,6 +39,14 @@ urlpatterns = [
         SpectacularSwaggerSplitView.as_view(url_name="openapi_schema", template_name="api/swagger_ui.html"),
         name="swagger_ui",
     ),
+    # Two-factor sign-in (sessions_app/otp_views.py): the sign-in's second step, and the user's device.
+    path("api/v1/login/otp/", OtpSignInView.as_view(), name="login_otp"),
+    path("api/v1/token/cookie/otp/", CookieOtpSignInView.as_view(), name="token_cookie_otp"),
+    path("api/v1/otp/", OtpStatusView.as_view(), name="otp_status"),
+    path("api/v1/otp/enrol/", OtpEnrolView.as_view(), name="otp_enrol"),
+    path("api/v1/otp/confirm/", OtpConfirmView.as_view(), name="otp_confirm"),
+    path("api/v1/otp/remove/", OtpRemoveView.as_view(), name="otp_remove"),
+    path("api/v1/otp/recovery-codes/", RecoveryCodesView.as_view(), name="otp_recovery_codes"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_endpoint, name="metrics"),
     path("", include("sessions_app.page_urls")),

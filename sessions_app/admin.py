@@ -1,5 +1,7 @@
 """Back office: sessions with their members inline, read-only change log and revisions, presence;
-open connections, which an operator can disconnect; users, whom an operator can sign out everywhere.
+open connections, which an operator can disconnect; users, whom an operator can sign out everywhere,
+with their two-factor devices (removable; django-otp's own device admins are registered too); a
+login that asks a user with two-factor on for the code (OTPAdminLoginForm).
 
 What is changed here reaches live connections as it does through the socket: saving or deleting a
 membership, a title or a session sends the pushes of sessions_app.membership (model signals), once
@@ -8,13 +10,18 @@ the change commits.
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from . import events, protocol, selectors, services
+from . import events, lockout, otp_devices, protocol, selectors, services
 from .models import Change, Connection, Membership, Revision, Session
 
 
@@ -134,10 +141,37 @@ class ConnectionAdmin(admin.ModelAdmin):
         self.message_user(request, f"Disconnected {len(channels)} connection(s).", messages.SUCCESS)
 
 
+class DeviceInline(admin.TabularInline):
+    """A user's two-factor devices (django-otp), read-only and removable: never the key or the
+    codes (django-otp's own admin pages, ``OTP_ADMIN_HIDE_SENSITIVE_DATA``, hide them too).
+    Removing a confirmed TOTP device ends the user's sign-ins (sessions_app/otp_devices.py)."""
+
+    extra = 0
+    fields = ("name", "confirmed", "created_at", "last_used_at", "throttling_failure_count")
+    readonly_fields = fields
+    can_delete = True
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # enrolment is the user's, with a code from the device
+
+
+class TOTPDeviceInline(DeviceInline):
+    model = TOTPDevice
+    verbose_name = "two-factor device (TOTP)"
+
+
+class RecoveryCodesInline(DeviceInline):
+    model = StaticDevice
+    verbose_name = "recovery codes"
+
+
 class SessionsUserAdmin(UserAdmin):
-    """Django's user admin, with "disconnect everywhere" (see services.user_sign_out)."""
+    """Django's user admin, with "disconnect everywhere" (see services.user_sign_out) and the
+    user's two-factor devices (removable)."""
 
     actions = ["disconnect_everywhere"]
+    inlines = (*UserAdmin.inlines, TOTPDeviceInline, RecoveryCodesInline)
 
     @admin.action(description="Disconnect everywhere and sign out", permissions=["change"])
     def disconnect_everywhere(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
@@ -153,3 +187,47 @@ User = get_user_model()
 if admin.site.is_registered(User) and type(admin.site.get_model_admin(User)) is UserAdmin:
     admin.site.unregister(User)
     admin.site.register(User, SessionsUserAdmin)
+
+
+class OTPAdminLoginForm(AdminAuthenticationForm):
+    """The admin login: the password (Django's form, django-axes first), then, for a user with
+    two-factor sign-in on, a code of the authenticator app or a recovery code, checked as the
+    token API checks it (sessions_app/otp_devices.py: both throttles, the sign-in log). A user
+    without a device signs in with the password alone, as before. The form shows the code field
+    once the password was right (``ask_code``)."""
+
+    otp_token = forms.CharField(
+        required=False,
+        max_length=32,
+        strip=True,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "autocapitalize": "none", "spellcheck": "false"}
+        ),
+    )
+
+    @property
+    def ask_code(self) -> bool:
+        user = self.get_user()
+        return user is not None and otp_devices.has_second_factor(user)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        user = self.get_user()
+        if user is None or not otp_devices.has_second_factor(user):
+            return cleaned
+        code = cleaned.get("otp_token") or ""
+        if not code:
+            raise ValidationError(
+                "Two-factor sign-in is on: enter the code of your authenticator app.", code="otp_required"
+            )
+        try:
+            otp_devices.verify(self.request, user, code, purpose="admin")
+        except (otp_devices.CodeRefused, otp_devices.CodeThrottled, lockout.LockedOut) as exc:
+            self.user_cache = user  # keep asking for the code
+            detail = exc.detail.get("detail") if isinstance(exc.detail, dict) else exc.detail
+            raise ValidationError(str(detail), code="otp_refused") from None
+        return cleaned
+
+
+admin.site.login_form = OTPAdminLoginForm
+admin.site.login_template = "sessions/admin_login.html"

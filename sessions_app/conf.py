@@ -93,6 +93,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds after a password sign-in past which its refresh token is refused and no token of it
     # is valid, however often it was rotated (sessions_app/tokens.py).
     "LOGIN_MAX_AGE": 604800,
+    # Seconds a sign-in ticket lives: the time between a password (or magic-link) sign-in of a user
+    # with two-factor on and the code that completes it (sessions_app/second_factor.py).
+    "OTP_TICKET_LIFETIME": 300.0,
+    # Recovery codes (django-otp static tokens) made at enrolment and at each regeneration.
+    "OTP_RECOVERY_CODES": 10,
     # WebSocket origins (Channels patterns); empty: the hosts of ALLOWED_HOSTS.
     "ALLOWED_ORIGINS": (),
     # Client networks (CIDR) that may read GET /metrics (sessions_app.metrics_view); empty: none.
@@ -128,6 +133,8 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "LOGIN_FAILURE_LIMIT": (1, None),
     "LOGIN_LOCKOUT": (1, None),
     "LOGIN_MAX_AGE": (1, None),
+    "OTP_TICKET_LIFETIME": (1, 3600),
+    "OTP_RECOVERY_CODES": (1, 50),
 }
 
 
@@ -186,6 +193,8 @@ class AppSettings:
     LOGIN_FAILURE_LIMIT: int
     LOGIN_LOCKOUT: float
     LOGIN_MAX_AGE: int
+    OTP_TICKET_LIFETIME: float
+    OTP_RECOVERY_CODES: int
     ALLOWED_ORIGINS: tuple[str, ...]
     METRICS_NETWORKS: tuple[str, ...]
 

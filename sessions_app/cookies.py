@@ -5,7 +5,10 @@ Three endpoints beside the JSON ones (``/api/v1/token/``, ``refresh/``, ``revoke
 they are for scripts and apps (the refresh token in the body, no cookie read or set):
 
 - ``POST /api/v1/token/cookie/`` ``{"username", "password"}`` -> ``{"access"}``, and the refresh
-  token in the cookie. Refusals as ``/api/v1/token/`` (401, 429 with ``Retry-After``, 400).
+  token in the cookie. Refusals as ``/api/v1/token/`` (401, 429 with ``Retry-After``, 400). For a
+  user with two-factor sign-in: ``{"otp_required": true, "ticket", "expires_in"}``, no cookie;
+  ``POST /api/v1/token/cookie/otp/`` ``{"ticket", "code"}`` then answers as this one
+  (sessions_app/second_factor.py, sessions_app/otp_views.py).
 - ``POST /api/v1/token/cookie/refresh/`` (no body needed) -> ``{"access"}``, and the rotated refresh
   token in the cookie (SimpleJWT's rotation: the one sent is blacklisted). 401 when the cookie is
   missing or its token refused (expired, blacklisted, past ``SESSIONS_LOGIN_MAX_AGE``, a changed
@@ -148,21 +151,31 @@ class CookieTokenRevokeSerializer(tokens.TokenRevokeSerializer):
         return super().validate({"refresh": refresh_from_cookie(self.context["request"])})
 
 
-def _refresh_to_cookie(request: Any, response: Response) -> None:
-    # Only a successful answer carries a refresh token; it goes to the cookie, out of the body.
+def refresh_to_cookie(request: Any, response: Response) -> None:
+    """Move a successful answer's refresh token out of the body into the cookie."""
+    # Only a successful answer carries a refresh token.
     data = getattr(response, "data", None)
     if response.status_code == 200 and isinstance(data, dict) and data.get("refresh"):
         set_refresh_cookie(response, request, data.pop("refresh"))
 
 
+class CookieTokenObtainPairSerializer(tokens.TokenObtainPairSerializer):
+    """``tokens.TokenObtainPairSerializer`` whose two-factor tickets are good at the cookie
+    endpoint only (``/api/v1/token/cookie/otp/``, sessions_app/second_factor.py)."""
+
+    cookie = True
+
+
 class CookieTokenObtainView(views.TokenObtainPairView):
     """``POST /api/v1/token/cookie/``: the sign-in of ``tokens.TokenObtainPairSerializer``, the
-    refresh token in the cookie (module docstring)."""
+    refresh token in the cookie (module docstring); for a user with two-factor sign-in, the
+    ticket instead (no cookie)."""
 
     permission_classes = (SameOriginOnly,)
+    serializer_class = CookieTokenObtainPairSerializer
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
-        _refresh_to_cookie(request, response)
+        refresh_to_cookie(request, response)
         return super().finalize_response(request, response, *args, **kwargs)
 
 
@@ -174,7 +187,7 @@ class CookieTokenRefreshView(views.TokenRefreshView):
     serializer_class = CookieTokenRefreshSerializer
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
-        _refresh_to_cookie(request, response)
+        refresh_to_cookie(request, response)
         return super().finalize_response(request, response, *args, **kwargs)
 
 

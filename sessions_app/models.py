@@ -126,3 +126,28 @@ class Connection(models.Model):
 
     def __str__(self) -> str:
         return self.channel_name
+
+
+class SignInTicket(models.Model):
+    """A password (or magic-link) sign-in waiting for its second factor (sessions_app/second_factor.py).
+
+    The client holds the ticket, a random string; only its SHA-256 is stored (a copy of the table
+    signs no one in). Single use (deleted when it is exchanged for tokens), short-lived
+    (``SESSIONS_OTP_TICKET_LIFETIME``), bound to the user's password hash at issue (a password
+    change ends it) and to the endpoint family that issued it (``cookie``: the pages' cookie
+    sign-in; else the JSON token API). At most ``second_factor.TICKETS_PER_USER`` per user.
+    """
+
+    digest = models.CharField(primary_key=True, max_length=64)  # hex SHA-256 of the ticket
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    password_hash = models.CharField(max_length=64)  # SimpleJWT's get_md5_hash_password(user.password)
+    method = models.CharField(max_length=16)  # the first factor: "password", "magic"
+    cookie = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"sign-in ticket of user {self.user_id}"

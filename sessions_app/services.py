@@ -223,10 +223,11 @@ def revision_create(*, user: dict[str, Any], channel_name: str, session_id: UUID
 
 
 @transaction.atomic
-def user_sign_out(*, user_ids: list[int]) -> int:
+def user_sign_out(*, user_ids: list[int], reason: str = protocol.DISCONNECTED) -> int:
     """Sign users out everywhere: blacklist each of their refresh tokens that is still valid (so no
     client of theirs can renew its access token) and, once that commits, end their sockets on
-    every process (``not_authenticated``, reason ``disconnected``, 4401). Returns the number of
+    every process (``not_authenticated``, ``data.reason`` ``reason``, 4401: ``disconnected`` for
+    an operator, ``logged_out`` when two-factor sign-in was turned on or off). Returns the number of
     refresh tokens revoked. Access tokens already issued still pass until they expire
     (``JWT_ACCESS_LIFETIME``): deactivate the account to refuse them at once.
     """
@@ -234,5 +235,5 @@ def user_sign_out(*, user_ids: list[int]) -> int:
         user_id__in=user_ids, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
     )
     revoked = BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in outstanding])
-    events.emit([events.user_disconnect(user_id, protocol.DISCONNECTED) for user_id in user_ids])
+    events.emit([events.user_disconnect(user_id, reason) for user_id in user_ids])
     return len(revoked)

@@ -14,8 +14,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from . import events, membership, protocol
+from . import events, membership, otp_devices, protocol
 from .models import Membership, Session
 
 User = get_user_model()
@@ -87,3 +88,10 @@ def session_deleting(sender: type, instance: Session, origin: Any = None, **kwar
 def session_deleted(sender: type, instance: Session, **kwargs: Any) -> None:
     """Called after a session is deleted: its members are told, and leave it."""
     membership.session_deleted(instance)
+
+
+@receiver(post_delete, sender=TOTPDevice, dispatch_uid="sessions_app.totp_device_deleted")
+def totp_device_deleted(sender: type, instance: Any, **kwargs: Any) -> None:
+    """Called after a TOTP device is deleted (the user's removal, the admin): a confirmed one ends
+    every sign-in of its user (sessions_app/otp_devices.py, "What a change ends")."""
+    otp_devices.device_removed(sender, instance, **kwargs)

@@ -49,8 +49,9 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.utils import datetime_to_epoch, get_md5_hash_password
 
-from . import events, lockout, protocol
+from . import events, lockout, protocol, second_factor
 from .conf import app_settings
+from .signin_log import signin_event
 
 AUTH_TIME_CLAIM = "auth_time"
 
@@ -133,7 +134,8 @@ class LoginRefreshToken(RefreshToken):
 
 class TokenObtainPairSerializer(serializers.TokenObtainPairSerializer):
     """``{"username", "password"}`` -> ``{"refresh", "access"}``, as SimpleJWT's, with
-    LoginRefreshToken.
+    LoginRefreshToken; for a user with two-factor sign-in, ``{"otp_required": true, "ticket",
+    "expires_in"}`` and no token instead (sessions_app/second_factor.py).
 
     Raises AuthenticationFailed (401, ``no_active_account``) for wrong credentials or an inactive
     user, and lockout.LockedOut (429, ``Retry-After``) when django-axes refused the sign-in: too
@@ -141,14 +143,21 @@ class TokenObtainPairSerializer(serializers.TokenObtainPairSerializer):
     """
 
     token_class = LoginRefreshToken
+    cookie = False  # the ticket's endpoint family (True: the pages' cookie sign-in)
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        request = self.context.get("request")
         try:
-            return super().validate(attrs)
+            # SimpleJWT's TokenObtainSerializer: authenticate (django-axes first), then the
+            # active-user rule; it sets self.user. The pair comes from second_factor instead.
+            serializers.TokenObtainSerializer.validate(self, attrs)
         except AuthenticationFailed:
-            if lockout.locked_out(self.context.get("request")):
+            if lockout.locked_out(request):
+                signin_event("password_locked_out", request=request)
                 raise lockout.LockedOut() from None
+            signin_event("password_refused", request=request)
             raise
+        return second_factor.sign_in(self.user, request=request, method="password", cookie=self.cookie)
 
 
 class TokenRefreshSerializer(serializers.TokenRefreshSerializer):

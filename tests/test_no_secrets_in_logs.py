@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from django.test import override_settings
 
 from tests import live, wsclient
+from tests.otp_utils import pinned_clock  # noqa: F401 - a fixture
 from tests.utils import PATH, access_for, connected, open_socket, refresh_for
 
 SLICE = 20
@@ -155,3 +156,97 @@ async def test_no_token_reaches_a_live_daphnes_output(started):
     assert "WSCONNECT" in output, output[-2000:]  # the access log was on
     assert "/api/v1/token/refresh/" in output
     assert leaks(output, tokens) == []
+
+
+# --- two-factor sign-in (issue 14, item 4) -------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("pinned_clock")
+def test_sign_in_events_are_logged_without_password_code_secret_ticket_or_token(every_logger_at_debug, settings):
+    """Every step of a two-factor sign-in is logged on ``sessions_app.signin`` with the user id and
+    the address, and none of the secrets reaches any log. (Not under DEBUG: Django's SQL log then
+    shows every INSERT, the device key and the recovery codes among them, as it shows documents.)"""
+    from django.contrib.auth import get_user_model
+    from django.utils.crypto import get_random_string
+    from rest_framework.test import APIClient
+
+    from tests.otp_utils import bearer, code_for, code_sign_in, page, password_sign_in, secret_key
+
+    caplog = every_logger_at_debug
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.OTP_TOTP_THROTTLE_FACTOR = 600
+    settings.OTP_STATIC_THROTTLE_FACTOR = 0
+    user = get_user_model().objects.create_user("dave", password=get_random_string(20))
+    password = get_random_string(24)
+    user.set_password(password)
+    user.save()
+
+    def sign_in(**extra):
+        return APIClient().post("/api/v1/token/", {"username": "dave", "password": password}, format="json", **extra)
+
+    first = sign_in(REMOTE_ADDR="198.51.100.7").json()
+    api = bearer(first["access"])
+    started = api.post("/api/v1/otp/enrol/").json()
+    key = secret_key(started["secret"])
+    enrol_code = code_for(key, -1)
+    recovery = api.post("/api/v1/otp/confirm/", {"code": enrol_code}, format="json").json()["recovery_codes"]
+
+    ticket = sign_in().json()["ticket"]
+    wrong = f"{(int(code_for(key, 0)) + 1) % 1_000_000:06d}"
+    assert code_sign_in(ticket, wrong).status_code == 401
+    assert code_sign_in(ticket, code_for(key, 0)).status_code == 429  # throttled by the device
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0
+    pair = code_sign_in(ticket, code_for(key, 0)).json()
+    cookie_ticket = page().post("/api/v1/token/cookie/", {"username": "dave", "password": password}, format="json")
+    cookie_ticket = cookie_ticket.json()["ticket"]
+    cookie_answer = code_sign_in(cookie_ticket, recovery[0], cookie=True)
+    assert cookie_answer.status_code == 200
+    assert code_sign_in(ticket, code_for(key, 1)).status_code == 401  # replayed ticket
+    assert password_sign_in("dave").status_code == 401  # (tests.otp_utils' password: a wrong one here)
+    fresh = bearer(pair["access"]).post("/api/v1/otp/recovery-codes/", {"code": recovery[1]}, format="json").json()
+    assert (
+        bearer(pair["access"]).post("/api/v1/otp/remove/", {"code": code_for(key, 1)}, format="json").status_code == 200
+    )
+
+    secrets = [
+        password,
+        started["secret"],
+        key.hex(),
+        started["otpauth_uri"],
+        ticket,
+        cookie_ticket,
+        *first.values(),
+        *pair.values(),
+        cookie_answer.json()["access"],
+        cookie_answer.cookies["sessions_refresh"].value,
+        *recovery,
+        *fresh["recovery_codes"],
+    ]
+    everything = caplog.text + "\n".join(
+        f"{record.getMessage()} {record.exc_text or ''} {record.args!r}" for record in caplog.records
+    )
+    assert leaks(everything, [s for s in secrets if len(s) >= SLICE]) == []
+    assert [s for s in secrets if len(s) < SLICE and s in everything] == []
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("sessions_app"))
+    for code in (enrol_code, wrong, code_for(key, 0), code_for(key, 1)):
+        assert code not in ours
+
+    signin = [r.getMessage() for r in caplog.records if r.name == "sessions_app.signin"]
+    events = {message.split()[1] for message in signin}
+    assert {
+        "password_ok",
+        "password_refused",
+        "otp_required",
+        "otp_enrolment_started",
+        "otp_enrolled",
+        "otp_ok",
+        "otp_refused",
+        "otp_throttled",
+        "recovery_code_used",
+        "ticket_refused",
+        "recovery_codes_regenerated",
+        "otp_removed",
+    } <= events, signin
+    assert f"signin password_ok user={user.pk} address=198.51.100.7" in signin
+    assert f"signin otp_refused user={user.pk} address=127.0.0.1 purpose=sign_in" in signin

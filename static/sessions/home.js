@@ -3,6 +3,7 @@
 // new role or title shows, without a reload (docs/client.md, "What the pages do on each push").
 
 import { discardUnlisted, unsentBySession } from "./outbox.js";
+import { startTwoFactor } from "./two-factor.js";
 import { $, errorText, go, h, notify, sessionUrl, show } from "./ui.js";
 
 const ROLE_LABELS = { owner: "Owner", editor: "Editor", viewer: "Viewer" };
@@ -57,15 +58,71 @@ function nextUrl() {
 }
 
 let afterSignIn = null; // what the sign-in form does on success (bound once)
+let pending = null; // {ticket, username}: the password was right, the code is still to come
+
+// Back to the first step (username and password), with an optional message.
+function passwordStep(message = null) {
+  pending = null;
+  $("#otp-form").reset();
+  show($("#otp-form"), false);
+  show($("#sign-in-form"));
+  const error = $("#sign-in-error");
+  error.textContent = message ?? "";
+  show(error, Boolean(message));
+  $(message ? "#password" : "#username").focus();
+}
+
+function signedIn() {
+  pending = null;
+  $("#sign-in-form").reset();
+  $("#otp-form").reset();
+  show($("#otp-form"), false);
+  show($("#sign-in-form"));
+  show($("#sign-in"), false);
+  afterSignIn();
+}
+
+function bindCodeStep(tokens) {
+  const form = $("#otp-form");
+  const error = $("#otp-error");
+  $("#otp-restart").addEventListener("click", () => passwordStep());
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const code = form.code.value.trim();
+    if (!code) {
+      error.textContent = "Enter the code of your authenticator app, or a recovery code.";
+      return show(error);
+    }
+    if (!pending) return passwordStep("Enter your password again.");
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    show(error, false);
+    try {
+      await tokens.signInWithCode(pending.ticket, code, pending.username);
+      signedIn();
+    } catch (err) {
+      if (err.code === "invalid_ticket") return passwordStep(err.message);
+      error.textContent = err.message;
+      show(error);
+      form.code.select();
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
 
 function showSignIn(tokens, onSignedIn) {
   afterSignIn = onSignedIn;
   show($("#sign-in"));
   show($("#sessions"), false);
-  $("#username").focus();
   const form = $("#sign-in-form");
-  if (form.dataset.bound) return;
+  if (!form.dataset.bound) bindPasswordStep(tokens, form);
+  passwordStep();
+}
+
+function bindPasswordStep(tokens, form) {
   form.dataset.bound = "1";
+  bindCodeStep(tokens);
   const error = $("#sign-in-error");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -80,10 +137,14 @@ function showSignIn(tokens, onSignedIn) {
     button.disabled = true;
     show(error, false);
     try {
-      await tokens.signIn(username, password);
-      form.reset();
-      show($("#sign-in"), false);
-      afterSignIn();
+      const result = await tokens.signIn(username, password);
+      if (!result?.otpRequired) return signedIn();
+      // Two-factor sign-in is on: no token yet; the code finishes it (tokens.signInWithCode).
+      pending = { ticket: result.ticket, username };
+      form.password.value = "";
+      show(form, false);
+      show($("#otp-form"));
+      $("#otp-code").focus();
     } catch (err) {
       error.textContent = err.message;
       show(error);
@@ -102,6 +163,7 @@ function showSessions(tokens, newClient) {
   show($("#sessions"));
   show($("#sessions-loading"));
   show($("#sign-out"));
+  startTwoFactor(tokens);
   client = newClient();
   client.on("signedout", () => showSignIn(tokens, () => showSessions(tokens, newClient)));
   const mine = client;

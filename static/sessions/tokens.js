@@ -9,6 +9,7 @@ import { Emitter } from "./emitter.js";
 export const SIGN_IN_URL = "/api/v1/token/cookie/";
 export const REFRESH_URL = "/api/v1/token/cookie/refresh/";
 export const REVOKE_URL = "/api/v1/token/cookie/revoke/";
+export const OTP_URL = "/api/v1/token/cookie/otp/"; // the second step for a user with two-factor on
 
 const KEY_USER = "sessions.user"; // {"id", "username"}
 const KEY_REVOKE = "sessions.revoke-pending"; // a sign-out the server could not be told of yet
@@ -207,6 +208,11 @@ export class TokenStore extends Emitter {
     return exp !== null && exp - skewMs <= this.now();
   }
 
+  /**
+   * Sign in with a password. Resolves `{ otpRequired: false }` when signed in, or `{ otpRequired:
+   * true, ticket, expiresIn }` when the user has two-factor sign-in on: nothing is signed in yet,
+   * and `signInWithCode(ticket, code, username)` finishes (docs/client.md, "Two-factor sign-in").
+   */
   async signIn(username, password) {
     let result;
     try {
@@ -221,8 +227,44 @@ export class TokenStore extends Emitter {
       // Too many failed sign-ins for this account or from this address (README, "Operations").
       throw new Error("Too many failed sign-ins for this account or from this address. Try again later.");
     }
+    if (result.ok && result.data?.otp_required === true && typeof result.data.ticket === "string") {
+      return { otpRequired: true, ticket: result.data.ticket, expiresIn: result.data.expires_in ?? null };
+    }
+    this.accept(result, username, "Sign-in");
+    return { otpRequired: false };
+  }
+
+  /**
+   * The second step: the ticket of `signIn` and a 6-digit code (or a recovery code). Rejects with
+   * an Error whose `code` is `invalid_code` (try again), `invalid_ticket` (start over with the
+   * password), `otp_throttled` or `locked_out` (wait), or null (no answer).
+   */
+  async signInWithCode(ticket, code, username) {
+    let result;
+    try {
+      result = await postJson(this.fetch, OTP_URL, { ticket, code });
+    } catch {
+      throw Object.assign(new Error("The server cannot be reached. Check your connection and try again."), { code: null });
+    }
+    const reason = result.data?.code;
+    if (result.status === 401 && reason === "invalid_ticket") {
+      throw Object.assign(new Error("This sign-in has expired. Enter your password again."), { code: "invalid_ticket" });
+    }
+    if (result.status === 401 || result.status === 400) {
+      throw Object.assign(new Error("Wrong code, or a code already used. Try the next one."), { code: "invalid_code" });
+    }
+    if (result.status === 429) {
+      const throttled = reason === "otp_throttled";
+      const message = throttled ? "Too many wrong codes: wait a moment, then try again." : "Too many failed sign-ins for this account or from this address. Try again later.";
+      throw Object.assign(new Error(message), { code: throttled ? "otp_throttled" : "locked_out" });
+    }
+    this.accept(result, username, "Sign-in");
+  }
+
+  // A sign-in's answer `{access}` (the refresh token went to the cookie): this tab is signed in.
+  accept(result, username, what) {
     if (!result.ok || !result.data || typeof result.data.access !== "string") {
-      throw new Error(`Sign-in failed (HTTP ${result.status}). Try again in a moment.`);
+      throw new Error(`${what} failed (HTTP ${result.status}). Try again in a moment.`);
     }
     this.generation += 1;
     this.ended = null;
@@ -231,6 +273,14 @@ export class TokenStore extends Emitter {
     this.setUser(user);
     tryStorage(() => this.storage?.removeItem(KEY_REVOKE)); // the cookie is a new sign-in's now
     this.channel?.postMessage({ type: "signedin", user });
+  }
+
+  /**
+   * A fresh access token for a REST call: this tab's, or a new one from the cookie when it has
+   * expired (or is about to). Rejects as `refresh`.
+   */
+  async freshAccess() {
+    return this.accessExpired() ? this.refresh() : this.accessToken;
   }
 
   /**

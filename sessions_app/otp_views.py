@@ -1,0 +1,138 @@
+"""HTTP endpoints of two-factor sign-in (django-otp; sessions_app/second_factor.py and
+sessions_app/otp_devices.py hold the rules). Thin DRF views: validate, call one service, answer.
+
+The sign-in's second step (no access token; the ticket proves the first factor):
+
+- ``POST /api/v1/login/otp/`` ``{"ticket", "code"}`` -> ``{"refresh", "access"}``: for a ticket
+  of the JSON token API (``/api/v1/token/``).
+- ``POST /api/v1/token/cookie/otp/`` ``{"ticket", "code"}`` -> ``{"access"}``, the refresh token
+  in the pages' cookie (sessions_app/cookies.py): for a ticket of ``/api/v1/token/cookie/``; only
+  from this site's own pages (``SameOriginOnly``).
+
+Refusals: 400 (a field missing or too long), 401 ``invalid_ticket`` or ``invalid_code``, 429
+``otp_throttled`` or ``locked_out`` with ``Retry-After``.
+
+The signed-in user's device (an access token, ``Authorization: Bearer``; 401 without):
+
+- ``GET /api/v1/otp/`` -> ``{"enrolled", "pending", "recovery_codes_left"}``.
+- ``POST /api/v1/otp/enrol/`` -> ``{"otpauth_uri", "secret", "qr_svg"}``: a pending device,
+  its key shown this once; 409 ``otp_enrolled`` when one is confirmed already.
+- ``POST /api/v1/otp/confirm/`` ``{"code"}`` (from the pending device) -> ``{"recovery_codes"}``,
+  shown this once; every sign-in of the user ends (otp_devices, "What a change ends").
+- ``POST /api/v1/otp/remove/`` ``{"code"}`` (TOTP or recovery) -> ``{}``; every sign-in ends.
+- ``POST /api/v1/otp/recovery-codes/`` ``{"code"}`` -> ``{"recovery_codes"}``, the old ones void.
+
+Answers that carry a secret (key, recovery codes, tokens) are sent with ``Cache-Control: no-store``.
+"""
+
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import otp_devices, second_factor
+from .cookies import SameOriginOnly, refresh_to_cookie
+
+
+class CodeSerializer(serializers.Serializer):
+    """``{"code"}``: a 6-digit TOTP code or a recovery code (spaces and dashes ignored)."""
+
+    code = serializers.CharField(max_length=32, trim_whitespace=True)
+
+
+class TicketCodeSerializer(CodeSerializer):
+    """``{"ticket", "code"}``."""
+
+    ticket = serializers.CharField(max_length=128)
+
+
+def no_store(data: Any) -> Response:
+    """A 200 answer that no cache keeps."""
+    return Response(data, headers={"Cache-Control": "no-store"})
+
+
+class OtpSignInView(APIView):
+    """``POST /api/v1/login/otp/``: a JSON token API ticket and a code -> the token pair."""
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    cookie = False
+
+    def get_authenticate_header(self, request: Request) -> str:
+        # As SimpleJWT's token views: a 401 needs WWW-Authenticate (else DRF answers 403).
+        return 'Bearer realm="api"'
+
+    def post(self, request: Request) -> Response:
+        fields = TicketCodeSerializer(data=request.data)
+        fields.is_valid(raise_exception=True)
+        pair = second_factor.complete(
+            ticket=fields.validated_data["ticket"],
+            code=fields.validated_data["code"],
+            request=request,
+            cookie=self.cookie,
+        )
+        return no_store(pair)
+
+
+class CookieOtpSignInView(OtpSignInView):
+    """``POST /api/v1/token/cookie/otp/``: a cookie sign-in's ticket and a code -> ``{"access"}``
+    and the refresh cookie."""
+
+    permission_classes = (SameOriginOnly,)
+    cookie = True
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        refresh_to_cookie(request, response)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class OtpStatusView(APIView):
+    """``GET /api/v1/otp/``: the signed-in user's two-factor state."""
+
+    permission_classes = (IsAuthenticated,)
+
+    def get(self, request: Request) -> Response:
+        return Response(otp_devices.status_for(request.user))
+
+
+class OtpEnrolView(APIView):
+    """``POST /api/v1/otp/enrol/``: start an enrolment (a pending TOTP device)."""
+
+    permission_classes = (IsAuthenticated,)
+
+    def post(self, request: Request) -> Response:
+        return no_store(otp_devices.enrolment_start(request=request, user=request.user))
+
+
+class _CodeView(APIView):
+    permission_classes = (IsAuthenticated,)
+
+    def code(self, request: Request) -> str:
+        fields = CodeSerializer(data=request.data)
+        fields.is_valid(raise_exception=True)
+        return fields.validated_data["code"]
+
+
+class OtpConfirmView(_CodeView):
+    """``POST /api/v1/otp/confirm/``: confirm the pending device with a code from it."""
+
+    def post(self, request: Request) -> Response:
+        return no_store(otp_devices.enrolment_confirm(request=request, user=request.user, code=self.code(request)))
+
+
+class OtpRemoveView(_CodeView):
+    """``POST /api/v1/otp/remove/``: remove the device and the recovery codes, given a fresh code."""
+
+    def post(self, request: Request) -> Response:
+        otp_devices.remove(request=request, user=request.user, code=self.code(request))
+        return Response({})
+
+
+class RecoveryCodesView(_CodeView):
+    """``POST /api/v1/otp/recovery-codes/``: new recovery codes, given a fresh code."""
+
+    def post(self, request: Request) -> Response:
+        return no_store(otp_devices.recovery_regenerate(request=request, user=request.user, code=self.code(request)))
