@@ -11,8 +11,9 @@ which are plain Django views (``add_plain_views``, a postprocessing hook: projec
 
 from typing import Any
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiViewExtension
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, inline_serializer
 from rest_framework import serializers
 
 _PAIR = inline_serializer("TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()})
@@ -25,6 +26,29 @@ _DETAIL = inline_serializer(
     "ErrorDetail", {"detail": serializers.CharField(), "code": serializers.CharField(required=False)}
 )
 _EMPTY = inline_serializer("Empty", {})
+# A user with two-factor sign-in gets a ticket instead of tokens (sessions_app/second_factor.py).
+_TICKET = inline_serializer(
+    "OtpRequired",
+    {
+        "otp_required": serializers.BooleanField(),
+        "ticket": serializers.CharField(),
+        "expires_in": serializers.IntegerField(help_text="Seconds."),
+    },
+)
+
+
+def _or_ticket(name: str, tokens: Any) -> Any:
+    """``tokens`` or, for a user with two-factor sign-in, the ticket of its second step (oneOf)."""
+    return PolymorphicProxySerializer(component_name=name, serializers=[tokens, _TICKET], resource_type_field_name=None)
+
+
+class ProjectJWTScheme(SimpleJWTScheme):
+    """The bearer scheme of the project's JWTAuthentication (a subclass of SimpleJWT's, which
+    drf-spectacular's own extension matches by exact class only)."""
+
+    target_class = "sessions_app.tokens.JWTAuthentication"
+
+
 _COOKIE = "The refresh token travels in the HttpOnly, SameSite=Strict cookie, never in the body."
 _SAME_ORIGIN = OpenApiResponse(_DETAIL, description="Not from this site's own pages (Origin, Sec-Fetch-Site).")
 _REFUSED = OpenApiResponse(_DETAIL, description="The token is invalid, expired, revoked, or its sign-in ended.")
@@ -50,10 +74,11 @@ def _extension(target: str, **schema: Any) -> type[OpenApiViewExtension]:
 
 TokenObtainExtension = _extension(
     "rest_framework_simplejwt.views.TokenObtainPairView",
-    summary="Sign in: an access and a refresh token",
+    summary="Sign in: an access and a refresh token (or a two-factor ticket)",
+    description="A user with two-factor sign-in gets a ticket for POST /api/v1/login/otp/ instead of tokens.",
     request=_CREDENTIALS,
     responses={
-        200: _PAIR,
+        200: _or_ticket("TokenPairOrTicket", _PAIR),
         401: OpenApiResponse(_DETAIL, description="Wrong credentials or an inactive user."),
         429: OpenApiResponse(_DETAIL, description="Locked out after failed sign-ins (Retry-After)."),
     },
@@ -73,10 +98,10 @@ TokenRevokeExtension = _extension(
 CookieObtainExtension = _extension(
     "sessions_app.cookies.CookieTokenObtainView",
     summary="The pages' sign-in: the access token; the refresh token in a cookie",
-    description=_COOKIE,
+    description=_COOKIE + " A user with two-factor sign-in gets a ticket for POST /api/v1/token/cookie/otp/.",
     request=_CREDENTIALS,
     responses={
-        200: _ACCESS,
+        200: _or_ticket("AccessTokenOrTicket", _ACCESS),
         401: OpenApiResponse(_DETAIL, description="Wrong credentials or an inactive user."),
         403: _SAME_ORIGIN,
         429: OpenApiResponse(_DETAIL, description="Locked out after failed sign-ins (Retry-After)."),

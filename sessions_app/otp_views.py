@@ -27,6 +27,7 @@ Answers that carry a secret (key, recovery codes, tokens) are sent with ``Cache-
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -49,6 +50,22 @@ class TicketCodeSerializer(CodeSerializer):
     ticket = serializers.CharField(max_length=128)
 
 
+_DETAIL = inline_serializer(
+    "OtpErrorDetail", {"detail": serializers.CharField(), "code": serializers.CharField(required=False)}
+)
+_SIGN_IN_REFUSED = {
+    400: OpenApiResponse(_DETAIL, description="A field missing or too long."),
+    401: OpenApiResponse(_DETAIL, description="invalid_ticket or invalid_code."),
+    429: OpenApiResponse(_DETAIL, description="otp_throttled or locked_out (Retry-After)."),
+}
+_CODE_REFUSED = {
+    400: OpenApiResponse(_DETAIL, description="A field missing or too long."),
+    401: OpenApiResponse(_DETAIL, description="No valid access token, or invalid_code."),
+    429: OpenApiResponse(_DETAIL, description="otp_throttled or locked_out (Retry-After)."),
+}
+_RECOVERY = inline_serializer("RecoveryCodes", {"recovery_codes": serializers.ListField(child=serializers.CharField())})
+
+
 def no_store(data: Any) -> Response:
     """A 200 answer that no cache keeps."""
     return Response(data, headers={"Cache-Control": "no-store"})
@@ -65,6 +82,16 @@ class OtpSignInView(APIView):
         # As SimpleJWT's token views: a 401 needs WWW-Authenticate (else DRF answers 403).
         return 'Bearer realm="api"'
 
+    @extend_schema(
+        summary="Two-factor sign-in, second step: the ticket and a code -> the token pair",
+        request=TicketCodeSerializer,
+        responses={
+            200: inline_serializer(
+                "OtpTokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()}
+            ),
+            **_SIGN_IN_REFUSED,
+        },
+    )
     def post(self, request: Request) -> Response:
         fields = TicketCodeSerializer(data=request.data)
         fields.is_valid(raise_exception=True)
@@ -84,6 +111,14 @@ class CookieOtpSignInView(OtpSignInView):
     permission_classes = (SameOriginOnly,)
     cookie = True
 
+    @extend_schema(
+        summary="The pages' second step: the ticket and a code -> the access token; the refresh token in the cookie",
+        request=TicketCodeSerializer,
+        responses={200: inline_serializer("OtpAccessToken", {"access": serializers.CharField()}), **_SIGN_IN_REFUSED},
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         refresh_to_cookie(request, response)
         return super().finalize_response(request, response, *args, **kwargs)
@@ -94,6 +129,20 @@ class OtpStatusView(APIView):
 
     permission_classes = (IsAuthenticated,)
 
+    @extend_schema(
+        summary="The signed-in user's two-factor state",
+        responses={
+            200: inline_serializer(
+                "OtpStatus",
+                {
+                    "enrolled": serializers.BooleanField(),
+                    "pending": serializers.BooleanField(),
+                    "recovery_codes_left": serializers.IntegerField(min_value=0),
+                },
+            ),
+            401: OpenApiResponse(_DETAIL, description="No valid access token."),
+        },
+    )
     def get(self, request: Request) -> Response:
         return Response(otp_devices.status_for(request.user))
 
@@ -103,6 +152,22 @@ class OtpEnrolView(APIView):
 
     permission_classes = (IsAuthenticated,)
 
+    @extend_schema(
+        summary="Start an enrolment: a pending TOTP device, its key shown this once",
+        request=None,
+        responses={
+            200: inline_serializer(
+                "OtpEnrolment",
+                {
+                    "otpauth_uri": serializers.CharField(),
+                    "secret": serializers.CharField(),
+                    "qr_svg": serializers.CharField(),
+                },
+            ),
+            401: OpenApiResponse(_DETAIL, description="No valid access token."),
+            409: OpenApiResponse(_DETAIL, description="otp_enrolled: a confirmed device exists."),
+        },
+    )
     def post(self, request: Request) -> Response:
         return no_store(otp_devices.enrolment_start(request=request, user=request.user))
 
@@ -119,6 +184,11 @@ class _CodeView(APIView):
 class OtpConfirmView(_CodeView):
     """``POST /api/v1/otp/confirm/``: confirm the pending device with a code from it."""
 
+    @extend_schema(
+        summary="Confirm the pending device with a code from it; the recovery codes, shown once",
+        request=CodeSerializer,
+        responses={200: _RECOVERY, **_CODE_REFUSED},
+    )
     def post(self, request: Request) -> Response:
         return no_store(otp_devices.enrolment_confirm(request=request, user=request.user, code=self.code(request)))
 
@@ -126,6 +196,11 @@ class OtpConfirmView(_CodeView):
 class OtpRemoveView(_CodeView):
     """``POST /api/v1/otp/remove/``: remove the device and the recovery codes, given a fresh code."""
 
+    @extend_schema(
+        summary="Turn two-factor off, given a fresh code; every sign-in of the user ends",
+        request=CodeSerializer,
+        responses={200: inline_serializer("OtpRemoved", {}), **_CODE_REFUSED},
+    )
     def post(self, request: Request) -> Response:
         otp_devices.remove(request=request, user=request.user, code=self.code(request))
         return Response({})
@@ -134,5 +209,10 @@ class OtpRemoveView(_CodeView):
 class RecoveryCodesView(_CodeView):
     """``POST /api/v1/otp/recovery-codes/``: new recovery codes, given a fresh code."""
 
+    @extend_schema(
+        summary="New recovery codes, given a fresh code (the old ones void)",
+        request=CodeSerializer,
+        responses={200: _RECOVERY, **_CODE_REFUSED},
+    )
     def post(self, request: Request) -> Response:
         return no_store(otp_devices.recovery_regenerate(request=request, user=request.user, code=self.code(request)))

@@ -54,6 +54,13 @@ def test_the_schema_is_valid_openapi_3_1_with_every_rest_endpoint(client):
         ("post", "/api/v1/token/cookie/"),
         ("post", "/api/v1/token/cookie/refresh/"),
         ("post", "/api/v1/token/cookie/revoke/"),
+        ("post", "/api/v1/token/cookie/otp/"),
+        ("post", "/api/v1/login/otp/"),
+        ("get", "/api/v1/otp/"),
+        ("post", "/api/v1/otp/enrol/"),
+        ("post", "/api/v1/otp/confirm/"),
+        ("post", "/api/v1/otp/remove/"),
+        ("post", "/api/v1/otp/recovery-codes/"),
         ("get", "/healthz"),
         ("get", "/metrics"),
     }
@@ -64,10 +71,19 @@ def test_the_token_endpoints_say_what_they_take_and_answer(client):
     paths, components = document["paths"], document["components"]["schemas"]
     sign_in = paths["/api/v1/token/"]["post"]
     assert set(sign_in["responses"]) == {"200", "401", "429"}
-    pair = sign_in["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
-    assert set(components[pair]["required"]) == {"access", "refresh"}
-    cookie = paths["/api/v1/token/cookie/"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
-    assert components[cookie["$ref"].rsplit("/", 1)[-1]]["properties"] == {"access": {"type": "string"}}
+
+    def one_of(response: dict) -> list[dict]:  # tokens, or the two-factor ticket
+        union = response["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        return [components[ref["$ref"].rsplit("/", 1)[-1]] for ref in components[union]["oneOf"]]
+
+    pair, ticket = one_of(sign_in["responses"]["200"])
+    assert set(pair["required"]) == {"access", "refresh"}
+    assert set(ticket["required"]) == {"otp_required", "ticket", "expires_in"}
+    access, ticket = one_of(paths["/api/v1/token/cookie/"]["post"]["responses"]["200"])
+    assert access["properties"] == {"access": {"type": "string"}}
+    assert set(ticket["required"]) == {"otp_required", "ticket", "expires_in"}
+    enrol = paths["/api/v1/otp/enrol/"]["post"]
+    assert enrol["security"] == [{"jwtAuth": []}]
     assert "403" in paths["/api/v1/token/cookie/refresh/"]["post"]["responses"]
 
 
