@@ -1,5 +1,6 @@
 """Back office: sessions with their members inline, read-only change log and revisions, presence;
-open connections, which an operator can disconnect; users, whom an operator can sign out everywhere.
+open connections, which an operator can disconnect; sign-in links asked for (read-only); users,
+whom an operator can sign out everywhere.
 
 What is changed here reaches live connections as it does through the socket: saving or deleting a
 membership, a title or a session sends the pushes of sessions_app.membership (model signals), once
@@ -15,7 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from . import events, protocol, selectors, services
-from .models import Change, Connection, Membership, Revision, Session
+from .models import Change, Connection, MagicLink, Membership, Revision, Session
 
 
 class MembershipInline(admin.TabularInline):
@@ -132,6 +133,26 @@ class ConnectionAdmin(admin.ModelAdmin):
         channels = list(queryset.values_list("channel_name", flat=True))
         events.emit([events.socket_close(channel, protocol.DISCONNECTED) for channel in channels])
         self.message_user(request, f"Disconnected {len(channels)} connection(s).", messages.SUCCESS)
+
+
+@admin.register(MagicLink)
+class MagicLinkAdmin(admin.ModelAdmin):
+    """Sign-in links asked for (sessions_app/magiclinks.py), read-only: who, from where, when, and
+    whether and from where each was used. A row without a user was asked for a username or email
+    that matches no account (the text itself is not kept). No secret is stored to show."""
+
+    list_display = ["created_at", "user", "address", "used_at", "used_address"]
+    list_filter = ["created_at", "used_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "address"]
+    fields = ["id", "user", "address", "created_at", "used_at", "used_address"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class SessionsUserAdmin(UserAdmin):

@@ -91,6 +91,13 @@ DEFAULTS: dict[str, Any] = {
     # Seconds after a password sign-in past which its refresh token is refused and no token of it
     # is valid, however often it was rotated (sessions_app/tokens.py).
     "LOGIN_MAX_AGE": 604800,
+    # Sign-in by email link (sessions_app/magiclinks.py): seconds a link stays valid; links asked
+    # for one username or email, or from one address, within MAGIC_LINK_WINDOW seconds, beyond
+    # which more are refused (HTTP 429); messages waiting to be sent (sessions_app/mailer.py).
+    "MAGIC_LINK_MAX_AGE": 600,
+    "MAGIC_LINK_LIMIT": 5,
+    "MAGIC_LINK_WINDOW": 3600.0,
+    "MAGIC_LINK_MAIL_QUEUE": 100,
     # WebSocket origins (Channels patterns); empty: the hosts of ALLOWED_HOSTS.
     "ALLOWED_ORIGINS": (),
     # Client networks (CIDR) that may read GET /metrics (sessions_app.metrics_view); empty: none.
@@ -125,6 +132,10 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "LOGIN_FAILURE_LIMIT": (1, None),
     "LOGIN_LOCKOUT": (1, None),
     "LOGIN_MAX_AGE": (1, None),
+    "MAGIC_LINK_MAX_AGE": (1, None),
+    "MAGIC_LINK_LIMIT": (1, None),
+    "MAGIC_LINK_WINDOW": (1, None),
+    "MAGIC_LINK_MAIL_QUEUE": (1, None),
 }
 
 
@@ -182,6 +193,10 @@ class AppSettings:
     LOGIN_FAILURE_LIMIT: int
     LOGIN_LOCKOUT: float
     LOGIN_MAX_AGE: int
+    MAGIC_LINK_MAX_AGE: int
+    MAGIC_LINK_LIMIT: int
+    MAGIC_LINK_WINDOW: float
+    MAGIC_LINK_MAIL_QUEUE: int
     ALLOWED_ORIGINS: tuple[str, ...]
     METRICS_NETWORKS: tuple[str, ...]
 
