@@ -116,6 +116,58 @@ async def test_no_token_reaches_the_logs_of_handshakes_renewals_and_errors(every
     assert leaks(everything, tokens) == []
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_no_magic_link_token_nonce_or_mail_body_reaches_the_logs(every_logger_at_debug, settings):
+    """Issue 14: asking for a link, claiming it from another browser, then from the right one,
+    again (replay), with a JWT for a token, and the link's token offered to the socket: the
+    ``sessions.signin`` lines are there, and no token, nonce, address asked for or mail body."""
+    from django.contrib.auth import get_user_model
+    from django.core import mail
+    from rest_framework.test import APIClient
+
+    from sessions_app import mailer
+    from sessions_app.magiclinks import NONCE_COOKIE
+
+    caplog = every_logger_at_debug
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox = []
+
+    def flow():
+        user = get_user_model().objects.create_user("gina", email="gina@example.com", password="x-unused-password-x")
+        page = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+        client, other = APIClient(headers=page), APIClient(headers=page)
+        assert client.post("/api/v1/login/magic/", {"login": "gina@example.com"}, format="json").status_code == 202
+        assert other.post("/api/v1/login/magic/", {"login": "nobody@example.com"}, format="json").status_code == 202
+        assert mailer.wait_sent()
+        body = mail.outbox[0].body
+        fragment = body.split("#", 1)[1].split()[0]
+        link, token = (part.split("=", 1)[1] for part in fragment.split("&"))
+        claim = {"link": link, "token": token}
+        nonces = [c.cookies[NONCE_COOKIE].value for c in (client, other)]
+        assert other.post("/api/v1/login/magic/claim/", claim, format="json").status_code == 403
+        with override_settings(DEBUG=True):  # the SQL statements too
+            answer = client.post("/api/v1/login/magic/claim/", claim, format="json")
+        assert answer.status_code == 200
+        assert client.post("/api/v1/login/magic/claim/", claim, format="json").status_code == 401
+        jwt_claim = {"link": link, "token": answer.json()["access"]}
+        assert client.post("/api/v1/login/magic/claim/", jwt_claim, format="json").status_code == 401
+        # The link's id is no secret (logged, and shown in the admin); the rest of the body is.
+        return user, token, body.replace(link, ""), nonces, answer.json()["access"]
+
+    _user, token, body, nonces, access = await database_sync_to_async(flow)()
+    assert (await handshake(json.dumps({"token": token})))["code"] == "not_authenticated"
+
+    everything = caplog.text + "\n".join(
+        f"{record.getMessage()} {record.exc_text or ''} {record.args!r}" for record in caplog.records
+    )
+    assert "magic link claimed: user=" in everything and "magic link refused (other_browser)" in everything
+    # (Every JWT starts alike (header, token_type): only the access token's signature is looked for. The
+    # refresh token is in Django's SQL log with DEBUG on, as for every sign-in: SimpleJWT's row.)
+    assert leaks(everything, [token, *nonces, access.rsplit(".", 1)[1], body]) == []
+    assert "gina@example.com" not in everything
+    assert "nobody@example.com" not in everything
+
+
 # --- a live daphne ------------------------------------------------------------------------------------
 
 
