@@ -4,6 +4,7 @@ that asked, and never an access token (socket and REST API)."""
 
 import logging
 import re
+import socket
 import threading
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.db import close_old_connections
+from django.urls import reverse
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.test import APIClient, APIRequestFactory
@@ -167,18 +169,20 @@ def test_rows_older_than_the_window_are_deleted(erin: Any, settings: Any) -> Non
     assert MagicLink.objects.count() == 1
 
 
-def test_a_full_mail_queue_drops_the_message_and_answers_the_same(erin: Any, settings: Any) -> None:
+def test_a_full_mail_queue_drops_the_message(erin: Any, settings: Any, caplog: Any) -> None:
     settings.SESSIONS_MAGIC_LINK_MAIL_QUEUE = 1
     gate = threading.Event()
-    assert mailer.send_later(subject="hold", body="", to="x@example.com") is True
-    # Hold the mail thread: one message in flight fills the queue of one.
-    blocker = mailer._pool.submit(gate.wait)
+    blocker = mailer._pool.submit(gate.wait)  # the mail thread busy
     try:
+        assert mailer.send_later(subject="waits", body="", to="x@example.com") is True
         assert mailer.send_later(subject="dropped", body="", to="y@example.com") is False
+        assert ask(browser(), "erin").status_code == 202  # the same answer, the message dropped
     finally:
         gate.set()
         blocker.result()
     assert mailer.wait_sent()
+    assert [m.subject for m in mail.outbox] == ["waits"]
+    assert "mail queue full (1 messages): a message was dropped" in caplog.text
 
 
 # --- claiming -----------------------------------------------------------------------------------
@@ -364,3 +368,53 @@ def test_requests_claims_and_refusals_are_logged_with_user_and_address_and_no_se
     text = caplog.text
     for secret in [link["token"], nonce, "erin@example.com"]:
         assert secret not in text
+
+
+# --- the admin ----------------------------------------------------------------------------------
+
+
+def test_the_admin_lists_link_requests_read_only(erin: Any, client: Any) -> None:
+    client.force_login(get_user_model().objects.create(username="root", is_staff=True, is_superuser=True))
+    asker = browser()
+    ask(asker, "erin")
+    claim(asker, mailed_link())
+    ask(browser(), "nobody", REMOTE_ADDR="10.3.0.1")
+    listing = client.get(reverse("admin:sessions_app_magiclink_changelist"))
+    assert listing.status_code == 200
+    text = listing.content.decode()
+    assert "erin" in text and "10.3.0.1" in text and "127.0.0.1" in text
+    row = MagicLink.objects.get(user=erin)
+    page = client.get(reverse("admin:sessions_app_magiclink_change", args=[row.pk]))
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert client.get(reverse("admin:sessions_app_magiclink_add")).status_code == 403
+    assert (
+        client.post(reverse("admin:sessions_app_magiclink_change", args=[row.pk]), {"address": "1.2.3.4"}).status_code
+        == 403
+    )
+    assert MagicLink.objects.get(pk=row.pk).address == "127.0.0.1"
+
+
+# --- the mail server ------------------------------------------------------------------------------
+
+
+def test_the_request_does_not_wait_for_a_stalled_mail_server_and_the_send_gives_up(
+    erin: Any, settings: Any, caplog: Any
+) -> None:
+    """An SMTP server that accepts the connection and never answers: the request is answered while
+    the message is still pending, and the mail thread gives up after EMAIL_TIMEOUT, logging it."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_TIMEOUT = 0.5
+    gate = threading.Event()
+    blocker = mailer._pool.submit(gate.wait)  # the mail thread busy: the request cannot wait for it
+    with socket.create_server(("127.0.0.1", 0)) as stalled:
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", stalled.getsockname()[1]
+        try:
+            assert ask(browser(), "erin").status_code == 202
+            assert len(mailer._pending) == 1, "answered, the message still to send"
+        finally:
+            gate.set()
+            blocker.result()
+        assert mailer.wait_sent(timeout=30)
+    errors = [r.getMessage() for r in caplog.records if r.name == "sessions_app.mailer"]
+    assert errors and errors[0].startswith("mail not sent (1 recipient(s)): "), errors
+    assert "sesame" not in errors[0]

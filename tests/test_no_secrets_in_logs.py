@@ -207,3 +207,67 @@ async def test_no_token_reaches_a_live_daphnes_output(started):
     assert "WSCONNECT" in output, output[-2000:]  # the access log was on
     assert "/api/v1/token/refresh/" in output
     assert leaks(output, tokens) == []
+
+
+@pytest.mark.slow
+def test_no_magic_link_secret_reaches_a_live_daphnes_output(started, tmp_path):
+    """A link asked for, claimed from another browser, claimed, and replayed on a live daphne
+    (access log on, LOG_LEVEL=DEBUG): its output has the sign-in lines, and no token or nonce."""
+    import http.cookiejar
+    import re
+    import sqlite3
+    import urllib.error
+    import urllib.request
+
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    database = started.sqlite()
+    with sqlite3.connect(database.removeprefix("sqlite:///")) as conn:
+        conn.execute("UPDATE auth_user SET email = 'alice@example.com' WHERE username = 'alice'")
+    server = started.daphne(
+        database,
+        args=("--access-log", "-", "-v", "2"),
+        LOG_LEVEL="DEBUG",
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(folder),
+    )
+
+    def browser():
+        jar = http.cookiejar.CookieJar()
+        return jar, urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def post(opener, path, payload):
+        request = urllib.request.Request(  # noqa: S310 - loopback test server
+            server.http + path,
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json", "Origin": server.http, "Sec-Fetch-Site": "same-origin"},
+        )
+        try:
+            with opener.open(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    jar, mine = browser()
+    other_jar, other = browser()
+    assert post(mine, "/api/v1/login/magic/", {"login": "alice@example.com"})[0] == 202
+    assert post(other, "/api/v1/login/magic/", {"login": "nobody@example.com"})[0] == 202
+    nonces = [cookie.value for cookie in [*jar, *other_jar]]
+    assert len(nonces) == 2
+    found = live.wait_until(
+        lambda: re.search(r"#link=([0-9a-f-]+)&sesame=([\w-]+)", "".join(p.read_text() for p in folder.glob("*"))),
+        20,
+        "the sign-in mail",
+    )
+    claim = {"link": found[1], "token": found[2]}
+    assert post(other, "/api/v1/login/magic/claim/", claim)[0] == 403
+    status, answer = post(mine, "/api/v1/login/magic/claim/", claim)
+    assert status == 200
+    assert post(mine, "/api/v1/login/magic/claim/", claim)[0] == 401
+    server.stop()
+
+    output = server.log()
+    assert "/api/v1/login/magic/claim/" in output, output[-2000:]  # the access log was on
+    assert "magic link claimed: user=" in output and "magic link refused (other_browser)" in output
+    assert leaks(output, [found[2], *nonces, answer["access"].rsplit(".", 1)[1]]) == []
+    assert "alice@example.com" not in output and "nobody@example.com" not in output
