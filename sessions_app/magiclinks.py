@@ -46,6 +46,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from rest_framework.response import Response
@@ -197,7 +198,7 @@ def request_link(*, login: str, address: str | None, nonce: str | None, origin: 
             user=user, login_digest=digest, address=address, nonce_hash=_sha256(nonce), created_at=now
         )
         if user is not None:
-            url = f"{origin}/#" + urlencode(
+            url = f"{origin}{reverse('home')}#" + urlencode(
                 {"link": str(link.pk), sesame_settings.TOKEN_NAME: get_token(user, scope_of(link.pk))}
             )
             to = user.email
