@@ -360,6 +360,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # as max_age, so a changed value applies at once).
 SESAME_MAX_AGE = SESSIONS_MAGIC_LINK_MAX_AGE
 SESAME_ONE_TIME = True
+# A link is sent to the address the account had: changing the address (or the password) ends it.
+SESAME_INVALIDATE_ON_EMAIL_CHANGE = True
 SESAME_TOKEN_NAME = "sesame"  # noqa: S105 - the name of the link's parameter, not a secret
 
 LANGUAGE_CODE = "en-us"

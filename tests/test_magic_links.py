@@ -307,6 +307,14 @@ def test_a_changed_password_ends_the_link(erin: Any) -> None:
     assert claim(client, link).json()["code"] == magiclinks.INVALID
 
 
+def test_a_changed_email_ends_the_link(erin: Any) -> None:
+    client = browser()
+    ask(client, "erin")
+    link = mailed_link()
+    get_user_model().objects.filter(pk=erin.pk).update(email="erin@elsewhere.example")
+    assert claim(client, link).json()["code"] == magiclinks.INVALID
+
+
 def test_claiming_needs_this_sites_own_page(erin: Any) -> None:
     client = browser()
     ask(client, "erin")
