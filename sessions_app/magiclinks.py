@@ -6,8 +6,9 @@ The rules, and why:
 
 - **The answer never tells whether an account exists.** ``request_link`` does the same work for
   any username or email (a row, the throttle's counts, the cookie) and the view answers 202 with
-  one body; only for a matching active account with an email address is a message queued, and it
-  is sent by another thread (sessions_app/mailer.py), so the answer's time does not show it either.
+  one body. A message is queued either way and made in another thread (sessions_app/mailer.py):
+  for a matching active account with an email address it is sent, otherwise it is a decoy of the
+  same size that is rendered and dropped, so the answer's time does not show it either.
 - **Throttled, and bounded rows.** ``SESSIONS_MAGIC_LINK_LIMIT`` requests per
   ``SESSIONS_MAGIC_LINK_WINDOW`` seconds for one username or email as typed (a keyed hash of it:
   the same for a known and an unknown one, so a 429 tells nothing either) and from one address
@@ -66,6 +67,8 @@ SECURE_NONCE_COOKIE = "__Secure-" + NONCE_COOKIE
 NONCE_COOKIE_PATH = "/api/v1/login/magic/"
 NONCE_BYTES = 32
 MAX_LOGIN_LENGTH = 254  # an email address's longest (RFC 5321's path limit)
+DECOY_TOKEN_BYTES = 18  # a django-sesame v2 token with SESAME_MAX_AGE: 4 + 4 + 10 bytes, 24 characters
+DECOY_RECIPIENT = "nobody@example.invalid"  # RFC 2606: a name that cannot be delivered to
 
 # Refusal reasons of a claim (the ``code`` of the answer, and of the log line).
 INVALID = "link_invalid"
@@ -197,12 +200,14 @@ def request_link(*, login: str, address: str | None, nonce: str | None, origin: 
         link = MagicLink.objects.create(
             user=user, login_digest=digest, address=address, nonce_hash=_sha256(nonce), created_at=now
         )
-        if user is not None:
-            url = f"{origin}{reverse('home')}#" + urlencode(
-                {"link": str(link.pk), sesame_settings.TOKEN_NAME: get_token(user, scope_of(link.pk))}
-            )
-            to = user.email
-            transaction.on_commit(lambda: mailer.send_later(subject="Your sign-in link", body=_body(url), to=to))
+        # Without an account, a decoy of the same size is made and rendered, never sent: the same
+        # work in this thread and in the mail thread (bench/magic_link_timing.py measures both).
+        token = get_token(user, scope_of(link.pk)) if user is not None else secrets.token_urlsafe(DECOY_TOKEN_BYTES)
+        url = f"{origin}{reverse('home')}#" + urlencode({"link": str(link.pk), sesame_settings.TOKEN_NAME: token})
+        to, deliver = (user.email, True) if user is not None else (DECOY_RECIPIENT, False)
+        transaction.on_commit(
+            lambda: mailer.send_later(subject="Your sign-in link", body=_body(url), to=to, deliver=deliver)
+        )
     signin_log.info("magic link requested: user=%s address=%s link=%s", user.pk if user else "-", address, link.pk)
     return Requested(nonce=nonce)
 

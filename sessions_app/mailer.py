@@ -29,10 +29,13 @@ _lock = threading.Lock()
 _pending: set[Future[None]] = set()
 
 
-def _send(message: EmailMessage) -> None:
-    """Called in the mail thread: send ``message``; a failure is logged (recipient count, error
-    class and text; never the body) and the message dropped."""
+def _send(message: EmailMessage, deliver: bool) -> None:
+    """Called in the mail thread: render ``message`` and, when ``deliver``, send it; a failure is
+    logged (recipient count, error class and text; never the body) and the message dropped."""
     try:
+        if not deliver:
+            message.message().as_bytes()  # the rendering a backend does, for a decoy
+            return
         message.send(fail_silently=False)
     except (OSError, smtplib.SMTPException) as error:  # OSError: refused, timed out, TLS errors
         logger.error("mail not sent (%d recipient(s)): %s: %s", len(message.to), type(error).__name__, error)
@@ -43,8 +46,12 @@ def _done(future: Future[None]) -> None:
         _pending.discard(future)
 
 
-def send_later(*, subject: str, body: str, to: str) -> bool:
+def send_later(*, subject: str, body: str, to: str, deliver: bool = True) -> bool:
     """Queue a plain-text message to ``to`` (from ``DEFAULT_FROM_EMAIL``); returns at once.
+
+    ``deliver=False``: a decoy, rendered in the mail thread like a real message and never sent
+    (the same work whether or not a sign-in link's account exists; it takes a place in the queue
+    too, so a full queue tells nothing either).
 
     True when queued; False when ``SESSIONS_MAGIC_LINK_MAIL_QUEUE`` messages are already waiting
     or being sent (the message is dropped, and logged without its body).
@@ -54,7 +61,7 @@ def send_later(*, subject: str, body: str, to: str) -> bool:
         if len(_pending) >= app_settings.MAGIC_LINK_MAIL_QUEUE:
             logger.warning("mail queue full (%d messages): a message was dropped", len(_pending))
             return False
-        future = _pool.submit(_send, message)
+        future = _pool.submit(_send, message, deliver)
         _pending.add(future)
     future.add_done_callback(_done)
     return True
