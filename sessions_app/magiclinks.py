@@ -225,10 +225,11 @@ def _body(url: str) -> str:
 def claim_link(*, link_id: Any, token: str, nonce: str | None, address: str | None) -> Any:
     """Check a link and mark it used; returns its user (then call ``complete_sign_in``).
 
-    Raises LinkRefused: INVALID (no such link, a token that is not this link's, a JWT), EXPIRED
-    (older than ``SESSIONS_MAGIC_LINK_MAX_AGE``), USED (claimed before, or another link of the user
-    was: ``SESAME_ONE_TIME``), OTHER_BROWSER (no nonce cookie, or another browser's). A refusal
-    changes nothing: a claim from another browser does not use the link up.
+    Raises LinkRefused: INVALID (no such link, a token that is not this link's, a JWT, or a link
+    ended since it was sent: another link of the user claimed, ``SESAME_ONE_TIME``; a changed
+    password or email address), EXPIRED (older than ``SESSIONS_MAGIC_LINK_MAX_AGE``), USED
+    (claimed before), OTHER_BROWSER (no nonce cookie, or another browser's). A refusal changes
+    nothing: a claim from another browser does not use the link up.
     """
     link = MagicLink.objects.filter(pk=link_id).select_related("user").first()
     user_id = link.user_id if link is not None else None
@@ -236,6 +237,8 @@ def claim_link(*, link_id: Any, token: str, nonce: str | None, address: str | No
         if link is None or link.user is None:
             raise LinkRefused(INVALID)
         max_age = int(app_settings.MAGIC_LINK_MAX_AGE)
+        # django-sesame's backend called directly, not through django.contrib.auth.authenticate():
+        # no other backend (django-axes' counts) sees the token, nor user_login_failed's credentials.
         user = SesameBackend().authenticate(None, sesame=token, scope=scope_of(link.pk), max_age=max_age)
         if user is None or user.pk != link.user_id:
             if link.used_at is not None:
