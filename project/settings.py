@@ -116,6 +116,10 @@ SESSIONS_LOGIN_LOCKOUT = sessions_setting(env.float, "LOGIN_LOCKOUT")
 SESSIONS_LOGIN_MAX_AGE = sessions_setting(env.int, "LOGIN_MAX_AGE")
 SESSIONS_OTP_TICKET_LIFETIME = sessions_setting(env.float, "OTP_TICKET_LIFETIME")
 SESSIONS_OTP_RECOVERY_CODES = sessions_setting(env.int, "OTP_RECOVERY_CODES")
+SESSIONS_MAGIC_LINK_MAX_AGE = sessions_setting(env.int, "MAGIC_LINK_MAX_AGE")
+SESSIONS_MAGIC_LINK_LIMIT = sessions_setting(env.int, "MAGIC_LINK_LIMIT")
+SESSIONS_MAGIC_LINK_WINDOW = sessions_setting(env.float, "MAGIC_LINK_WINDOW")
+SESSIONS_MAGIC_LINK_MAIL_QUEUE = sessions_setting(env.int, "MAGIC_LINK_MAIL_QUEUE")
 SESSIONS_ALLOWED_ORIGINS = items(env.list("SESSIONS_ALLOWED_ORIGINS", list(DEFAULTS["ALLOWED_ORIGINS"])))
 SESSIONS_METRICS_NETWORKS = items(env.list("SESSIONS_METRICS_NETWORKS", list(DEFAULTS["METRICS_NETWORKS"])))
 # Read by prometheus_client itself, from the environment, when sessions_app.metrics is imported;
@@ -125,6 +129,19 @@ LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", "Interactive sessions")  # the authenticator app's label
 OTP_TOTP_THROTTLE_FACTOR = env.int("OTP_TOTP_THROTTLE_FACTOR", 1, validate=Range(min=0))
 OTP_STATIC_THROTTLE_FACTOR = env.int("OTP_STATIC_THROTTLE_FACTOR", 1, validate=Range(min=0))
+# Mail (the sign-in links, sessions_app/mailer.py): Django's email framework. By default the console
+# backend in development (DJANGO_DEBUG on: the message is printed) and SMTP otherwise, with the
+# server from EMAIL_HOST and the rest; the file backend (EMAIL_FILE_PATH) suits tests.
+_email_backend = env.str("EMAIL_BACKEND", "")
+_email_file_path = env.str("EMAIL_FILE_PATH", "")
+EMAIL_HOST = env.str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", 25, validate=Range(min=1, max=65535))
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", 10.0, validate=Range(min=0.1))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 
 try:
     env.seal()
@@ -139,6 +156,14 @@ except EnvValidationError as error:
 
 if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
     raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory")
+
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: set one of them")
+EMAIL_BACKEND = _email_backend or (
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend"
+)
+if _email_file_path:
+    EMAIL_FILE_PATH = _email_file_path
 
 if not SECRET_KEY:
     if not DEBUG:
@@ -347,6 +372,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# django-sesame makes and checks the sign-in links' tokens (sessions_app/magiclinks.py). Its backend is
+# not in AUTHENTICATION_BACKENDS: the links are checked by calling it directly, never through
+# authenticate() (the admin's login, django-axes' counts). SESAME_ONE_TIME: claiming a link updates
+# the user's last_login, which ends every other link of theirs; each link is also single-use by
+# its row. SESAME_MAX_AGE: a token's life (sessions_app passes SESSIONS_MAGIC_LINK_MAX_AGE again
+# as max_age, so a changed value applies at once).
+SESAME_MAX_AGE = SESSIONS_MAGIC_LINK_MAX_AGE
+SESAME_ONE_TIME = True
+# A link is sent to the address the account had: changing the address (or the password) ends it.
+SESAME_INVALIDATE_ON_EMAIL_CHANGE = True
+SESAME_TOKEN_NAME = "sesame"  # noqa: S105 - the name of the link's parameter, not a secret
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -405,6 +442,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
-    # sessions_app.signin: sign-in events (sessions_app/signin_log.py), never a secret.
+    # sessions_app.signin: sign-in events (password, link, two-factor; sessions_app/signin_log.py),
+    # never a secret.
     "loggers": {"sessions_app": {"level": LOG_LEVEL}},
 }

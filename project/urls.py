@@ -1,6 +1,6 @@
-"""HTTP routes: the admin, the token API (JSON, and the pages' cookie variant), two-factor
-sign-in, the API's contract (OpenAPI, AsyncAPI, their page), health, metrics, and the browser
-pages."""
+"""HTTP routes: the admin, the token API (JSON, and the pages' cookie variant), sign-in by email
+link, two-factor sign-in, the API's contract (OpenAPI, AsyncAPI, their page), health, metrics, and
+the browser pages."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -10,6 +10,7 @@ from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairVi
 from sessions_app.contract_views import SchemaView, api_docs, asyncapi_json
 from sessions_app.cookies import CookieTokenObtainView, CookieTokenRefreshView, CookieTokenRevokeView
 from sessions_app.health import healthz
+from sessions_app.magic_views import MagicLinkClaimView, MagicLinkRequestView
 from sessions_app.metrics_view import metrics_endpoint
 from sessions_app.otp_views import (
     CookieOtpSignInView,
@@ -47,6 +48,9 @@ urlpatterns = [
     path("api/v1/otp/confirm/", OtpConfirmView.as_view(), name="otp_confirm"),
     path("api/v1/otp/remove/", OtpRemoveView.as_view(), name="otp_remove"),
     path("api/v1/otp/recovery-codes/", RecoveryCodesView.as_view(), name="otp_recovery_codes"),
+    # Sign-in by email link (sessions_app/magiclinks.py).
+    path("api/v1/login/magic/", MagicLinkRequestView.as_view(), name="magic_link_request"),
+    path("api/v1/login/magic/claim/", MagicLinkClaimView.as_view(), name="magic_link_claim"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_endpoint, name="metrics"),
     path("", include("sessions_app.page_urls")),

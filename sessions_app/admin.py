@@ -1,7 +1,8 @@
 """Back office: sessions with their members inline, read-only change log and revisions, presence;
 open connections, which an operator can disconnect; users, whom an operator can sign out everywhere,
 with their two-factor devices (removable; django-otp's own device admins are registered too); a
-login that asks a user with two-factor on for the code (OTPAdminLoginForm).
+login that asks a user with two-factor on for the code (OTPAdminLoginForm); sign-in links asked
+for (read-only).
 
 What is changed here reaches live connections as it does through the socket: saving or deleting a
 membership, a title or a session sends the pushes of sessions_app.membership (model signals), once
@@ -22,7 +23,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from . import events, lockout, otp_devices, protocol, selectors, services
-from .models import Change, Connection, Membership, Revision, Session
+from .models import Change, Connection, MagicLink, Membership, Revision, Session
 
 
 class MembershipInline(admin.TabularInline):
@@ -164,6 +165,26 @@ class TOTPDeviceInline(DeviceInline):
 class RecoveryCodesInline(DeviceInline):
     model = StaticDevice
     verbose_name = "recovery codes"
+
+
+@admin.register(MagicLink)
+class MagicLinkAdmin(admin.ModelAdmin):
+    """Sign-in links asked for (sessions_app/magiclinks.py), read-only: who, from where, when, and
+    whether and from where each was used. A row without a user was asked for a username or email
+    that matches no account (the text itself is not kept). No secret is stored to show."""
+
+    list_display = ["created_at", "user", "address", "used_at", "used_address"]
+    list_filter = ["created_at", "used_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "address"]
+    fields = ["id", "user", "address", "created_at", "used_at", "used_address"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class SessionsUserAdmin(UserAdmin):

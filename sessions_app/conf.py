@@ -98,6 +98,13 @@ DEFAULTS: dict[str, Any] = {
     "OTP_TICKET_LIFETIME": 300.0,
     # Recovery codes (django-otp static tokens) made at enrolment and at each regeneration.
     "OTP_RECOVERY_CODES": 10,
+    # Sign-in by email link (sessions_app/magiclinks.py): seconds a link stays valid; links asked
+    # for one username or email, or from one address, within MAGIC_LINK_WINDOW seconds, beyond
+    # which more are refused (HTTP 429); messages waiting to be sent (sessions_app/mailer.py).
+    "MAGIC_LINK_MAX_AGE": 600,
+    "MAGIC_LINK_LIMIT": 5,
+    "MAGIC_LINK_WINDOW": 3600.0,
+    "MAGIC_LINK_MAIL_QUEUE": 100,
     # WebSocket origins (Channels patterns); empty: the hosts of ALLOWED_HOSTS.
     "ALLOWED_ORIGINS": (),
     # Client networks (CIDR) that may read GET /metrics (sessions_app.metrics_view); empty: none.
@@ -135,6 +142,10 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "LOGIN_MAX_AGE": (1, None),
     "OTP_TICKET_LIFETIME": (1, 3600),
     "OTP_RECOVERY_CODES": (1, 50),
+    "MAGIC_LINK_MAX_AGE": (1, None),
+    "MAGIC_LINK_LIMIT": (1, None),
+    "MAGIC_LINK_WINDOW": (1, None),
+    "MAGIC_LINK_MAIL_QUEUE": (1, None),
 }
 
 
@@ -195,6 +206,10 @@ class AppSettings:
     LOGIN_MAX_AGE: int
     OTP_TICKET_LIFETIME: float
     OTP_RECOVERY_CODES: int
+    MAGIC_LINK_MAX_AGE: int
+    MAGIC_LINK_LIMIT: int
+    MAGIC_LINK_WINDOW: float
+    MAGIC_LINK_MAIL_QUEUE: int
     ALLOWED_ORIGINS: tuple[str, ...]
     METRICS_NETWORKS: tuple[str, ...]
 

@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Role(models.TextChoices):
@@ -151,3 +152,38 @@ class SignInTicket(models.Model):
 
     def __str__(self) -> str:
         return f"sign-in ticket of user {self.user_id}"
+
+
+class MagicLink(models.Model):
+    """A sign-in link asked for by email (sessions_app/magiclinks.py): one row per request, with
+    or without a matching account (``user`` null), kept ``SESSIONS_MAGIC_LINK_WINDOW`` seconds (or
+    ``SESSIONS_MAGIC_LINK_MAX_AGE``, the longer) for the throttle, then deleted.
+
+    Never holds a secret: the link's token is django-sesame's (signed, not stored), the browser's
+    nonce only as its SHA-256, the username or email asked for only as a keyed hash.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="magic_links"
+    )
+    # HMAC-SHA256 (hex) of the username or email as asked for, casefolded: the throttle's key.
+    login_digest = models.CharField(max_length=64)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    # SHA-256 (hex) of the nonce in the asking browser's cookie.
+    nonce_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["login_digest", "created_at"]),
+            models.Index(fields=["address", "created_at"]),
+            models.Index(fields=["user", "created_at"]),
+            models.Index(fields=["created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"sign-in link {self.id}"

@@ -6,10 +6,12 @@ username typed may be a password typed in the wrong field). The address is ``REM
 a proxy, run daphne with ``--proxy-headers`` (README, "Operations").
 
 Events (level): ``password_ok`` (``magic_ok`` for a magic link; with ``otp=required`` when a code
-must follow), ``otp_required``, ``otp_ok``, ``recovery_code_used``,
+must follow), ``magic_requested``, ``magic_claimed`` (with ``link=<row id>``), ``otp_required``,
+``otp_ok``, ``recovery_code_used``,
 ``otp_enrolment_started``, ``otp_enrolled``, ``otp_removed``, ``recovery_codes_regenerated`` (INFO);
-``password_refused``, ``password_locked_out``, ``otp_refused``, ``otp_throttled``,
-``otp_locked_out``, ``ticket_refused`` (WARNING).
+``password_refused``, ``password_locked_out``, ``magic_refused`` (with ``reason=``: throttled,
+throttled_account, link_invalid, link_expired, link_used, other_browser), ``otp_refused``,
+``otp_throttled``, ``otp_locked_out``, ``ticket_refused`` (WARNING).
 """
 
 import logging
@@ -18,7 +20,15 @@ from typing import Any
 logger = logging.getLogger("sessions_app.signin")
 
 REFUSALS = frozenset(
-    {"password_refused", "password_locked_out", "otp_refused", "otp_throttled", "otp_locked_out", "ticket_refused"}
+    {
+        "password_refused",
+        "password_locked_out",
+        "magic_refused",
+        "otp_refused",
+        "otp_throttled",
+        "otp_locked_out",
+        "ticket_refused",
+    }
 )
 
 
@@ -30,8 +40,11 @@ def client_address(request: Any) -> str:
     return str(meta.get("REMOTE_ADDR") or "-")
 
 
-def signin_event(event: str, *, request: Any, user_id: Any = None, **fields: str) -> None:
-    """Log one sign-in event; ``fields`` are short, non-secret words (``method="password"``)."""
+def signin_event(
+    event: str, *, request: Any = None, user_id: Any = None, address: str | None = None, **fields: str
+) -> None:
+    """Log one sign-in event; ``fields`` are short, non-secret words (``method="password"``).
+    ``address`` stands for ``request``'s when the caller has only the address."""
     extra = "".join(f" {key}={value}" for key, value in sorted(fields.items()))
     level = logging.WARNING if event in REFUSALS else logging.INFO
     logger.log(
@@ -39,6 +52,6 @@ def signin_event(event: str, *, request: Any, user_id: Any = None, **fields: str
         "signin %s user=%s address=%s%s",
         event,
         "-" if user_id is None else user_id,
-        client_address(request),
+        address or client_address(request),
         extra,
     )

@@ -117,6 +117,58 @@ async def test_no_token_reaches_the_logs_of_handshakes_renewals_and_errors(every
     assert leaks(everything, tokens) == []
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_no_magic_link_token_nonce_or_mail_body_reaches_the_logs(every_logger_at_debug, settings):
+    """Issue 14: asking for a link, claiming it from another browser, then from the right one,
+    again (replay), with a JWT for a token, and the link's token offered to the socket: the
+    ``sessions_app.signin`` lines are there, and no token, nonce, address asked for or mail body."""
+    from django.contrib.auth import get_user_model
+    from django.core import mail
+    from rest_framework.test import APIClient
+
+    from sessions_app import mailer
+    from sessions_app.magiclinks import NONCE_COOKIE
+
+    caplog = every_logger_at_debug
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox = []
+
+    def flow():
+        user = get_user_model().objects.create_user("gina", email="gina@example.com", password="x-unused-password-x")
+        page = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+        client, other = APIClient(headers=page), APIClient(headers=page)
+        assert client.post("/api/v1/login/magic/", {"login": "gina@example.com"}, format="json").status_code == 202
+        assert other.post("/api/v1/login/magic/", {"login": "nobody@example.com"}, format="json").status_code == 202
+        assert mailer.wait_sent()
+        body = mail.outbox[0].body
+        fragment = body.split("#", 1)[1].split()[0]
+        link, token = (part.split("=", 1)[1] for part in fragment.split("&"))
+        claim = {"link": link, "token": token}
+        nonces = [c.cookies[NONCE_COOKIE].value for c in (client, other)]
+        assert other.post("/api/v1/login/magic/claim/", claim, format="json").status_code == 403
+        with override_settings(DEBUG=True):  # the SQL statements too
+            answer = client.post("/api/v1/login/magic/claim/", claim, format="json")
+        assert answer.status_code == 200
+        assert client.post("/api/v1/login/magic/claim/", claim, format="json").status_code == 401
+        jwt_claim = {"link": link, "token": answer.json()["access"]}
+        assert client.post("/api/v1/login/magic/claim/", jwt_claim, format="json").status_code == 401
+        # The link's id is no secret (logged, and shown in the admin); the rest of the body is.
+        return user, token, body.replace(link, ""), nonces, answer.json()["access"]
+
+    _user, token, body, nonces, access = await database_sync_to_async(flow)()
+    assert (await handshake(json.dumps({"token": token})))["code"] == "not_authenticated"
+
+    everything = caplog.text + "\n".join(
+        f"{record.getMessage()} {record.exc_text or ''} {record.args!r}" for record in caplog.records
+    )
+    assert "signin magic_claimed user=" in everything and "reason=other_browser" in everything
+    # (Every JWT starts alike (header, token_type): only the access token's signature is looked for. The
+    # refresh token is in Django's SQL log with DEBUG on, as for every sign-in: SimpleJWT's row.)
+    assert leaks(everything, [token, *nonces, access.rsplit(".", 1)[1], body]) == []
+    assert "gina@example.com" not in everything
+    assert "nobody@example.com" not in everything
+
+
 # --- a live daphne ------------------------------------------------------------------------------------
 
 
@@ -250,3 +302,67 @@ def test_sign_in_events_are_logged_without_password_code_secret_ticket_or_token(
     } <= events, signin
     assert f"signin password_ok user={user.pk} address=198.51.100.7" in signin
     assert f"signin otp_refused user={user.pk} address=127.0.0.1 purpose=sign_in" in signin
+
+
+@pytest.mark.slow
+def test_no_magic_link_secret_reaches_a_live_daphnes_output(started, tmp_path):
+    """A link asked for, claimed from another browser, claimed, and replayed on a live daphne
+    (access log on, LOG_LEVEL=DEBUG): its output has the sign-in lines, and no token or nonce."""
+    import http.cookiejar
+    import re
+    import sqlite3
+    import urllib.error
+    import urllib.request
+
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    database = started.sqlite()
+    with sqlite3.connect(database.removeprefix("sqlite:///")) as conn:
+        conn.execute("UPDATE auth_user SET email = 'alice@example.com' WHERE username = 'alice'")
+    server = started.daphne(
+        database,
+        args=("--access-log", "-", "-v", "2"),
+        LOG_LEVEL="DEBUG",
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(folder),
+    )
+
+    def browser():
+        jar = http.cookiejar.CookieJar()
+        return jar, urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def post(opener, path, payload):
+        request = urllib.request.Request(  # noqa: S310 - loopback test server
+            server.http + path,
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json", "Origin": server.http, "Sec-Fetch-Site": "same-origin"},
+        )
+        try:
+            with opener.open(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    jar, mine = browser()
+    other_jar, other = browser()
+    assert post(mine, "/api/v1/login/magic/", {"login": "alice@example.com"})[0] == 202
+    assert post(other, "/api/v1/login/magic/", {"login": "nobody@example.com"})[0] == 202
+    nonces = [cookie.value for cookie in [*jar, *other_jar]]
+    assert len(nonces) == 2
+    found = live.wait_until(
+        lambda: re.search(r"#link=([0-9a-f-]+)&sesame=([\w-]+)", "".join(p.read_text() for p in folder.glob("*"))),
+        20,
+        "the sign-in mail",
+    )
+    claim = {"link": found[1], "token": found[2]}
+    assert post(other, "/api/v1/login/magic/claim/", claim)[0] == 403
+    status, answer = post(mine, "/api/v1/login/magic/claim/", claim)
+    assert status == 200
+    assert post(mine, "/api/v1/login/magic/claim/", claim)[0] == 401
+    server.stop()
+
+    output = server.log()
+    assert "/api/v1/login/magic/claim/" in output, output[-2000:]  # the access log was on
+    assert "signin magic_claimed user=" in output and "reason=other_browser" in output
+    assert leaks(output, [found[2], *nonces, answer["access"].rsplit(".", 1)[1]]) == []
+    assert "alice@example.com" not in output and "nobody@example.com" not in output

@@ -56,6 +56,8 @@ def test_the_schema_is_valid_openapi_3_1_with_every_rest_endpoint(client):
         ("post", "/api/v1/token/cookie/revoke/"),
         ("post", "/api/v1/token/cookie/otp/"),
         ("post", "/api/v1/login/otp/"),
+        ("post", "/api/v1/login/magic/"),
+        ("post", "/api/v1/login/magic/claim/"),
         ("get", "/api/v1/otp/"),
         ("post", "/api/v1/otp/enrol/"),
         ("post", "/api/v1/otp/confirm/"),

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sessions_app', '0003_change_restored'),
+        ('sessions_app', '0004_magic_links'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

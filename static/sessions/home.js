@@ -1,4 +1,4 @@
-// The home page: sign in, then the list of my sessions with a form to create one. The list is
+// The home page: sign in (password, or a link by email, which lands here too), then the list of my sessions with a form to create one. The list is
 // live: a session I am invited to appears, one I am removed from (or that is deleted) goes, and a
 // new role or title shows, without a reload (docs/client.md, "What the pages do on each push").
 
@@ -111,8 +111,18 @@ function bindCodeStep(tokens) {
   });
 }
 
+// The code step for a ticket got another way than the password (an emailed link).
+function codeStep(tokens, onSignedIn, result) {
+  showSignIn(tokens, onSignedIn);
+  pending = { ticket: result.ticket, username: result.username };
+  show($("#sign-in-form"), false);
+  show($("#otp-form"));
+  $("#otp-code").focus();
+}
+
 function showSignIn(tokens, onSignedIn) {
   afterSignIn = onSignedIn;
+  bindMagicForm(tokens);
   show($("#sign-in"));
   show($("#sessions"), false);
   const form = $("#sign-in-form");
@@ -153,6 +163,70 @@ function bindPasswordStep(tokens, form) {
       button.disabled = false;
     }
   });
+}
+
+// Asking for a sign-in link by email: the same answer whether or not the account exists.
+function bindMagicForm(tokens) {
+  const form = $("#magic-form");
+  if (form.dataset.bound) return;
+  form.dataset.bound = "1";
+  const status = $("#magic-status");
+  const error = $("#magic-error");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const login = form.login.value.trim();
+    show(status, false);
+    if (!login) {
+      error.textContent = "Enter your username or email.";
+      show(error);
+      return;
+    }
+    const button = form.querySelector("button");
+    button.disabled = true;
+    show(error, false);
+    try {
+      status.textContent = await tokens.requestLink(login);
+      show(status);
+    } catch (err) {
+      error.textContent = err.message;
+      show(error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+/**
+ * The link's fragment, `#link=<id>&sesame=<token>` (never sent to the server), or null. It is
+ * removed from the address bar and the history at once, so it is not left behind.
+ */
+function takeMagicLink() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const link = params.get("link");
+  const token = params.get("sesame");
+  if (!link || !token) return null;
+  history.replaceState(null, "", location.pathname + location.search);
+  return { link, token };
+}
+
+// The landing of a link: claim it, then the sessions; refused, say why above whatever comes next
+// (the sign-in form to ask for a new link, or the sessions of whoever is already signed in here).
+// With two-factor on, the link stands for the password: the sign-in form's code step follows.
+async function landOnMagicLink(tokens, magic, onSignedIn, onRefused, onCode) {
+  show($("#sign-in"), false);
+  show($("#sessions"), false);
+  show($("#magic-landing"));
+  try {
+    const result = await tokens.claimLink(magic.link, magic.token);
+    show($("#magic-landing"), false);
+    if (result?.otpRequired) return onCode(result);
+    onSignedIn();
+  } catch (err) {
+    $("#magic-landing-title").textContent = "This link did not sign you in";
+    $("#magic-landing-error").textContent = err.message;
+    show($("#magic-landing-error"));
+    onRefused();
+  }
 }
 
 let client = null; // the client of the signed-in user (a new one after each sign-in)
@@ -233,6 +307,22 @@ function bindCreate() {
 
 export function startHome({ tokens, newClient }) {
   bindCreate();
-  if (tokens.signedIn) showSessions(tokens, newClient);
-  else showSignIn(tokens, () => showSessions(tokens, newClient));
+  const sessions = () => showSessions(tokens, newClient);
+  const magic = takeMagicLink();
+  const afterSignIn = () => {
+    show($("#magic-landing"), false);
+    sessions();
+  };
+  const signIn = () => showSignIn(tokens, afterSignIn);
+  // A link opened in a tab already on this page changes only the fragment: load the page anew
+  // (fragment kept), which then lands on it with nothing of the page before left running.
+  window.addEventListener("hashchange", () => {
+    if (new URLSearchParams(location.hash.slice(1)).has("sesame")) location.reload();
+  });
+  if (magic) {
+    const refused = () => (tokens.signedIn ? sessions() : signIn());
+    landOnMagicLink(tokens, magic, sessions, refused, (result) => codeStep(tokens, afterSignIn, result));
+  }
+  else if (tokens.signedIn) sessions();
+  else signIn();
 }

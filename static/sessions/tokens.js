@@ -10,6 +10,9 @@ export const SIGN_IN_URL = "/api/v1/token/cookie/";
 export const REFRESH_URL = "/api/v1/token/cookie/refresh/";
 export const REVOKE_URL = "/api/v1/token/cookie/revoke/";
 export const OTP_URL = "/api/v1/token/cookie/otp/"; // the second step for a user with two-factor on
+// Sign-in by email link (sessions_app/magic_views.py): ask for a link, then claim it in this browser.
+export const MAGIC_LINK_URL = "/api/v1/login/magic/";
+export const MAGIC_CLAIM_URL = "/api/v1/login/magic/claim/";
 
 const KEY_USER = "sessions.user"; // {"id", "username"}
 const KEY_REVOKE = "sessions.revoke-pending"; // a sign-out the server could not be told of yet
@@ -266,10 +269,15 @@ export class TokenStore extends Emitter {
     if (!result.ok || !result.data || typeof result.data.access !== "string") {
       throw new Error(`${what} failed (HTTP ${result.status}). Try again in a moment.`);
     }
+    this.signedInWith(result.data.access, username);
+  }
+
+  // A sign-in succeeded (password or link): the access token in memory, who in storage, other tabs told.
+  signedInWith(access, username) {
     this.generation += 1;
     this.ended = null;
-    this.accessToken = result.data.access;
-    const user = { id: tokenClaims(result.data.access)?.user_id ?? null, username };
+    this.accessToken = access;
+    const user = { id: tokenClaims(access)?.user_id ?? null, username };
     this.setUser(user);
     tryStorage(() => this.storage?.removeItem(KEY_REVOKE)); // the cookie is a new sign-in's now
     this.channel?.postMessage({ type: "signedin", user });
@@ -281,6 +289,51 @@ export class TokenStore extends Emitter {
    */
   async freshAccess() {
     return this.accessExpired() ? this.refresh() : this.accessToken;
+  }
+
+  /**
+   * Ask for a sign-in link by email, for a username or an email address. Resolves with the
+   * server's message (the same whether or not the account exists); rejects with an Error to show
+   * (throttled, unreachable, refused). The link works in this browser only (a cookie binds it).
+   */
+  async requestLink(login) {
+    let result;
+    try {
+      result = await postJson(this.fetch, MAGIC_LINK_URL, { login });
+    } catch {
+      throw new Error("The server cannot be reached. Check your connection and try again.");
+    }
+    if (result.status === 429) throw new Error("Too many sign-in links were asked for. Try again later.");
+    if (result.status !== 202) throw new Error(`The link could not be asked for (HTTP ${result.status}).`);
+    return typeof result.data?.detail === "string" ? result.data.detail : "A sign-in link is on its way.";
+  }
+
+  /**
+   * Claim a sign-in link (its fragment's `link` and `sesame`): signed in as signIn does. Resolves
+   * `{ otpRequired: false }` when signed in, or `{ otpRequired: true, ticket, expiresIn, username }`
+   * when the user has two-factor sign-in on: the link stood for the password, and
+   * `signInWithCode(ticket, code, username)` finishes. Rejects with an Error whose `code` is the
+   * server's (link_invalid, link_expired, link_used, other_browser) and whose message explains it.
+   */
+  async claimLink(link, token) {
+    let result;
+    try {
+      result = await postJson(this.fetch, MAGIC_CLAIM_URL, { link, token });
+    } catch {
+      throw new Error("The server cannot be reached. Check your connection and reload this page.");
+    }
+    const data = result.data;
+    const username = typeof data?.username === "string" ? data.username : null;
+    if (result.ok && data?.otp_required === true && typeof data.ticket === "string") {
+      return { otpRequired: true, ticket: data.ticket, expiresIn: data.expires_in ?? null, username };
+    }
+    if (!result.ok || !data || typeof data.access !== "string") {
+      const err = new Error(typeof data?.detail === "string" ? data.detail : `Sign-in failed (HTTP ${result.status}).`);
+      err.code = typeof data?.code === "string" ? data.code : null;
+      throw err;
+    }
+    this.signedInWith(data.access, username);
+    return { otpRequired: false };
   }
 
   /**

@@ -57,7 +57,7 @@ def test_save_records_a_revision_and_returns_to_the_list(server, new_page):
 def test_sign_in_errors_are_readable_and_sign_out_revokes_the_refresh_token(server, new_page):
     page = new_page()
     page.goto(server.http + "/")
-    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Username", exact=True).fill("alice")
     page.get_by_label("Password").fill("not-the-password")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
@@ -88,7 +88,7 @@ def test_a_session_link_opened_signed_out_comes_back_after_sign_in(server, new_p
 
     page.goto(f"{server.http}/sessions/{session_id}/")
     expect(page).to_have_url(re.compile(r"/\?next="))
-    page.get_by_label("Username").fill("bob")
+    page.get_by_label("Username", exact=True).fill("bob")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(f"{server.http}/sessions/{session_id}/")

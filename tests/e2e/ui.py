@@ -15,7 +15,7 @@ SESSION_URL = re.compile(r"/sessions/([0-9a-f-]{36})/$")
 def sign_in(page: Page, server: Server, username: str, password: str = PASSWORD) -> None:
     """Sign in through the form on / and wait for the connected list of sessions."""
     page.goto(server.http + "/")
-    page.get_by_label("Username").fill(username)
+    page.get_by_label("Username", exact=True).fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="My sessions")).to_be_visible()

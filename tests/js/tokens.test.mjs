@@ -5,6 +5,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import {
+  MAGIC_CLAIM_URL,
+  MAGIC_LINK_URL,
   REFRESH_URL,
   REVOKE_URL,
   SIGNED_OUT_ELSEWHERE,
@@ -66,6 +68,11 @@ class FakeSite {
       if (!this.valid.has(cookie)) return [401, { code: "token_not_valid" }];
       this.valid.delete(cookie);
       return this.issue(this.owner.get(cookie));
+    }
+    if (url === MAGIC_LINK_URL) return [202, { detail: "If this username or email belongs to an account, a link is on its way." }];
+    if (url === MAGIC_CLAIM_URL) {
+      if (body.token !== "good") return [403, { detail: "This sign-in link was asked for in another browser.", code: "other_browser" }];
+      return [200, { ...this.issue(this.users.bob)[1], username: "bob" }];
     }
     if (url === REVOKE_URL) {
       this.jar = null;
@@ -148,6 +155,35 @@ describe("TokenStore", () => {
     const text = storedText(storage);
     assert.ok(!text.includes(t.access) && !text.includes("R1"), `no token stored: ${text}`);
     assert.ok(!("refreshToken" in t));
+  });
+
+  it("asks for a sign-in link and shows the server's answer, the same for any account", async () => {
+    const { site, tab } = browser();
+    const t = tab();
+    assert.match(await t.requestLink("bob@example.com"), /a link is on its way/);
+    assert.deepEqual(site.calls[0].body, { login: "bob@example.com" });
+    assert.ok(!t.signedIn);
+    const throttled = browser().tab({ fetch: async () => ({ status: 429, ok: false, json: async () => ({}) }) });
+    await assert.rejects(throttled.requestLink("bob"), /Too many sign-in links/);
+  });
+
+  it("claims a sign-in link as a password sign-in: the access token in memory, the user stored, other tabs told", async () => {
+    const { site, storage, tab } = browser();
+    const other = tab();
+    await other.signIn("alice", "pw");
+    const t = tab();
+    await t.claimLink("id-1", "good");
+    assert.deepEqual(site.calls.at(-1).body, { link: "id-1", token: "good" });
+    assert.equal(t.userKey, "id-2");
+    assert.deepEqual(JSON.parse(storage.getItem("sessions.user")), { id: 2, username: "bob" });
+    assert.equal(site.jar, "R2");
+    assert.equal(other.access, null, "the tab signed in as alice is told the cookie is bob's now");
+  });
+
+  it("says why a sign-in link was refused, with the server's code", async () => {
+    const t = browser().tab();
+    await assert.rejects(t.claimLink("id-1", "bad"), (err) => err.code === "other_browser" && /another browser/.test(err.message));
+    assert.ok(!t.signedIn);
   });
 
   it("says so plainly when the credentials are wrong", async () => {
