@@ -70,6 +70,24 @@ def _pretty(schema: Any) -> SafeString:
     return mark_safe(_REF.sub(r'<a href="#schema-\1">&quot;#/components/schemas/\1&quot;</a>', text))  # noqa: S308
 
 
+_CODE = re.compile(r"``(.+?)``|`([^`]+?)`")
+_STRONG = re.compile(r"\*\*(.+?)\*\*")
+
+
+def _prose(text: str) -> SafeString:
+    """A description as HTML paragraphs: the little markup the descriptions use (the docstrings'
+    reStructuredText ````code````, CommonMark's ```code``` and ``**strong**``, which AsyncAPI
+    descriptions are read as), everything else escaped. Blank lines part paragraphs; other line
+    breaks are spaces."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        html = escape(" ".join(line.strip() for line in block.splitlines()))
+        html = _CODE.sub(lambda m: f"<code>{m.group(1) or m.group(2)}</code>", html)
+        html = _STRONG.sub(r"<strong>\1</strong>", html)
+        paragraphs.append(f'<p class="prose">{html}</p>')
+    return mark_safe("\n".join(paragraphs))  # noqa: S308 - escaped above, only our own tags added
+
+
 def _data_of(message: dict[str, Any]) -> Any:
     """The schema of a frame's ``data`` (the handshake's whole frame, which has none)."""
     payload = message["payload"]
@@ -87,7 +105,7 @@ def api_docs(request: HttpRequest) -> HttpResponse:
             states.append(
                 {
                     "name": name,
-                    "description": operation["description"],
+                    "description": _prose(operation["description"]),
                     "needs_session": operation["x-needs-session"],
                     "reply_declared": operation["x-reply-declared"],
                     "request": _pretty(_data_of(messages[f"request.{name}"])),
@@ -97,7 +115,11 @@ def api_docs(request: HttpRequest) -> HttpResponse:
         elif key.startswith("push."):
             name = key.removeprefix("push.")
             pushes.append(
-                {"name": name, "description": operation["description"], "data": _pretty(_data_of(messages[key]))}
+                {
+                    "name": name,
+                    "description": _prose(operation["description"]),
+                    "data": _pretty(_data_of(messages[key])),
+                }
             )
     openapi = openapi_schema()
     endpoints = [
@@ -111,6 +133,7 @@ def api_docs(request: HttpRequest) -> HttpResponse:
     ]
     context = {
         "info": doc["info"],
+        "info_description": _prose(doc["info"].get("description", "")),
         "socket_url": f"{doc['servers']['server']['protocol']}://{doc['servers']['server']['host']}{asyncapi.SOCKET_PATH}",
         "handshake": _pretty(messages["handshake"]["payload"]),
         "initialised": _pretty(_data_of(messages["initialised"])),

@@ -126,3 +126,11 @@ def test_swagger_ui_is_served_from_the_packaged_files(client):
             assert client.get(url).status_code == 200, url
     script = client.get("/api/v1/docs/rest/?script=")
     assert script.status_code == 200 and b"/api/v1/schema/" in script.content
+
+
+def test_the_api_page_shows_the_descriptions_markup_as_html_and_escapes_the_rest(client):
+    html = client.get("/api/v1/docs/").content.decode()
+    assert "<strong>Handshake.</strong>" in html and "**Handshake.**" not in html
+    prose = re.findall(r'<p class="prose">(.*?)</p>', html)
+    assert any("<code>since</code>" in p for p in prose)
+    assert not [p for p in prose if "``" in p or "**" in p or "<script" in p]
