@@ -28,7 +28,7 @@ def code_now(secret: str, step_offset: int = 0) -> str:
 
 def password_step(page: Page, server: live.Daphne, username: str) -> None:
     page.goto(server.http + "/")
-    page.get_by_label("Username").fill(username)
+    page.get_by_label("Username", exact=True).fill(username)
     page.get_by_label("Password").fill(live.PASSWORD)
     page.get_by_role("button", name="Sign in").click()
 
