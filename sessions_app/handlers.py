@@ -178,6 +178,7 @@ async def patch(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
                 ops=data["ops"],
                 editor=conn.role != Role.VIEWER,
                 inline_work=executors.INLINE_WORK,
+                key=data["key"],
             )
         except services.NeedsWorker as handed_on:
             try:
@@ -187,7 +188,7 @@ async def patch(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
                     raise
                 continue  # a patch was stored between the read and the write: rebase on it
         break
-    if not outcome.data.get("rebased"):
+    if not outcome.data.get("rebased") and not outcome.data.get("duplicate"):
         # A rebased patch's author may not have the versions between its base and this one yet:
         # their pushes, which may come after this reply, must not be dropped as seen.
         conn.session_version = outcome.version

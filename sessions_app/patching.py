@@ -43,7 +43,8 @@ class PatchBase:
     ``restored``: the number of the revision the patch restores (``restore``, sessions_app/history.py),
     kept with its change and pushed as ``patched``'s ``restored``. ``rebased``: the patch named an
     older version and its operations were rebased on the changes since (sessions_app/rebasing.py);
-    the reply then carries them."""
+    the reply then carries them. ``key``: the patch's idempotency key ("" for none), kept with its
+    change."""
 
     session_id: UUID
     version: int
@@ -54,6 +55,7 @@ class PatchBase:
     log_end: int
     restored: int | None = None
     rebased: bool = False
+    key: str = ""
 
 
 def session_patch(
@@ -65,6 +67,7 @@ def session_patch(
     ops: list[Any],
     editor: bool = False,
     inline_work: int | None = None,
+    key: str = "",
 ) -> Outcome:
     """Apply an RFC 6902 patch (the jsonpatch library) made on ``version``; returns ``{"version":
     new}``, with ``"rebased": true`` and the ``ops`` as applied when ``version`` was not the current
@@ -84,6 +87,10 @@ def session_patch(
     ``editor``: the caller knows the user may edit (a viewer must get PERMISSION_DENIED, not
     CONFLICT), so a patch on a version too far behind one this process has seen conflicts at once.
 
+    ``key``: the patch's idempotency key. When the change log already holds a change of this user
+    with that key, nothing is applied and the reply is that change's: ``{"version", "duplicate":
+    true, "ops"}`` (a client that lost a reply sends the patch again, safely).
+
     ``inline_work``: the caller runs this in the database thread every connection shares
     (``handlers.call``). The patch is applied here only when the stored document is at most
     ``SESSIONS_PATCH_INLINE_BYTES`` characters and the patch visits at most ``inline_work``
@@ -92,7 +99,10 @@ def session_patch(
     """
     _refuse_stale(session_id, version, editor)
     with _seeing_versions(session_id), transaction.atomic():
-        base, ops = _patch_base_rebased(user=user, session_id=session_id, version=version, ops=ops)
+        try:
+            base, ops = _patch_base_rebased(user=user, session_id=session_id, version=version, ops=ops, key=key)
+        except rebasing.AlreadyApplied as done:
+            return Outcome({"version": done.version, "duplicate": True, "ops": done.ops}, [], session_id, None, 0)
         limit = limit_for(base.size)
         if inline_work is not None and len(base.text) > app_settings.PATCH_INLINE_BYTES:
             raise NeedsWorker(base, ops)
@@ -163,19 +173,22 @@ def _conflict(version: Any) -> ProtocolError:
 
 
 def _patch_base_rebased(
-    *, user: dict[str, Any], session_id: UUID, version: int, ops: list[Any]
+    *, user: dict[str, Any], session_id: UUID, version: int, ops: list[Any], key: str
 ) -> tuple[PatchBase, list[Any]]:
     """The session as the patch finds it, at its current version, and the operations to apply
-    there: ``ops`` themselves when ``version`` is current, else rebased on the changes since."""
+    there: ``ops`` themselves when ``version`` is current, else rebased on the changes since.
+    Raises rebasing.AlreadyApplied for a ``key`` the user's changes in the log already have."""
     role, current, log_end, text = selectors.patch_target(session_id=session_id, user_id=user["id"])
     if role == Role.VIEWER:
         raise ProtocolError(protocol.PERMISSION_DENIED, "Viewers cannot change the session.")
+    if key:
+        rebasing.refuse_duplicate(session_id=session_id, user_id=user["id"], key=key)
     rebased = current != version
     if rebased:
         ops = rebasing.rebase_stale(session_id=session_id, version=version, current=current, ops=ops, text=text)
     ops_text = protocol.encode(ops)
     size = len(ops_text.encode())
-    return PatchBase(session_id, current, role, text, ops_text, size, log_end, rebased=rebased), ops
+    return PatchBase(session_id, current, role, text, ops_text, size, log_end, rebased=rebased, key=key), ops
 
 
 def _patch_base(*, user: dict[str, Any], session_id: UUID, version: int, ops_text: str) -> PatchBase:
@@ -206,8 +219,8 @@ def _write_sql(vendor: str) -> tuple[str, str, str]:
         "WHERE session_id = %s AND user_id = %s AND role IN (%s, %s))"
     )
     insert = (
-        f"INSERT INTO {changes} (session_id, version, ops, start, author_id, created_at, restored) "  # noqa: S608
-        f"VALUES (%s, %s, {json}, %s, %s, %s, %s)"
+        f"INSERT INTO {changes} (session_id, version, ops, start, author_id, created_at, restored, key) "  # noqa: S608
+        f"VALUES (%s, %s, {json}, %s, %s, %s, %s, %s)"
     )
     trim = f"DELETE FROM {changes} WHERE session_id = %s AND (version <= %s OR start < %s)"  # noqa: S608
     return update, insert, trim
@@ -225,7 +238,8 @@ def _patch_write(*, user: dict[str, Any], channel_name: str, base: PatchBase, op
         cursor.execute(update, [text, new_version, now, log_end, pk, version, pk, user["id"], Role.OWNER, Role.EDITOR])
         updated = cursor.rowcount
         if updated:
-            cursor.execute(insert, [pk, new_version, base.ops_text, base.log_end, user["id"], now, base.restored])
+            row = [pk, new_version, base.ops_text, base.log_end, user["id"], now, base.restored, base.key]
+            cursor.execute(insert, row)
             # The log keeps at most CHANGE_LOG_KEEP changes and CHANGE_LOG_BYTES bytes: the changes
             # kept are those that start at most that many bytes before its end (a change larger
             # than the bound is not kept; a join since before it gets the snapshot).

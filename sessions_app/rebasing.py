@@ -13,6 +13,28 @@ from .protocol import ProtocolError
 from .rebase import RebaseConflict, rebase
 
 
+class AlreadyApplied(Exception):
+    """The log holds a change of the patch's author with the patch's key: ``version``, ``ops``."""
+
+    def __init__(self, version: int, ops: list[Any]) -> None:
+        super().__init__(version)
+        self.version = version
+        self.ops = ops
+
+
+def refuse_duplicate(*, session_id: UUID, user_id: int, key: str) -> None:
+    """Raise AlreadyApplied when the kept change log has a change by ``user_id`` with ``key``.
+
+    Within the patch's transaction, before its conditional update: two patches with one key
+    racing from two connections are serialised by the version (the loser conflicts, and its
+    retry finds the winner's change here). The log's bounds are the window
+    (``SESSIONS_CHANGE_LOG_KEEP``, ``SESSIONS_CHANGE_LOG_BYTES``); an indexed scan of at most that.
+    """
+    row = Change.objects.filter(session_id=session_id, author_id=user_id, key=key).values_list("version", "ops").first()
+    if row is not None:
+        raise AlreadyApplied(*row)
+
+
 def conflict(current: Any, reason: str = "") -> ProtocolError:
     """The ``conflict`` error of a patch that cannot be applied on ``current`` (``data.version``)."""
     detail = f" ({reason})" if reason else ""

@@ -124,3 +124,24 @@ async def test_a_patch_further_behind_than_the_bound_conflicts(alice: Any) -> No
         assert (await b.ok("patch", {"version": 1, "ops": [{"op": "replace", "path": "/m", "value": 1}]}))[
             "version"
         ] == 3
+
+
+async def test_a_patch_sent_again_with_its_key_is_not_applied_twice(alice: Any) -> None:
+    bob = await make_user("bob")
+    async with connected(alice) as a, connected(bob) as b:
+        session = await two_editors(alice, a, b, {"items": []})
+        milk = [{"op": "add", "path": "/items/-", "value": "milk"}]
+        assert await b.ok("patch", {"version": 0, "ops": milk, "key": "k-1"}) == {"version": 1}
+        await a.ok("patch", {"version": 1, "ops": [{"op": "add", "path": "/items/-", "value": "eggs"}]})
+        # Its reply lost, bob sends it again (on the version it was made on, or a later one):
+        # without the key, the append would be rebased and applied a second time.
+        for version in (0, 2):
+            again = await b.ok("patch", {"version": version, "ops": milk, "key": "k-1"})
+            assert again == {"version": 1, "duplicate": True, "ops": milk}
+        # The key is bob's: alice's patch with the same key is another patch.
+        assert (await a.ok("patch", {"version": 2, "ops": milk, "key": "k-1"}))["version"] == 3
+        snap = await a.ok("join", {"session": session})
+        assert snap["data"] == {"items": ["milk", "eggs", "milk"]}
+        for bad in ["", "x" * 65, "a b", 5]:
+            reply = await b.request("patch", {"version": 3, "ops": milk, "key": bad})
+            assert reply["code"] == protocol.INVALID_DATA and "key" in reply["errors"], reply
