@@ -15,11 +15,11 @@
 // it, across reconnects, reloads and closed tabs; no outage, however long, drops it.
 //
 // Exactly once: before a patch leaves, the version it is made on (`base`) and its ops are written
-// down. If the reply never comes (the socket dropped, the tab was reloaded), the server's change
-// log says what happened: the patch could only have become version base + 1, so the change at
-// base + 1 is ours if it is by this user with these ops (applied: done), and otherwise ours was
-// refused by the version check (compute it again on the new data and send it). docs/client.md,
-// "Unsent changes", has the whole argument.
+// down, and every send carries the change's key. If the reply never comes (the socket dropped,
+// the tab was reloaded), the server's change log says what happened: a change after base by this
+// user with these ops is ours (applied: done); otherwise the intent is computed again and sent
+// with the same key, which the server answers `duplicate` if the first copy landed after all
+// (rebased, maybe with its pointers moved). docs/client.md, "Unsent changes", has the argument.
 
 import { Emitter } from "./emitter.js";
 import { APPLIED, BUFFERED, GAP, SyncedDocument } from "./document.js";
@@ -424,10 +424,10 @@ export class LiveSession extends Emitter {
   }
 
   /**
-   * A patch of ours went out on version `base` and its reply never came. It could only have
-   * become version base + 1 (the server applies a patch only on the version it names), so look
-   * at that change: by us with these ops means applied. {applied, version} or {applied: false};
-   * {unknown: true} when the server no longer keeps that change (the intent's check decides).
+   * A patch of ours went out on version `base` and its reply never came. Rebased, it may have
+   * become any later version: a change after base by us with these ops means applied.
+   * {applied, version} or {applied: false} (sent again with its key: never applied twice);
+   * {unknown: true} when the server no longer keeps the change at base + 1 (the intent decides).
    */
   async settle(entry) {
     const { base, ops } = entry.sent;
