@@ -73,7 +73,10 @@ class Change(models.Model):
     class Meta:
         ordering = ["session", "version"]
         constraints = [models.UniqueConstraint(fields=["session", "version"], name="change_unique_version")]
-        indexes = [models.Index(fields=["session", "start"], name="change_session_start")]
+        indexes = [
+            models.Index(fields=["session", "start"], name="change_session_start"),
+            models.Index(fields=["session", "key"], name="change_session_key"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.session_id} v{self.version}"

@@ -121,7 +121,9 @@ def _is_index(token: str) -> bool:
 
 def _array_at(a: Effect, b: Effect, depth: int) -> bool:
     """Whether the container at ``a.path[:depth]`` is an array, from ``a``'s kinds or, when the
-    two pointers share that prefix, ``b``'s."""
+    two pointers share that prefix, ``b``'s. False for the root's parent (depth -1)."""
+    if depth < 0:
+        return False
     if depth < len(a.arrays) and a.arrays[depth] is not None:
         return bool(a.arrays[depth])
     if depth < len(b.arrays) and a.path[:depth] == b.path[:depth]:

@@ -28,7 +28,8 @@ def refuse_duplicate(*, session_id: UUID, user_id: int, key: str) -> None:
     Within the patch's transaction, before its conditional update: two patches with one key
     racing from two connections are serialised by the version (the loser conflicts, and its
     retry finds the winner's change here). The log's bounds are the window
-    (``SESSIONS_CHANGE_LOG_KEEP``, ``SESSIONS_CHANGE_LOG_BYTES``); an indexed scan of at most that.
+    (``SESSIONS_CHANGE_LOG_KEEP``, ``SESSIONS_CHANGE_LOG_BYTES``); one lookup in the
+    ``(session, key)`` index.
     """
     row = Change.objects.filter(session_id=session_id, author_id=user_id, key=key).values_list("version", "ops").first()
     if row is not None:

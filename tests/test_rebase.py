@@ -80,7 +80,9 @@ def random_intent(rng: random.Random, document: dict[str, Any], fresh: str) -> t
     """An edit described by ids (what a user means): ``(kind, target, value)``."""
     ids = [item["id"] for item in document["items"]]
     kinds = ["append", "meta"] + (["toggle", "text", "remove", "insert", "test"] if ids else [])
-    kind = rng.choice(kinds)
+    kind = rng.choice(kinds) if rng.random() > 0.03 else "reset"
+    if kind == "reset":
+        return ("reset", None, random_document(rng))
     if kind == "append":
         return ("append", fresh, None)
     if kind == "meta":
@@ -91,6 +93,8 @@ def random_intent(rng: random.Random, document: dict[str, Any], fresh: str) -> t
 def intent_ops(document: dict[str, Any], intent: tuple[Any, ...]) -> list[dict[str, Any]]:
     """The RFC 6902 operations of ``intent`` on ``document`` (what a client sends)."""
     kind, target, value = intent
+    if kind == "reset":
+        return [{"op": "replace", "path": "", "value": value}]
     if kind == "append":
         return [{"op": "add", "path": "/items/-", "value": {"id": target, "done": False, "t": "n"}}]
     if kind == "meta":
@@ -123,6 +127,8 @@ def random_patch(rng: random.Random, document: dict[str, Any], counter: list[int
 
 def touches(intent: tuple[Any, ...]) -> set[tuple[str, str]]:
     kind, target, _ = intent
+    if kind == "reset":
+        return {("", "*")}  # the whole document
     if kind == "meta":
         return {("meta", target)}
     if kind in ("toggle", "text", "remove", "test"):
@@ -137,7 +143,7 @@ def collide(mine: list[Any], theirs: list[Any]) -> bool:
     b = set().union(*map(touches, theirs)) if theirs else set()
     for target, field in a:
         for other, other_field in b:
-            if target == other and (field == other_field or "*" in (field, other_field)):
+            if "" in (target, other) or (target == other and (field == other_field or "*" in (field, other_field))):
                 return True
     return False
 

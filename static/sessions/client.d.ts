@@ -136,10 +136,7 @@ export interface Requests {
    * (`rebased`, with the operations as applied). `key`: an idempotency key; a patch sent again
    * with it is not applied twice (`duplicate`, with that change's version and operations).
    */
-  patch: {
-    data: { version: number; ops: PatchOperation[]; key?: string };
-    reply: { version: number; rebased?: true; duplicate?: true; ops?: PatchOperation[] };
-  };
+  patch: { data: { version: number; ops: PatchOperation[]; key?: string }; reply: { version: number; rebased?: true; duplicate?: true; ops?: PatchOperation[] } };
   presence: { data: Empty; reply: { present: User[] } };
   /** Owner only; on an existing member, changes the role. */
   invite: { data: { username: string; role: "editor" | "viewer" }; reply: { members: Member[] } };

@@ -76,6 +76,7 @@ export function effects(op) {
 }
 
 function arrayAt(a, b, depth) {
+  if (depth < 0) return false;
   if (depth < a.arrays.length && a.arrays[depth] !== null && a.arrays[depth] !== undefined) return Boolean(a.arrays[depth]);
   if (depth < b.arrays.length && samePrefix(a.path, b.path, depth)) return Boolean(b.arrays[depth]);
   return false;
