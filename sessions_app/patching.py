@@ -99,23 +99,40 @@ def session_patch(
     """
     _refuse_stale(session_id, version, editor)
     with _seeing_versions(session_id), transaction.atomic():
-        try:
-            base, ops = _patch_base_rebased(user=user, session_id=session_id, version=version, ops=ops, key=key)
-        except rebasing.AlreadyApplied as done:
-            return Outcome({"version": done.version, "duplicate": True, "ops": done.ops}, [], session_id, None, 0)
-        limit = limit_for(base.size)
-        if inline_work is not None and len(base.text) > app_settings.PATCH_INLINE_BYTES:
-            raise NeedsWorker(base, ops)
-        work = Work(limit if inline_work is None else min(limit, inline_work))
-        try:
-            text = documents.apply_patch_text(base.text, ops, work=work)
-        except OverBudget:
-            if work.limit < limit:
-                raise NeedsWorker(base, ops) from None
-            raise
-        outcome = _patch_write(user=user, channel_name=channel_name, base=base, ops=ops, text=text)
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                base, applied = _patch_base_rebased(user=user, session_id=session_id, version=version, ops=ops, key=key)
+            except rebasing.AlreadyApplied as done:
+                return Outcome({"version": done.version, "duplicate": True, "ops": done.ops}, [], session_id, None, 0)
+            limit = limit_for(base.size)
+            if inline_work is not None and len(base.text) > app_settings.PATCH_INLINE_BYTES:
+                raise NeedsWorker(base, applied)
+            work = Work(limit if inline_work is None else min(limit, inline_work))
+            try:
+                text = documents.apply_patch_text(base.text, applied, work=work)
+            except OverBudget:
+                if work.limit < limit:
+                    raise NeedsWorker(base, applied) from None
+                raise
+            try:
+                outcome = _patch_write(user=user, channel_name=channel_name, base=base, ops=applied, text=text)
+            except _LostRace:
+                if attempt + 1 == _WRITE_ATTEMPTS:
+                    raise
+                continue  # another process stored a change after our read: rebase on it too
+            break
     _saw_version(session_id, outcome.version)
     return outcome
+
+
+# A patch whose conditional update found the version moved since its read (another process's
+# patch committed in between) is read, rebased and applied again, in the same transaction (READ
+# COMMITTED: each statement sees what was committed before it), at most this many times in all.
+_WRITE_ATTEMPTS = 3
+
+
+class _LostRace(ProtocolError):
+    """The conflict of a conditional update that found the version moved since the read."""
 
 
 def session_patch_write(
@@ -250,7 +267,8 @@ def _patch_write(*, user: dict[str, Any], channel_name: str, base: PatchBase, op
         current = Session.objects.filter(pk=session_id).values_list("version", flat=True).first()
         if current is None or current == version:  # the session or the membership changed meanwhile
             _patch_base(user=user, session_id=session_id, version=version, ops_text=base.ops_text)
-        raise _conflict(current)
+        lost = _conflict(current)
+        raise _LostRace(lost.code, lost.message, data=lost.data)
     pushed = {"session": str(session_id), "version": new_version, "ops": ops, "by": _by(user)}
     if base.restored is not None:
         pushed["restored"] = base.restored

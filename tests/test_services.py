@@ -296,6 +296,31 @@ def test_the_conditional_update_refuses_a_version_bumped_after_it_was_read(users
     assert "lost" not in Session.objects.get().data
 
 
+def test_a_patch_whose_version_moved_between_its_read_and_its_update_is_rebased_on_that_change(
+    users: Any,
+) -> None:
+    # Another process's patch commits between this patch's read and its conditional update: the
+    # update finds the version moved, and the patch is read, rebased and applied again.
+    session_id = create(users["alice"]).session_id
+    raced: list[Any] = []
+
+    def concurrent_patch(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.startswith('UPDATE "sessions_app_session"') and not raced:
+            raced.append(None)  # before: the other patch's own update passes through here too
+            raced[0] = patch(users["alice"], session_id, 0, add("first"))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(concurrent_patch):
+        outcome = patch(users["alice"], session_id, 0, add("second"))
+    assert raced and raced[0].data == {"version": 1}
+    assert outcome.data == {"version": 2, "rebased": True, "ops": add("second")}
+    assert Session.objects.get().data == {"first": 1, "second": 1}
+    assert list(Change.objects.order_by("version").values_list("version", "ops")) == [
+        (1, add("first")),
+        (2, add("second")),
+    ]
+
+
 def handed_on(user: dict[str, Any], session_id: Any, version: int, ops: list[Any]) -> services.PatchBase:
     """What session_patch hands to a patch worker for a document over PATCH_INLINE_BYTES."""
     with pytest.raises(services.NeedsWorker) as caught:
