@@ -38,10 +38,11 @@ run: $(VENV)/.runtime  ## Migrate, create the demo users on first run, serve dap
 prod: $(VENV)/.runtime  ## The production layout: nginx in front of $$PROCESSES daphnes (docs/deployment.md)
 	$(PY) scripts/prod.py
 
-# The server processes recorded in RUN_DIR (<name>.pid and <name>.json, scripts/rolling_restart.py).
+# The server processes recorded in RUN_DIR (<name>.pid and <name>.json, scripts/rolling_restart.py),
+# or `make prod`'s run directory (run/ by default), whose script then restarts its own daphnes.
 RUN_DIR ?= run
 
-rolling-restart:  ## Restart the processes recorded in $(RUN_DIR) one at a time (each drains; the next waits for /healthz)
+rolling-restart:  ## Restart the processes of $(RUN_DIR) (make prod's, by default) one at a time: each drains, the next waits for /healthz
 	$(PY) scripts/rolling_restart.py restart --run-dir $(RUN_DIR)
 
 test: $(VENV)/.dev node_modules/.installed  ## Every test: lint, pytest (SQLite, PostgreSQL, Redis, Chromium), node (with tsc), conformance

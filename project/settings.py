@@ -98,6 +98,7 @@ SESSIONS_RATE_LIMIT = sessions_setting(env.float, "RATE_LIMIT")
 SESSIONS_RATE_BURST = sessions_setting(env.int, "RATE_BURST")
 SESSIONS_MAX_CONNECTIONS_PER_USER = sessions_setting(env.int, "MAX_CONNECTIONS_PER_USER")
 SESSIONS_MAX_SESSIONS_PER_USER = sessions_setting(env.int, "MAX_SESSIONS_PER_USER")
+SESSIONS_MAX_MEMBERS_PER_SESSION = sessions_setting(env.int, "MAX_MEMBERS_PER_SESSION")
 SESSIONS_MAX_DOCUMENT_BYTES = sessions_setting(env.int, "MAX_DOCUMENT_BYTES")
 SESSIONS_CHANGE_LOG_KEEP = sessions_setting(env.int, "CHANGE_LOG_KEEP")
 SESSIONS_CHANGE_LOG_BYTES = sessions_setting(env.int, "CHANGE_LOG_BYTES")
@@ -154,6 +155,10 @@ INSTALLED_APPS = [
     "channels",
     "axes",
     "csp",
+    # The API's contract: OpenAPI for the REST endpoints, and the serializer mapping of the
+    # socket's AsyncAPI document (sessions_app/asyncapi.py); the sidecar serves Swagger UI's files.
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "sessions_app",
 ]
 
@@ -347,6 +352,24 @@ WHITENOISE_AUTOREFRESH = DEBUG
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["sessions_app.tokens.JWTAuthentication"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Every DRF view routed in urls.py is in GET /api/v1/schema/ (drf-spectacular), with no list to keep.
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# GET /api/v1/schema/ (OpenAPI) and /api/v1/docs/ (sessions_app/contract_views.py). OpenAPI 3.1:
+# its schemas are JSON Schema, the dialect the socket's AsyncAPI document takes them in too.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Interactive sessions: REST API",
+    "DESCRIPTION": "Tokens, health and metrics. The WebSocket protocol: /api/v1/socket/asyncapi.json.",
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    # /healthz and /metrics are plain Django views, which drf-spectacular does not see.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "sessions_app.openapi.add_plain_views"],
 }
 
 SIMPLE_JWT = {

@@ -8,7 +8,11 @@ a unix socket ``daphne-<n>.sock`` in the run directory, renders deploy/nginx.con
 that directory and starts Debian's nginx on it in the foreground (``-p <run dir> -e stderr``; nothing
 in /etc/nginx is read). It then stays in the foreground, every child's output on its own with the
 child's name in front, until Ctrl-C or SIGTERM, which stops nginx and every daphne (SIGKILL after
-10 s); if any child exits by itself, everything is stopped and the exit status is 1.
+20 s). SIGHUP (or ``make rolling-restart RUN_DIR=<run dir>``) restarts the daphnes one at a time
+while nginx goes on; a daphne that exits by itself is started again, and only one that keeps
+exiting, or nginx exiting, stops everything with exit status 1 (scripts/prod_supervisor.py).
+The run directory holds ``prod.pid`` (this script), ``daphne-<n>.pid`` and ``rolling-restart.json``
+(scripts/rolling_restart.py, "A supervised run directory").
 
 ``scripts/prod.py render FILE`` only writes the nginx configuration (for the systemd units in
 deploy/, docs/deployment.md), with ``--user`` for nginx's workers.
@@ -36,10 +40,8 @@ from pathlib import Path
 from typing import IO
 
 from prod_config import ROOT, Config, ConfigError, render
-
-START_TIMEOUT = 60.0  # seconds for a daphne or nginx to listen
-STOP_TIMEOUT = 10.0  # seconds for a child to exit after its signal, then SIGKILL
-_output_lock = threading.Lock()
+from prod_supervisor import START_TIMEOUT, STOP_TIMEOUT, Child, Daphnes, remove_pid_files, say
+from supervised_run_dir import SUPERVISOR_PID
 
 
 def manage(*args: str) -> str:
@@ -54,47 +56,6 @@ def manage(*args: str) -> str:
 
 def static_root() -> Path:
     return Path(manage("shell", "-c", "from django.conf import settings; print(settings.STATIC_ROOT)").split()[-1])
-
-
-def say(line: str) -> None:
-    with _output_lock:
-        sys.stdout.write(f"prod | {line}\n")
-        sys.stdout.flush()
-
-
-def _copy_output(name: str, stream: IO[bytes]) -> None:
-    """Copy a child's output to ours, each line with the child's name in front."""
-    for line in iter(stream.readline, b""):
-        with _output_lock:
-            sys.stdout.buffer.write(f"{name} | ".encode() + line)
-            sys.stdout.flush()
-
-
-class Child:
-    """A child process in a session of its own (a terminal's Ctrl-C reaches only this script,
-    which stops the children in order), its output copied to ours."""
-
-    def __init__(self, name: str, argv: list[str]) -> None:
-        self.name = name
-        self.process = subprocess.Popen(  # noqa: S603 - our own commands
-            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        threading.Thread(target=_copy_output, args=(name, self.process.stdout), daemon=True).start()
-
-    def signal(self, sig: int) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-
-    def wait(self, timeout: float) -> None:
-        """Wait for the exit; SIGKILL (and wait) after ``timeout`` seconds."""
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            say(f"{self.name} did not stop in {timeout:g} s: SIGKILL")
-            self.process.kill()
-            self.process.wait()
 
 
 def wait_listening(child: Child, address: tuple[int, str | tuple[str, int]]) -> None:
@@ -148,21 +109,15 @@ def prepare_run_dir(config: Config) -> IO[str]:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise ConfigError(f"another scripts/prod.py runs in {config.run_dir} (PROD_RUN_DIR)") from None
-    for stale in config.run_dir.glob("daphne-*.sock*"):
+    for stale in [*config.run_dir.glob("daphne-*.sock*"), *config.run_dir.glob("daphne-*.pid")]:
         stale.unlink()
+    (config.run_dir / "rolling-restart.json").unlink(missing_ok=True)
     return lock
 
 
-def daphne_argv(config: Config, index: int) -> list[str]:
-    # mode=660: the socket's group (nginx's, under systemd) may connect; backlog: a burst of
-    # reconnects after a restart waits in the queue instead of being refused (nginx: 502).
-    endpoint = f"unix:{config.socket_path(index)}:mode=660:backlog=1024"
-    return [sys.executable, "-m", "daphne", "-e", endpoint, "--proxy-headers", *config.daphne_args,
-            "project.asgi:application"]  # fmt: skip
-
-
 def run(config: Config) -> int:
-    """Start the layout and supervise it until a signal (0) or a child's exit (1)."""
+    """Start the layout and supervise it (scripts/prod_supervisor.py) until SIGINT or SIGTERM (0), or
+    until nginx exits or a daphne keeps exiting (1); SIGHUP: a rolling restart of the daphnes."""
     if not shutil.which(config.nginx):
         raise ConfigError(f"no {config.nginx} (NGINX): apt-get install nginx")
     check_listen_free(config.listen)
@@ -192,25 +147,35 @@ def run(config: Config) -> int:
     conf.write_text(render(config, root, "root" if os.geteuid() == 0 else None, limit))
 
     stopping = threading.Event()
+    hangup = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    daphnes: list[Child] = []
+    signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+    daphnes = Daphnes(config, stopping.is_set)
     nginx: Child | None = None
     status = 0
+    pid_file = config.run_dir / SUPERVISOR_PID
     try:
-        daphnes = [Child(f"daphne-{i}", daphne_argv(config, i)) for i in range(config.processes)]
-        for index, child in enumerate(daphnes):
-            wait_listening(child, (socket.AF_UNIX, str(config.socket_path(index))))
+        for name in daphnes.names:
+            daphnes.start(name)
+        for index, name in enumerate(daphnes.names):
+            wait_listening(daphnes.children[name], (socket.AF_UNIX, str(config.socket_path(index))))
         nginx_argv = [config.nginx, "-p", str(config.run_dir), "-c", str(conf), "-e", "stderr"]
         nginx = Child("nginx", nginx_argv)
         wait_listening(nginx, tcp_address(config.listen))
-        pids = ", ".join(f"{child.name} pid {child.process.pid}" for child in daphnes)
+        pid_file.write_text(f"{os.getpid()}\n")
         scheme = "https" if config.tls_cert else "http"
-        say(f"ready: {scheme}://{config.listen}/ (nginx pid {nginx.process.pid}; {pids}; run dir {config.run_dir})")
+        processes = f"nginx pid {nginx.process.pid}; {daphnes.pids()}; run dir {config.run_dir}"
+        say(f"ready: {scheme}://{config.listen}/ ({processes})")
         while not stopping.wait(0.2):
-            exited = [child for child in [nginx, *daphnes] if child.process.poll() is not None]
-            if exited:
-                say(f"{exited[0].name} exited with {exited[0].process.returncode}: stopping everything")
+            if nginx.process.poll() is not None:
+                say(f"nginx exited with {nginx.process.returncode}: stopping everything")
+                status = 1
+                break
+            if hangup.is_set():
+                daphnes.rolling_restart()
+                hangup.clear()  # a SIGHUP during the restart: nothing more
+            if not daphnes.supervise():
                 status = 1
                 break
     except ConfigError as error:
@@ -218,12 +183,14 @@ def run(config: Config) -> int:
         status = 1
     finally:
         say("stopping")
+        pid_file.unlink(missing_ok=True)
         if nginx is not None:
             nginx.signal(signal.SIGQUIT)  # stop accepting; open sockets end with their daphne
-        for child in daphnes:
-            child.signal(signal.SIGTERM)
-        for child in [*daphnes, *([nginx] if nginx else [])]:
-            child.wait(STOP_TIMEOUT + (5 if child is nginx else 0))
+        daphnes.stop_all()
+        daphnes.wait_all()
+        if nginx is not None:
+            nginx.wait(STOP_TIMEOUT)
+        remove_pid_files(config.run_dir)
         say("stopped")
         lock.close()
     return status

@@ -40,13 +40,23 @@ class Config:
     @classmethod
     def from_env(cls, env: dict[str, str], *, service_env: bool = True) -> Config:
         """The settings; raises ConfigError naming every variable that is missing or bad.
-        ``service_env``: also require what the daphnes need (DATABASE_URL, REDIS_URL, secret key)."""
+        ``service_env``: also require what the daphnes need (DATABASE_URL, REDIS_URL or REDIS_SENTINELS
+        with REDIS_SENTINEL_MASTER, the secret key)."""
         problems = []
         if service_env:
             if not env.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
                 problems.append("DATABASE_URL must name the PostgreSQL database (postgres://user@host:5432/name)")
-            if not env.get("REDIS_URL", "").startswith(("redis://", "rediss://", "unix://")):
-                problems.append("REDIS_URL must name the Redis server (redis://host:6379/0)")
+            if env.get("REDIS_SENTINELS"):
+                # Redis Sentinel instead of one Redis (project/redis_hosts.py, which checks the rest).
+                if env.get("REDIS_URL"):
+                    problems.append("set REDIS_URL or REDIS_SENTINELS, not both")
+                if not env.get("REDIS_SENTINEL_MASTER"):
+                    problems.append("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the name the sentinels monitor)")
+            elif not env.get("REDIS_URL", "").startswith(("redis://", "rediss://", "unix://")):
+                problems.append(
+                    "REDIS_URL must name the Redis server (redis://host:6379/0), or REDIS_SENTINELS and "
+                    "REDIS_SENTINEL_MASTER the sentinels"
+                )
             if not env.get("DJANGO_SECRET_KEY"):
                 problems.append("DJANGO_SECRET_KEY must be set (50 random characters, the same for every process)")
             if env.get("DJANGO_DEBUG", "0").lower() not in ("0", "false", "no", "off", "f", "n"):
@@ -98,7 +108,7 @@ def render(config: Config, static_root: Path, user: str | None, max_files: int |
     """deploy/nginx.conf.template with this layout's values; ``user``: nginx's workers' account
     (for a master started as root; None: no ``user`` line, the workers run as the master);
     ``max_files``: the most file descriptors nginx may ask for (this process's hard limit)."""
-    servers = "\n".join(f"        server unix:{config.socket_path(i)};" for i in range(config.processes))
+    servers = "\n".join(f"        server unix:{config.socket_path(i)} max_fails=0;" for i in range(config.processes))
     tls = "        # TLS: PROD_TLS_CERT and PROD_TLS_KEY unset, plain HTTP (a load balancer terminates it)"
     if config.tls_cert:
         tls = "\n".join(

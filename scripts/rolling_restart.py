@@ -25,21 +25,34 @@ until it has exited (``--stop-timeout`` seconds, then SIGKILL), start the same c
 its pid, and wait until its health URL answers 200 (``--start-timeout``) before the next one. Its
 clients meanwhile reconnect to the other processes and re-join with ``since``. Exits 1, leaving the
 rest untouched, when a new process does not become healthy. Only the standard library is used.
+
+A ``health`` URL may also be ``http+unix://<socket path, percent-encoded>/healthz``: asked over
+that unix socket (a daphne started with ``-e unix:...``), with ``Host: localhost``.
+
+**A supervised run directory** (``make prod``, scripts/prod.py): ``DIR/prod.pid`` names the
+supervisor, which started its processes itself and restarts any that exits. ``restart`` then asks
+it (SIGHUP) to do the same restart, one process at a time, with this module's ``roll``, and waits
+for the outcome it writes to ``DIR/rolling-restart.json`` (``{"number": n, "state": "running" |
+"done" | "failed", "message": "..."}``); ``stop`` sends it SIGTERM and waits for its exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +127,32 @@ def spawn(run_dir: Path, name: str) -> int:
     return process.pid
 
 
-def healthy(url: str) -> bool:
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over the unix socket at ``path`` (http.client's connection, another ``connect``)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def healthy(url: str, host: str = "localhost") -> bool:
+    """True when ``url`` answers 200 within 2 s: ``http://...``, or ``http+unix://<socket path,
+    percent-encoded>/path`` over a unix socket, sent with ``Host: <host>`` (one Django allows)."""
+    if url.startswith("http+unix://"):
+        parts = urllib.parse.urlsplit(url)
+        connection = _UnixHTTPConnection(urllib.parse.unquote(parts.netloc), timeout=2)
+        try:
+            connection.request("GET", parts.path or "/", headers={"Host": host})
+            return connection.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - the operator's URL
             return response.status == 200
@@ -164,24 +202,53 @@ def stop_one(run_dir: Path, name: str, timeout: float) -> None:
         wait_for(lambda: not running(pid), 10)
 
 
+def roll(
+    names: Iterable[str],
+    stop: Callable[[str], None],
+    start: Callable[[str], int],
+    health: Callable[[str], str],
+    start_timeout: float,
+    *,
+    alive: Callable[[int], bool] = running,
+    host: str = "localhost",
+    abort: Callable[[], bool] = lambda: False,
+) -> int:
+    """The rolling restart: for each name in turn, ``stop(name)`` (returns once the process has
+    exited), ``start(name)`` (returns the new process id), then wait until ``health(name)``'s URL
+    answers 200 (``healthy``, with ``host``), at most ``start_timeout`` seconds, before the next.
+    Returns 0, or 1 (the rest left untouched) when a new process exits or does not become healthy,
+    or ``abort()`` turned true (the caller is being stopped)."""
+    for name in names:
+        began = time.monotonic()
+        stop(name)
+        stopped = time.monotonic()
+        pid = start(name)
+        url = health(name)
+
+        def settled(pid: int = pid, url: str = url) -> bool:
+            return abort() or not alive(pid) or healthy(url, host)
+
+        if not wait_for(settled, start_timeout) or abort() or not alive(pid):
+            log(f"{name} (pid {pid}) did not become healthy at {url}: stopping the restart")
+            return 1
+        ready = time.monotonic() - stopped
+        log(f"{name} restarted (pid {pid}): stopped in {stopped - began:.2f} s, healthy {ready:.2f} s later")
+    return 0
+
+
 def restart(run_dir: Path, stop_timeout: float, start_timeout: float) -> int:
     """Restart every recorded process, one at a time (the module's docstring); returns 0 or 1."""
     found = names(run_dir)
     if not found:
         log(f"no processes recorded in {run_dir}")
         return 1
-    for name in found:
-        began = time.monotonic()
-        stop_one(run_dir, name, stop_timeout)
-        stopped = time.monotonic()
-        pid = spawn(run_dir, name)
-        health = record(run_dir, name)["health"]
-        if not wait_for(lambda: healthy(health) or not running(pid), start_timeout) or not running(pid):  # noqa: B023
-            log(f"{name} (pid {pid}) did not become healthy at {health}: stopping the restart")
-            return 1
-        ready = time.monotonic() - stopped
-        log(f"{name} restarted (pid {pid}): stopped in {stopped - began:.2f} s, healthy {ready:.2f} s later")
-    return 0
+    return roll(
+        found,
+        lambda name: stop_one(run_dir, name, stop_timeout),
+        lambda name: spawn(run_dir, name),
+        lambda name: record(run_dir, name)["health"],
+        start_timeout,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,8 +273,21 @@ def main(argv: list[str] | None = None) -> int:
         if not command:
             parser.error("start needs a command after --")
         return start(args.run_dir, args.name, command, args.health, args.env_file, args.start_timeout)
+    import supervised_run_dir as supervisor_dir  # here: it imports this module
+
+    supervised = supervisor_dir.supervisor(args.run_dir)
+    if args.command == "restart" and supervised is not None:
+        # Every process drains and starts again, one after the other.
+        count = len([p for p in args.run_dir.glob("daphne-*.pid")]) or 1
+        timeout = count * (args.stop_timeout + args.start_timeout)
+        return supervisor_dir.restart_supervised(args.run_dir, supervised, timeout)
     if args.command == "restart":
         return restart(args.run_dir, args.stop_timeout, args.start_timeout)
+    if supervised is not None:
+        os.kill(supervised, signal.SIGTERM)
+        stopped = wait_for(lambda: not running(supervised), args.stop_timeout + 30)
+        log(f"supervisor (pid {supervised}) {'stopped' if stopped else 'still runs'}")
+        return 0 if stopped else 1
     for name in names(args.run_dir):
         stop_one(args.run_dir, name, args.stop_timeout)
     return 0

@@ -11,8 +11,8 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self) -> None:
         """Check the app's settings (ImproperlyConfigured stops start-up, in any project), then
-        import the modules that register states and signal receivers."""
-        from . import handlers, history_states, signals  # noqa: F401
+        import the modules that register states, pushes, system checks and signal receivers."""
+        from . import checks, handlers, history_states, openapi, replies, signals  # noqa: F401
         from .conf import app_settings
 
         app_settings.reload()

@@ -57,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONNECTIONS_PER_USER": 20,
     # Sessions a user may own.
     "MAX_SESSIONS_PER_USER": 500,
+    # Members of one session, the owner included (``invite`` of one more is ``permission_denied``).
+    "MAX_MEMBERS_PER_SESSION": 1000,
     # Largest session document, bytes of compact JSON.
     "MAX_DOCUMENT_BYTES": 1048576,
     # Changes kept per session for ``join`` with ``since``, and the most bytes (compact JSON of
@@ -115,6 +117,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "RATE_BURST": (1, None),  # 0 would refuse every frame
     "MAX_CONNECTIONS_PER_USER": (0, None),
     "MAX_SESSIONS_PER_USER": (0, None),
+    "MAX_MEMBERS_PER_SESSION": (1, None),  # the owner is a member
     "MAX_DOCUMENT_BYTES": (0, None),
     "CHANGE_LOG_KEEP": (0, None),
     "CHANGE_LOG_BYTES": (0, None),
@@ -174,6 +177,7 @@ class AppSettings:
     RATE_BURST: int
     MAX_CONNECTIONS_PER_USER: int
     MAX_SESSIONS_PER_USER: int
+    MAX_MEMBERS_PER_SESSION: int
     MAX_DOCUMENT_BYTES: int
     CHANGE_LOG_KEEP: int
     CHANGE_LOG_BYTES: int

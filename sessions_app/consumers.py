@@ -109,6 +109,11 @@ class SessionConsumer(OrderedConsumer):
                 request_id, request_state = protocol.echo_fields(exc.value)
                 rate.check()
                 raise ProtocolError(protocol.INVALID_MESSAGE, f"The request is {exc}.") from None
+            except protocol.NumberTooLong as exc:
+                rate.check()
+                raise ProtocolError(
+                    protocol.INVALID_JSON, f"The frame holds a number too long to read: {exc}."
+                ) from None
             except ValueError as exc:
                 rate.check()
                 raise ProtocolError(protocol.INVALID_JSON, f"The frame is not valid JSON: {exc}") from None

@@ -117,6 +117,15 @@ def _apply(document: dict[str, Any], ops: list[dict[str, Any]], work: Work | Non
         try:
             name, path, source = op.get("op"), op.get("path"), op.get("from")
             work.spend(1 + tokens(path) + tokens(source))
+            if name == "move" and isinstance(source, str) and isinstance(path, str) and path.startswith(source + "/"):
+                # RFC 6902 section 4.4: "from" must not be a proper prefix of "path" (jsonpatch's
+                # own refusal would read as a path that does not exist).
+                where = f"{source!r}" if source else "the whole document"
+                raise ProtocolError(
+                    protocol.INVALID_DATA,
+                    f"Operation {index} (move {path[:80]}) cannot be applied: it moves {where[:80]} into one of "
+                    "its own children (RFC 6902, section 4.4).",
+                )
             if name in ("copy", "move") and isinstance(source, str):
                 value = jsonpointer.resolve_pointer(document, source)
                 # The document was within MAX_DEPTH: a value moved no deeper than it was still fits

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import signal
@@ -129,7 +130,14 @@ def start(previous: Any = signal.SIG_DFL) -> asyncio.Task[None] | None:
     if _draining is not None:
         return None
     _emptied = asyncio.Event()
-    _draining = asyncio.get_running_loop().create_task(_drain(previous), name="sessions-drain")
+    # A context of its own: a signal handler (and so the callback it schedules) runs in the context
+    # of whatever code it interrupted, maybe a task awaiting a thread-sensitive sync_to_async call,
+    # whose asgiref marker (SyncToAsync.deadlock_context) would make the drain's own database call
+    # fail with "Single thread executor already being used, would deadlock" (seen in rolling
+    # restarts under load: the process's row was left to the others' heartbeats).
+    _draining = asyncio.get_running_loop().create_task(
+        _drain(previous), name="sessions-drain", context=contextvars.Context()
+    )
     return _draining
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
 
-from . import auth, documents, events, executors, metrics, protocol, rebasing, selectors, services
+from . import auth, documents, events, executors, metrics, protocol, rebasing, replies, selectors, services
 from .models import Role
 from .presence import user_check
 from .protocol import ProtocolError
@@ -87,13 +87,13 @@ async def _hop(service: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
 # --- built-in states -----------------------------------------------------------------------------
 
 
-@state("ping")
+@state("ping", reply=replies.PingReply)
 async def ping(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Liveness and latency probe: ``{}`` -> ``{"server_time": ISO 8601 UTC}``. Extra data is ignored."""
     return {"server_time": protocol.utc_iso(datetime.datetime.now(datetime.UTC))}
 
 
-@state("authenticate", schema=TokenSchema)
+@state("authenticate", schema=TokenSchema, reply=replies.TokenExpiryReply)
 async def authenticate(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Renew the connection's access token: ``{"token"}`` -> ``{"token_expires_at"}``.
 
@@ -110,7 +110,7 @@ async def authenticate(conn: Connection, data: dict[str, Any]) -> dict[str, Any]
 # --- session states ------------------------------------------------------------------------------
 
 
-@state("create", schema=CreateSchema)
+@state("create", schema=CreateSchema, reply=replies.SnapshotSerializer)
 async def create(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Create a session owned by the caller and join it; returns the snapshot."""
     outcome = await call(
@@ -120,13 +120,13 @@ async def create(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     return outcome.data
 
 
-@state("list")
+@state("list", reply=replies.ListReply)
 async def list_sessions(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """The sessions the caller may open: ``{"sessions": [{"id", "title", "role", "version", "updated_at"}]}``."""
     return {"sessions": await call(selectors.session_list_for_user, user_id=conn.user["id"])}
 
 
-@state("join", schema=JoinSchema)
+@state("join", schema=JoinSchema, reply=(replies.SnapshotSerializer, replies.CatchUpSerializer))
 async def join(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Join a session (leaving any other); returns the snapshot or the changes after ``since``.
 
@@ -149,7 +149,7 @@ async def join(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     return outcome.data
 
 
-@state("patch", schema=PatchSchema, needs_session=True)
+@state("patch", schema=PatchSchema, needs_session=True, reply=replies.PatchReply)
 async def patch(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Apply an RFC 6902 patch made on ``version``: ``{"version", "ops"}`` -> ``{"version": new}``,
     with ``"rebased": true`` and the ``ops`` as applied when it was made on an older version and
@@ -206,13 +206,13 @@ async def _patch_in_worker(conn: Connection, base: services.PatchBase, ops: list
     )
 
 
-@state("presence", needs_session=True)
+@state("presence", needs_session=True, reply=replies.PresentReply)
 async def presence(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Users present in the joined session: ``{"present": [{"id", "username"}]}``."""
     return {"present": await call(selectors.presence_for_session, session_id=conn.session_id)}
 
 
-@state("invite", schema=InviteSchema, needs_session=True)
+@state("invite", schema=InviteSchema, needs_session=True, reply=replies.MembersReply)
 async def invite(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Owner only: add a member or change their role; returns ``{"members": [...]}``.
 
@@ -221,7 +221,7 @@ async def invite(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     return await _in_session(conn, services.member_invite, username=data["username"], role=data["role"])
 
 
-@state("contacts", schema=ContactsSchema)
+@state("contacts", schema=ContactsSchema, reply=replies.UsersReply)
 async def contacts(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """The users the caller may invite by picking them: ``{"prefix"}`` -> ``{"users": [{"id",
     "username"}]}``, those sharing a session with the caller, by username, at most 20."""
@@ -237,7 +237,7 @@ async def _in_session(conn: Connection, service: Any, **fields: Any) -> dict[str
     return outcome.data
 
 
-@state("remove", schema=RemoveSchema, needs_session=True)
+@state("remove", schema=RemoveSchema, needs_session=True, reply=replies.MembersReply)
 async def remove(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Owner only: ``{"username"}`` -> ``{"members": [...]}``; the member leaves the session.
 
@@ -247,13 +247,13 @@ async def remove(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     return await _in_session(conn, services.member_remove, username=data["username"])
 
 
-@state("rename", schema=RenameSchema, needs_session=True)
+@state("rename", schema=RenameSchema, needs_session=True, reply=replies.RenameReply)
 async def rename(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Owner only: ``{"title"}`` -> ``{"id", "title"}``; pushes ``session_renamed`` to every member."""
     return await _in_session(conn, services.session_rename, title=data["title"])
 
 
-@state("delete", needs_session=True)
+@state("delete", needs_session=True, reply=replies.DeleteReply)
 async def delete(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Owner only: delete the joined session, ``{}`` -> ``{"id"}``; this connection leaves it.
 
@@ -267,7 +267,7 @@ async def delete(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     return outcome.data
 
 
-@state("leave")
+@state("leave", reply=replies.EMPTY)
 async def leave(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Leave the joined session (no-op when none): ``{}``."""
     if conn.session_id is not None:
@@ -276,7 +276,7 @@ async def leave(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@state("save", schema=SaveSchema)
+@state("save", schema=SaveSchema, reply=(replies.SaveReply, replies.EMPTY))
 async def save(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Record a revision, reply ``{"revision", "version"}`` (``{}`` with no session), then close 1000."""
     if conn.session_id is None:

@@ -6,7 +6,7 @@ the user's turn) they use; the reads and the restore's document work are in sess
 
 from typing import Any
 
-from . import executors, history, protocol, services
+from . import executors, history, protocol, replies, services
 from .handlers import call
 from .models import Role
 from .protocol import ProtocolError
@@ -14,7 +14,7 @@ from .registry import Connection, state
 from .serializers import RestoreSchema, RevisionSchema, RevisionsSchema
 
 
-@state("revisions", schema=RevisionsSchema, needs_session=True)
+@state("revisions", schema=RevisionsSchema, needs_session=True, reply=replies.HistoryPageSerializer)
 async def revisions(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Any member: a page of the joined session's revisions and kept changes, newest first.
 
@@ -31,14 +31,14 @@ async def revisions(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-@state("revision", schema=RevisionSchema, needs_session=True)
+@state("revision", schema=RevisionSchema, needs_session=True, reply=replies.RevisionViewSerializer)
 async def revision(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Any member: one revision with its document, ``{"number"}`` -> ``history.revision_get``'s
     reply. Errors: not_found (no such revision, or no longer a member), invalid_data."""
     return await call(history.revision_get, user_id=conn.user["id"], session_id=conn.session_id, number=data["number"])
 
 
-@state("restore", schema=RestoreSchema, needs_session=True)
+@state("restore", schema=RestoreSchema, needs_session=True, reply=replies.RestoreReply)
 async def restore(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Owner or editor: make the document equal to revision ``number``'s, as one new change on
     ``version``: ``{"number", "version"}`` -> ``{"version": new, "revision": number, "ops": [...]}``.

@@ -37,6 +37,29 @@ TOO_MANY_CONNECTIONS = "too_many_connections"
 SERVER_ERROR = "server_error"
 UNAVAILABLE = "unavailable"
 
+# Every error code, in the order of docs/protocol.md's table (section 6).
+ERROR_CODES = (
+    NOT_AUTHENTICATED,
+    AUTH_TIMEOUT,
+    TOKEN_EXPIRED,
+    INVALID_JSON,
+    INVALID_MESSAGE,
+    UNSUPPORTED_FRAME,
+    MESSAGE_TOO_LARGE,
+    UNKNOWN_STATE,
+    INVALID_DATA,
+    NOT_FOUND,
+    PERMISSION_DENIED,
+    NOT_JOINED,
+    CONFLICT,
+    PATCH_TOO_COSTLY,
+    QUOTA_EXCEEDED,
+    RATE_LIMITED,
+    TOO_MANY_CONNECTIONS,
+    SERVER_ERROR,
+    UNAVAILABLE,
+)
+
 # Close codes. daphne (autobahn) lets an application send only 1000 or 3000-4999; 1012 goes
 # around that check (sessions_app.sockets.TwistedBuffer.close).
 CLOSE_NORMAL = 1000
@@ -123,6 +146,23 @@ class TooDeep(ValueError):
 _LONG_DIGITS = re.compile(r"\d{19}")
 
 
+# The most digits an integer may have: CPython's default ``sys.int_max_str_digits``, which bounds the
+# CPU that converting one costs (quadratic in its length; CVE-2020-10735). Beyond it, decode raises
+# NumberTooLong (invalid_json, docs/protocol.md section 7) instead of the interpreter's ValueError.
+MAX_INTEGER_DIGITS = 4300
+
+
+class NumberTooLong(ValueError):
+    """An integer with more than MAX_INTEGER_DIGITS digits (valid JSON this server does not read)."""
+
+
+def _exact_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INTEGER_DIGITS:
+        raise NumberTooLong(f"an integer of {digits} digits; at most {MAX_INTEGER_DIGITS} are accepted")
+    return int(text)
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -138,7 +178,8 @@ def decode(text: str) -> Any:
     """Parse one JSON text exactly as sent (RFC 8259).
 
     Refuses ``NaN``, ``Infinity`` and numbers that overflow a double, which are not JSON; keeps
-    integers of any size exact. Raises ``ValueError`` (json.JSONDecodeError or orjson's) on
+    integers exact up to MAX_INTEGER_DIGITS digits and raises NumberTooLong (a ValueError) for a
+    longer one. Raises ``ValueError`` (json.JSONDecodeError or orjson's) on
     invalid input, including nesting past orjson's own limit (1024 levels), and its subclass
     ``TooDeep`` for nesting deeper than ``MAX_DEPTH``, carrying the parsed value.
     """
@@ -147,7 +188,7 @@ def decode(text: str) -> Any:
         value = orjson.loads(text)
     else:
         try:
-            value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+            value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_exact_int)
         except RecursionError:
             # Past the standard library's recursion limit (about 1000 levels). orjson parses up
             # to 1024 levels, enough to find the id and state to echo (integers of more than 64

@@ -11,9 +11,17 @@ Adding a state::
     class EchoSchema(serializers.Serializer):
         text = serializers.CharField(max_length=100)
 
-    @state("echo", schema=EchoSchema)
+    class EchoReply(serializers.Serializer):
+        text = serializers.CharField()
+
+    @state("echo", schema=EchoSchema, reply=EchoReply)
     async def echo(conn, data):
         return {"text": data["text"]}
+
+``reply`` (a serializer, a JSON Schema, or a tuple of them: one of) documents the reply's ``data``
+in the generated AsyncAPI document (sessions_app/asyncapi.py); a state without one still works,
+and ``manage.py check`` warns about it (sessions_app/checks.py). Pushes a state sends are declared
+with ``push_state`` the same way.
 """
 
 import datetime
@@ -66,19 +74,25 @@ class Connection(Protocol):
 
 
 Handler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any]]]
+# A reply's or a push's ``data``: a DRF serializer class, a JSON Schema (a dict), or a tuple of
+# them meaning "one of" (e.g. ``join``: a snapshot or the changes after ``since``).
+DataSchema = type[serializers.Serializer] | dict[str, Any] | tuple[Any, ...]
 MessageHandler = Callable[[Connection, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class State:
     """A registered state: its ``handler(conn, data) -> reply data``, its DRF ``schema`` (or None),
-    and whether it needs a joined session (checked before the schema: ``not_joined`` wins).
+    whether it needs a joined session (checked before the schema: ``not_joined`` wins), and the
+    schema of its reply's ``data`` (``reply``, documentation only: never checked at run time; None
+    when the state declares none).
     """
 
     name: str
     handler: Handler
     schema: type[serializers.Serializer] | None
     needs_session: bool = False
+    reply: DataSchema | None = None
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         """Validate ``data`` against the schema; returns the validated data.
@@ -104,9 +118,14 @@ RESERVED = frozenset({"error", "initialised"})
 
 
 def state(
-    name: str, *, schema: type[serializers.Serializer] | None = None, needs_session: bool = False
+    name: str,
+    *,
+    schema: type[serializers.Serializer] | None = None,
+    needs_session: bool = False,
+    reply: DataSchema | None = None,
 ) -> Callable[[Handler], Handler]:
-    """Register the decorated coroutine as the handler of ``name``, with its input ``schema``.
+    """Register the decorated coroutine as the handler of ``name``, with its input ``schema`` and
+    the schema of its reply's ``data`` (``reply``: see ``DataSchema``; optional, documentation only).
 
     The handler gets the consumer and the validated ``data`` and returns the reply's ``data``
     (a dict; anything else is logged and answered with ``server_error``), or raises ProtocolError.
@@ -122,10 +141,42 @@ def state(
     def register(handler: Handler) -> Handler:
         if name in REGISTRY:
             raise ValueError(f"state {name!r} is already registered")
-        REGISTRY[name] = State(name, handler, schema, needs_session)
+        REGISTRY[name] = State(name, handler, schema, needs_session, reply)
         return handler
 
     return register
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A push the server sends without a request (``{"state": name, "data": ...}``): the schema
+    of its ``data`` (``DataSchema``), to whom it goes (``audience``) and when (``description``)."""
+
+    name: str
+    payload: DataSchema
+    audience: str = ""
+    description: str = ""
+
+
+PUSHES: dict[str, Push] = {}
+
+
+def push_state(name: str, *, payload: DataSchema, audience: str = "", description: str = "") -> Push:
+    """Declare a push ``name`` with the schema of its ``data``, for the generated AsyncAPI document.
+
+    Sending a push needs no declaration (``events.push``, ``conn.send_frame``); declaring it puts it
+    in the contract clients are generated from. ``audience``: e.g. "the session's other
+    connections". Declaring a name twice, or a reserved one, raises ValueError; a push may share
+    its name with a state (``presence``). Returns the declaration.
+    """
+    if not protocol.STATE_RE.fullmatch(name):
+        raise ValueError(f"invalid push name {name!r}")
+    if name in RESERVED:
+        raise ValueError(f"push name {name!r} is reserved: the server sends frames of that state itself")
+    if name in PUSHES:
+        raise ValueError(f"push {name!r} is already declared")
+    PUSHES[name] = declared = Push(name, payload, audience, description)
+    return declared
 
 
 MESSAGE_HANDLERS: dict[str, MessageHandler] = {}

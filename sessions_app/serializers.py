@@ -1,6 +1,9 @@
 """Input schemas of the states (DRF serializers). Values come back exactly as sent."""
 
+from typing import Any
+
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .history import PAGE_DEFAULT, PAGE_MAX
@@ -42,6 +45,41 @@ class StrictUUIDField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
+# RFC 6902 operations, as the client sends them (pointers are RFC 6901). Extra members are kept as
+# sent (section 7, "JSON Patch").
+PATCH_OPERATION: dict[str, Any] = {
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {"op": {"enum": ["add", "replace", "test"]}, "path": {"type": "string"}, "value": {}},
+            "required": ["op", "path", "value"],
+        },
+        {
+            "type": "object",
+            "properties": {"op": {"const": "remove"}, "path": {"type": "string"}},
+            "required": ["op", "path"],
+        },
+        {
+            "type": "object",
+            "properties": {
+                "op": {"enum": ["move", "copy"]},
+                "from": {"type": "string"},
+                "path": {"type": "string"},
+            },
+            "required": ["op", "from", "path"],
+        },
+    ],
+    "description": "An RFC 6902 operation.",
+}
+MAX_OPS = 1000
+
+
+@extend_schema_field({"type": "array", "items": PATCH_OPERATION, "minItems": 1, "maxItems": MAX_OPS})
+class OperationsField(serializers.ListField):
+    """RFC 6902 operations, at least one: validated as objects here, applied (and refused when
+    malformed) by documents.apply_patch; documented as ``PATCH_OPERATION`` (drf-spectacular)."""
+
+
 class TokenSchema(serializers.Serializer):
     """``authenticate``: ``{"token": "<access token>"}``."""
 
@@ -71,7 +109,7 @@ class PatchSchema(serializers.Serializer):
     idempotency key: docs/protocol.md, section 7, "Rebase")."""
 
     version = StrictIntegerField(min_value=0)
-    ops = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=1000)
+    ops = OperationsField(child=serializers.DictField(), min_length=1, max_length=MAX_OPS)
     key = StrictCharField(max_length=64, required=False, default="", validators=[KEY_VALIDATOR])
 
 

@@ -103,7 +103,8 @@ def member_invite(
 
     Owner only. Returns ``{"members": [...]}``, with ``session_added`` or ``role_changed`` for the
     invitee and ``members`` for the session's other connections (not ``channel_name``). Raises
-    NOT_FOUND (session or user), PERMISSION_DENIED (not the owner), INVALID_DATA (the owner's own
+    NOT_FOUND (session or user), PERMISSION_DENIED (not the owner; or a new member past
+    ``SESSIONS_MAX_MEMBERS_PER_SESSION``, ``data``: ``{"limit"}``), INVALID_DATA (the owner's own
     role cannot change).
     """
     session = _owned(user=user, session_id=session_id, action="invite")
@@ -112,6 +113,12 @@ def member_invite(
         raise ProtocolError(protocol.NOT_FOUND, f"No user named {username!r}.")
     if invitee.pk == session.owner_id:
         raise ProtocolError(protocol.INVALID_DATA, "The owner's role cannot change.")
+    limit = app_settings.MAX_MEMBERS_PER_SESSION
+    members = Membership.objects.filter(session_id=session_id)
+    if not members.filter(user=invitee).exists() and members.count() >= limit:
+        raise ProtocolError(
+            protocol.PERMISSION_DENIED, f"This session has {limit} members, the most allowed.", data={"limit": limit}
+        )
     with events.collecting(by=_by(user), exclude=channel_name) as pushes:
         Membership.objects.update_or_create(session_id=session_id, user=invitee, defaults={"role": role})
     return Outcome({"members": selectors.members_of(session_id=session_id)}, pushes)

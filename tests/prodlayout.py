@@ -50,14 +50,20 @@ class Layout:
             cursor = conn.execute(sql, params)
             return cursor.fetchall() if cursor.description else []
 
+    def pids(self) -> dict[str, int]:
+        """The process ids in the run directory: ``daphne-<n>`` (scripts/prod.py) and ``nginx``."""
+        return {path.stem: int(path.read_text()) for path in sorted(self.run_dir.glob("*.pid")) if path.stem != "prod"}
+
     def token(self, username: str) -> str:
         status, body = live.http_json(self.http + "/api/v1/token/", {"username": username, "password": live.PASSWORD})
         assert status == 200, (status, body)
         return body["access"]
 
 
-def child_pids(ready_line: str) -> list[int]:
-    return [int(pid) for pid in re.findall(r"pid (\d+)", ready_line)]
+def child_pids(log: str) -> list[int]:
+    """Every process id the script's own lines name (its ``ready`` line, the restarts)."""
+    lines = "\n".join(line for line in log.splitlines() if line.startswith("prod | "))
+    return [int(pid) for pid in re.findall(r"pid (\d+)", lines)]
 
 
 def alive(pid: int) -> bool:
@@ -74,7 +80,7 @@ def running_layout(workdir: Path, **settings: Any) -> Iterator[Layout]:
     until the block ends; then SIGTERM, and every process it started must be gone."""
     with live.processes(workdir) as started:
         redis = started.redis()
-        _, database_url = started.postgres(prefix="interactive_prod")
+        _, database_url = started.postgres(prefix=f"{live.PG_PREFIX}_prod")
         port = live.free_port()
         env = live.base_env(
             database_url,
@@ -93,7 +99,6 @@ def running_layout(workdir: Path, **settings: Any) -> Iterator[Layout]:
                 lambda: "prod | ready:" in running.log() or process.poll() is not None, 180, "the layout to start"
             )
             assert process.poll() is None, running.log()
-            ready = next(line for line in running.log().splitlines() if line.startswith("prod | ready:"))
             yield running
         finally:
             process.send_signal(signal.SIGTERM)
@@ -105,7 +110,7 @@ def running_layout(workdir: Path, **settings: Any) -> Iterator[Layout]:
     # Outside the finally: a start-up failure above is reported as itself.
     assert status == 0, running.log()[-4000:]
     assert running.log().rstrip().endswith("prod | stopped")
-    assert [pid for pid in child_pids(ready) if alive(pid)] == []
+    assert [pid for pid in child_pids(running.log()) if alive(pid)] == []
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -1,5 +1,6 @@
 """Issue 11, item 9: debug pages never reach another machine, and ``manage.py check --deploy`` is
 clean with the production settings the README documents (HTTPS, HSTS, Secure cookies; CSP).
+Issue 13: the systemd units empty the metrics directory and a stale socket before they start.
 """
 
 import os
@@ -191,3 +192,57 @@ def test_the_pages_carry_a_content_security_policy_of_this_origin_only() -> None
     assert directives["script-src"] == "'self'" and "unsafe-inline" not in response["Content-Security-Policy"]
     assert directives["connect-src"] == "'self'"
     assert directives["frame-ancestors"] == "'none'" and directives["object-src"] == "'none'"
+
+
+# --- the systemd units (deploy/systemd) -----------------------------------------------------------
+
+UNITS = ROOT / "deploy" / "systemd"
+
+
+def exec_lines(unit: str, key: str, instance: str = "") -> list[list[str]]:
+    """The unit's ``key=`` command lines (``ExecStartPre``...), as systemd would run them: its
+    specifiers (``%i``, ``%%``) and ``$$`` (a literal ``$``) undone, then split as systemd does
+    (shell-like quoting). Variables from the environment file are left to the shell they run in."""
+    commands = []
+    for line in (UNITS / unit).read_text().splitlines():
+        if line.startswith(f"{key}="):
+            text = line.split("=", 1)[1].replace("%i", instance).replace("%%", "%").replace("$$", "$")
+            commands.append(shlex.split(text))
+    return commands
+
+
+def test_the_setup_unit_empties_the_metrics_directory_before_the_processes_start(tmp_path: Path) -> None:
+    """interactive-setup.service (which every daphne@N requires, started once before them) empties
+    PROMETHEUS_MULTIPROC_DIR: files of the processes of an earlier start (counters and live gauges
+    of pids that are gone) must not count in /metrics (docs/metrics.md). Its own command runs here."""
+    environment = (UNITS / "environment.example").read_text()
+    assert "\nPROMETHEUS_MULTIPROC_DIR=/run/interactive/metrics\n" in environment
+    for unit in ("interactive-setup.service", "daphne@.service"):
+        assert "EnvironmentFile=/etc/interactive/environment" in (UNITS / unit).read_text()
+    [empty] = [command for command in exec_lines("interactive-setup.service", "ExecStartPre") if "rm" in command[-1]]
+    metrics = tmp_path / "metrics"
+    (metrics / "stale").mkdir(parents=True)
+    for name in ("counter_4242.db", "gauge_livesum_4242.db", "histogram_4243.db", "stale/x"):
+        (metrics / name).write_bytes(b"\0" * 64)
+    env = {"PATH": os.environ["PATH"], "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    subprocess.run(empty, env=env, check=True, timeout=10)  # noqa: S603 - the unit's own command
+    assert metrics.is_dir() and list(metrics.iterdir()) == []
+    assert metrics.stat().st_mode & 0o777 == 0o700
+    # Without the variable (one process, no multiprocess mode) it does nothing and succeeds.
+    subprocess.run(empty, env={"PATH": os.environ["PATH"]}, check=True, timeout=10)  # noqa: S603
+    assert metrics.is_dir()
+
+
+def test_a_daphne_unit_removes_the_socket_a_killed_process_left_before_it_starts(tmp_path: Path) -> None:
+    """daphne cannot listen on a socket file that exists ("Address already in use"); a SIGKILL
+    leaves it: daphne@N removes its own (only its own) before each start, so Restart=always works."""
+    text = (UNITS / "daphne@.service").read_text()
+    assert text.index("ExecStartPre=") < text.index("ExecStart=")
+    [remove] = exec_lines("daphne@.service", "ExecStartPre", instance="1")
+    assert remove[-1] == "/run/interactive/daphne-1.sock"
+    remove[-1] = str(tmp_path / "daphne-1.sock")
+    for name in ("daphne-0.sock", "daphne-1.sock"):
+        (tmp_path / name).touch()
+    subprocess.run(remove, check=True, timeout=10)  # noqa: S603 - the unit's own command
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["daphne-0.sock"]
+    subprocess.run(remove, check=True, timeout=10)  # noqa: S603 - none left: no error either

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
 
 from sessions_app import drain, presence, protocol
@@ -60,6 +61,25 @@ async def test_the_drain_closes_with_1012_forgets_the_process_then_calls_the_ser
         assert calls == [], "the server's handler waits for the sockets to end"
     await asyncio.wait_for(task, 10)
     assert calls == [signal.SIGTERM]
+    assert not await row_exists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_drain_started_inside_a_sync_to_async_call_still_forgets_the_process(draining, caplog) -> None:
+    """SIGTERM interrupts whatever runs: its handler, and the drain it starts, would inherit the
+    context of a task awaiting a thread-sensitive database call (asgiref's deadlock marker set),
+    and the drain's own database call then failed ("would deadlock"). The drain runs in a context
+    of its own."""
+    await database_sync_to_async(presence.server_heartbeat)()
+    row_exists = database_sync_to_async(lambda: ServerProcess.objects.filter(pk=presence.SERVER_ID).exists())
+    assert await row_exists()
+    marker = SyncToAsync.deadlock_context.set(True)  # as inside a pending database_sync_to_async call
+    try:
+        task = drain.start(lambda signum, frame: None)
+    finally:
+        SyncToAsync.deadlock_context.reset(marker)
+    await asyncio.wait_for(task, 10)
+    assert "could not delete this process's row" not in caplog.text
     assert not await row_exists()
 
 

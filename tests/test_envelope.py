@@ -75,6 +75,29 @@ async def test_a_lone_surrogate_next_to_a_long_integer_gets_invalid_json(alice, 
         await error_for(client, frame={"state": "test-echo", "data": {"s": "\ud800", "n": LONG}}, code="invalid_json")
 
 
+async def test_an_integer_longer_than_4300_digits_gets_invalid_json_saying_so(alice, registry):
+    """docs/protocol.md section 7: integers are exact up to 4300 digits (the CPU a conversion costs
+    is quadratic in its length); a longer one, the id included, is refused with a message that
+    says why, never the interpreter's own text, and the socket goes on."""
+
+    @state("test-echo")
+    async def echo(conn, data):
+        return dict(data)
+
+    async with connected(alice) as client:
+        for text in (
+            '{"state": "ping", "id": 1%s}' % ("0" * 4999),
+            '{"state": "test-echo", "data": {"n": -%s}}' % ("9" * 4301),
+        ):
+            error = await error_for(client, text, code="invalid_json")
+            assert error["error"].startswith("The frame holds a number too long to read: an integer of "), error
+            assert error["error"].endswith(" digits; at most 4300 are accepted."), error
+            assert "sys.set_int_max_str_digits" not in error["error"]
+        exact = int("7" * 4300)
+        reply = await client.request("test-echo", {"n": exact, "s": "1" * 5000})
+        assert reply["data"] == {"n": exact, "s": "1" * 5000}
+
+
 # --- invalid_message ---------------------------------------------------------------------------------
 
 

@@ -2,19 +2,25 @@
 anything, and renders the nginx configuration the systemd units use (issue 13, item 1). The layout
 itself runs in tests/test_production.py (marker ``prod``)."""
 
+import importlib
 import os
 import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def prod(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PROD_", "PYTEST_"))}
-    for name in ("DATABASE_URL", "REDIS_URL", "PROCESSES", "NGINX_WORKERS", "NGINX_WORKER_CONNECTIONS"):
+    prefixes = ("DJANGO_", "PROD_", "PYTEST_", "REDIS_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
+    for name in ("DATABASE_URL", "PROCESSES", "NGINX_WORKERS", "NGINX_WORKER_CONNECTIONS"):
         env.pop(name, None)
     env.update(variables)
     return subprocess.run(  # noqa: S603 - the script under test
@@ -47,6 +53,18 @@ def test_it_refuses_sqlite_debug_and_bad_numbers() -> None:
     assert "REDIS_URL" not in result.stderr
 
 
+def test_redis_sentinel_takes_the_place_of_redis_url(tmp_path: Path) -> None:
+    """REDIS_SENTINELS with REDIS_SENTINEL_MASTER instead of REDIS_URL (docs/deployment.md, "Redis
+    Sentinel"); not with it, nor without the master name."""
+    base = {"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "DJANGO_SECRET_KEY": "k" * 50, "PROCESSES": "0"}
+    accepted = prod(REDIS_SENTINELS="127.0.0.1:26379", REDIS_SENTINEL_MASTER="mymaster", **base)
+    assert accepted.returncode == 2 and "PROCESSES='0'" in accepted.stderr
+    assert "REDIS" not in accepted.stderr
+    both = prod(REDIS_SENTINELS="127.0.0.1:26379", REDIS_URL="redis://127.0.0.1:6379/0", **base)
+    assert "set REDIS_URL or REDIS_SENTINELS, not both" in both.stderr
+    assert "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER" in both.stderr
+
+
 def test_render_writes_the_configuration_for_the_systemd_units(tmp_path: Path) -> None:
     out = tmp_path / "nginx.conf"
     result = prod(
@@ -59,7 +77,7 @@ def test_render_writes_the_configuration_for_the_systemd_units(tmp_path: Path) -
     assert "user www-data;" in config
     assert "alias /srv/interactive/staticfiles/;" in config
     servers = [line.strip() for line in config.splitlines() if line.strip().startswith("server unix:")]
-    assert servers == [f"server unix:/run/interactive/daphne-{i}.sock;" for i in range(3)]
+    assert servers == [f"server unix:/run/interactive/daphne-{i}.sock max_fails=0;" for i in range(3)]
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in config
 
 
@@ -90,7 +108,8 @@ def test_the_readme_documents_every_variable_the_script_reads() -> None:
     readme = (ROOT / "README.md").read_text()
     layout = readme.split("\n## Settings of the production layout\n", 1)[1].split("\n## ", 1)[0]
     own = set(re.findall(r"^\| `([A-Z_]+)` \|", layout, re.MULTILINE))
-    assert sorted(read - own) == ["DATABASE_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "REDIS_URL"]  # "Settings"
+    service = ["DATABASE_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"]
+    assert sorted(read - own) == [*service, "REDIS_URL"]  # in "Settings"
     assert sorted(own - read) == []
 
 
@@ -110,3 +129,39 @@ def test_it_refuses_a_listen_address_in_use_before_starting_anything(tmp_path: P
     assert result.returncode == 2
     assert f"nginx cannot listen on PROD_LISTEN=127.0.0.1:{port}: Address already in use" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def supervisor_module(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """scripts/prod_supervisor.py, imported as scripts/prod.py imports it (scripts/ on the path)."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    return importlib.import_module("prod_supervisor")
+
+
+def test_a_daphne_that_keeps_exiting_is_started_again_until_the_limit_then_given_up(
+    supervisor_module: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The policy of scripts/prod_supervisor.py with real processes in place of daphne: one that
+    exits by itself is started again (its count and delay said), and only one that exits more than
+    CRASH_LIMIT times within CRASH_WINDOW seconds makes supervise() give up (the layout: exit 1)."""
+    config_module = importlib.import_module("prod_config")
+    env = {"DATABASE_URL": "postgres://x@127.0.0.1/x", "REDIS_URL": "redis://127.0.0.1:1/0", "DJANGO_SECRET_KEY": "k"}
+    config = config_module.Config.from_env({**env, "PROCESSES": "1", "PROD_RUN_DIR": str(tmp_path)})
+    monkeypatch.setattr(supervisor_module, "daphne_argv", lambda config, index: [sys.executable, "-c", "exit(3)"])
+    monkeypatch.setattr(supervisor_module, "RESTART_DELAY", 0.0)
+    daphnes = supervisor_module.Daphnes(config, lambda: False)
+    (tmp_path / "daphne-0.sock").touch()  # left by a killed process: removed before each start
+    first = daphnes.start("daphne-0")
+    assert not (tmp_path / "daphne-0.sock").exists()
+    assert (tmp_path / "daphne-0.pid").read_text() == f"{first}\n"
+    starts = 1
+    while daphnes.supervise():
+        if daphnes.children["daphne-0"].process.pid != first:
+            first, starts = daphnes.children["daphne-0"].process.pid, starts + 1
+        assert starts <= supervisor_module.CRASH_LIMIT + 1, "started again past the limit"
+        time.sleep(0.02)
+    daphnes.wait_all()
+    output = capsys.readouterr().out
+    assert starts == supervisor_module.CRASH_LIMIT + 1
+    assert "exited by itself with 3 after" in output and "(unexpected exit 1 in 60 s): starting it again" in output
+    assert f"its {supervisor_module.CRASH_LIMIT + 1}th unexpected exit in 60 s: giving up" in output

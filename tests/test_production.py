@@ -11,10 +11,13 @@ nginx (Debian's package), PostgreSQL and Redis.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,8 +27,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests import live, wsclient
-from tests.prodlayout import Layout, daphne_access_lines, get, running_layout
+from tests import live, rolling, wsclient
+from tests.prodlayout import Layout, alive, daphne_access_lines, get, running_layout
 from tests.scrape import labels_of, scrape, total, value
 
 pytestmark = pytest.mark.prod
@@ -228,3 +231,70 @@ def test_the_daphnes_are_reachable_only_through_the_run_directory(layout: Layout
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+# --- restarts (scripts/prod_supervisor.py) --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def restarted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
+    """A layout of its own for the restarts: two nginx workers (one upstream state in their shared
+    zone), the writers' settings (tests/rolling.py)."""
+    with running_layout(tmp_path_factory.mktemp("restart"), NGINX_WORKERS=2, **rolling.SETTINGS) as running:
+        yield running
+
+
+@pytest.mark.slow
+async def test_a_rolling_restart_behind_nginx_under_40_writers_loses_and_duplicates_nothing(restarted: Layout) -> None:
+    """`make rolling-restart RUN_DIR=<run dir>` (rolling_restart.py, which asks the script with
+    SIGHUP) restarts both daphnes one at a time while tests/rolling.py's 40 writers patch through
+    nginx; nginx is the same process throughout, and the clients find the other daphne through it."""
+    before = restarted.pids()
+    sessions, writers = await rolling.prepare(restarted.http, restarted.ws, [restarted.ws])
+
+    async def restart() -> None:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "scripts/rolling_restart.py", "restart", "--run-dir", str(restarted.run_dir),
+            cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(process.communicate(), 300)
+        assert process.returncode == 0, stderr.decode() + restarted.log()[-3000:]
+
+    await rolling.write_through(writers, restart)
+    print(rolling.check_writers(writers))
+    print(next(line for line in restarted.log().splitlines() if "rolling restart 1 done" in line))
+    await asyncio.to_thread(rolling.check_stored, restarted.query, sessions, writers)
+
+    after = restarted.pids()
+    assert after["nginx"] == before["nginx"] and alive(after["nginx"])
+    daphnes = [name for name in before if name.startswith("daphne-")]
+    assert daphnes == ["daphne-0", "daphne-1"]
+    for name in daphnes:
+        assert after[name] != before[name] and alive(after[name]) and not alive(before[name]), (before, after)
+    # nginx never found both down (max_fails=0: no process is ever marked down).
+    assert not re.search(r"exited by itself|stopping everything|no live upstreams", restarted.log())
+
+
+def test_a_daphne_that_dies_is_started_again_and_nginx_serves_meanwhile(restarted: Layout) -> None:
+    """SIGKILL (no drain, its socket file left behind): the script starts it again on the same
+    socket; nginx passes the requests to the other daphne meanwhile; the layout stays up."""
+    victim = restarted.pids()["daphne-1"]
+    os.kill(victim, signal.SIGKILL)
+    while "daphne-1 started again" not in restarted.log():
+        status, _, _ = get(restarted.http + "/healthz")
+        assert status == 200
+        assert restarted.process.poll() is None, restarted.log()[-3000:]
+    assert re.search(rf"daphne-1 \(pid {victim}\) exited by itself with -9 .*unexpected exit 1 in", restarted.log())
+    live.wait_until(lambda: restarted.pids()["daphne-1"] != victim, 10, "the new pid file")
+
+    def answers_on_its_socket() -> bool:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            try:
+                sock.connect(str(restarted.run_dir / "daphne-1.sock"))
+                sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                return sock.recv(64).split(b"\r\n")[0].endswith(b" 200 OK")
+            except OSError:
+                return False
+
+    live.wait_until(answers_on_its_socket, 60, "the new daphne-1 to answer /healthz on its socket", 0.2)

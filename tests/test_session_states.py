@@ -422,6 +422,27 @@ async def test_patch_that_cannot_be_applied_is_invalid_data_and_changes_nothing(
     assert await database_sync_to_async(Change.objects.count)() == 0
 
 
+async def test_a_move_into_its_own_child_says_so_not_that_a_path_is_missing(alice: Any) -> None:
+    """RFC 6902 section 4.4: "from" must not be a proper prefix of "path". The error names that
+    rule (jsonpatch's own refusal used to read "its path does not exist or does not fit")."""
+    document = {"obj": {"inner": {}}, "objective": 1}
+    async with connected(alice) as client:
+        await client.ok("create", {"title": "Doc", "data": document})
+        for source, path, what in (("/obj", "/obj/inner/x", "'/obj'"), ("", "/copy", "the whole document")):
+            reply = await error(client, "patch", {"version": 0, "ops": [{"op": "move", "from": source, "path": path}]})
+            assert reply["code"] == "invalid_data"
+            assert reply["error"] == (
+                f"Operation 0 (move {path}) cannot be applied: it moves {what} into one of its own children "
+                "(RFC 6902, section 4.4)."
+            )
+        # A sibling whose name starts with the same letters is no child; a move onto itself is allowed.
+        ops = [
+            {"op": "move", "from": "/obj", "path": "/objective"},
+            {"op": "move", "from": "/objective", "path": "/objective"},
+        ]
+        assert await client.ok("patch", {"version": 0, "ops": ops}) == {"version": 1}
+
+
 async def test_a_test_operation_tells_true_from_1_and_false_from_0(alice: Any) -> None:
     # RFC 6902 section 4.6: literals are equal only to the same literal; numbers only to numbers.
     async with connected(alice) as client:
@@ -571,6 +592,23 @@ async def test_invite_cannot_change_the_owners_role(alice: Any) -> None:
     async with connected(alice) as client:
         await client.ok("create", {"title": "Doc"})
         assert (await error(client, "invite", {"username": "alice", "role": "viewer"}))["code"] == "invalid_data"
+
+
+async def test_invite_past_the_member_limit_is_permission_denied_but_roles_still_change(
+    alice: Any, bob: Any, carol: Any, settings: Any
+) -> None:
+    settings.SESSIONS_MAX_MEMBERS_PER_SESSION = 2  # the owner and one more
+    async with connected(alice) as client:
+        await client.ok("create", {"title": "Doc"})
+        await client.ok("invite", {"username": "bob", "role": "editor"})
+        reply = await error(client, "invite", {"username": "carol", "role": "editor"})
+        assert reply["code"] == "permission_denied"
+        assert reply["data"] == {"limit": 2}
+        # An existing member's role may still change at the limit.
+        members = await client.ok("invite", {"username": "bob", "role": "viewer"})
+        assert [m["role"] for m in members["members"]] == ["owner", "viewer"]
+        assert await client.ok("remove", {"username": "bob"})
+        await client.ok("invite", {"username": "carol", "role": "viewer"})
 
 
 async def test_invite_again_changes_the_role_and_it_applies_at_once(alice: Any, bob: Any) -> None:

@@ -16,7 +16,7 @@ from rest_framework import serializers
 django_asgi_app = get_asgi_application()
 
 from sessions_app.consumers import SessionConsumer  # noqa: E402
-from sessions_app.registry import Connection, message, state  # noqa: E402
+from sessions_app.registry import Connection, message, push_state, state  # noqa: E402
 from sessions_app.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from sessions_app.security import origin_validator  # noqa: E402
 
@@ -34,14 +34,39 @@ class DirectSchema(serializers.Serializer):
     text = serializers.CharField(max_length=200)
 
 
-@state("lobby_join", schema=RoomSchema)
+class JoinedReply(serializers.Serializer):
+    room = serializers.CharField()
+    channel = serializers.CharField(help_text="This connection's channel name, for ``direct``.")
+
+
+class LobbyPush(serializers.Serializer):
+    room = serializers.CharField()
+    text = serializers.CharField()
+    # ``from`` is a Python keyword: declared below.
+
+
+LobbyPush._declared_fields["from"] = serializers.CharField()
+
+# The replies and pushes of these states, for the AsyncAPI document (sessions_app/asyncapi.py);
+# ``lobby_say``'s reply is left undeclared, as an app may (``manage.py check`` warns: W001).
+EMPTY = {"type": "object", "maxProperties": 0}
+push_state("lobby", payload=LobbyPush, audience="the room's members", description="A message said in a room.")
+push_state(
+    "direct",
+    payload={"type": "object", "properties": {"text": {"type": "string"}, "from": {"type": "string"}}},
+    audience="one connection",
+    description="A message sent to this connection's channel name.",
+)
+
+
+@state("lobby_join", schema=RoomSchema, reply=JoinedReply)
 async def lobby_join(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """Join a room's group; the reply carries this connection's channel name."""
     await conn.channel_layer.group_add(f"lobby.{data['room']}", conn.channel_name)
     return {"room": data["room"], "channel": conn.channel_name}
 
 
-@state("lobby_leave", schema=RoomSchema)
+@state("lobby_leave", schema=RoomSchema, reply=EMPTY)
 async def lobby_leave(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     await conn.channel_layer.group_discard(f"lobby.{data['room']}", conn.channel_name)
     return {}
@@ -54,7 +79,7 @@ async def lobby_say(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-@state("direct", schema=DirectSchema)
+@state("direct", schema=DirectSchema, reply=EMPTY)
 async def direct(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     """``channel_layer.send`` to one connection, named by its channel name."""
     await conn.channel_layer.send(
