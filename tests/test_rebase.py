@@ -141,9 +141,11 @@ def collide(mine: list[Any], theirs: list[Any]) -> bool:
     or a test of the same item."""
     a = set().union(*map(touches, mine)) if mine else set()
     b = set().union(*map(touches, theirs)) if theirs else set()
+    if ("", "*") in a | b:
+        return True  # a whole-document replace collides with everything
     for target, field in a:
         for other, other_field in b:
-            if "" in (target, other) or (target == other and (field == other_field or "*" in (field, other_field))):
+            if target == other and (field == other_field or "*" in (field, other_field)):
                 return True
     return False
 
