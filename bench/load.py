@@ -78,6 +78,7 @@ class Stats:
     latencies: list[float] = field(default_factory=list)
     acked: int = 0
     conflicts: int = 0
+    rebased: int = 0  # acknowledged patches the server rebased on changes since their version
     errors: list[str] = field(default_factory=list)
     pushes: int = 0
     gaps: int = 0
@@ -253,6 +254,7 @@ async def patcher(
             stats.latencies.append(arrived - sent)
             if outcome == "ack":
                 stats.acked += 1
+                stats.rebased += bool(reply["data"].get("rebased"))
                 acked[sid] += 1
             elif outcome == "conflict":
                 stats.conflicts += 1
@@ -367,6 +369,8 @@ async def run(args: argparse.Namespace, server: live.Server, tokens: list[str]) 
             "acked": stats.acked,
             "patches_per_second": round(stats.acked / max(report["duration_seconds"], 0.001), 1),
             "conflicts": stats.conflicts,
+            "conflicts_per_acked_patch": round(stats.conflicts / max(stats.acked, 1), 3),
+            "rebased": stats.rebased,
             "pushes_received": stats.pushes,
             "push_gaps_seen": stats.gaps,
             "errors": len(stats.errors),

@@ -74,6 +74,11 @@ DEFAULTS: dict[str, Any] = {
     # (compact JSON), and at least PATCH_WORK_MIN (then ``patch_too_costly``).
     "PATCH_WORK_PER_BYTE": 8,
     "PATCH_WORK_MIN": 262144,
+    # A patch on an older version is rebased on the changes since (sessions_app/rebase.py) when
+    # it is at most this many versions behind (older: ``conflict``, as is a collision), within
+    # this many pointer comparisons (its operations' effects times the changes' effects).
+    "REBASE_MAX_CHANGES": 100,
+    "REBASE_MAX_STEPS": 100000,
     # Threads that apply patches to documents larger than PATCH_INLINE_BYTES (bytes of JSON as
     # stored), away from the one thread every connection's database calls share.
     "PATCH_WORKERS": 2,
@@ -132,6 +137,8 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "REVISION_BYTES_PER_USER": (0, None),
     "PATCH_WORK_PER_BYTE": (0, None),
     "PATCH_WORK_MIN": (0, None),
+    "REBASE_MAX_CHANGES": (0, None),
+    "REBASE_MAX_STEPS": (0, None),
     "PATCH_WORKERS": (1, None),
     "PATCH_INLINE_BYTES": (0, None),
     "PRESENCE_HEARTBEAT": (0.1, None),
@@ -196,6 +203,8 @@ class AppSettings:
     REVISION_BYTES_PER_USER: int
     PATCH_WORK_PER_BYTE: int
     PATCH_WORK_MIN: int
+    REBASE_MAX_CHANGES: int
+    REBASE_MAX_STEPS: int
     PATCH_WORKERS: int
     PATCH_INLINE_BYTES: int
     PRESENCE_HEARTBEAT: float

@@ -13,7 +13,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
 
-from . import auth, documents, events, executors, metrics, protocol, replies, selectors, services
+from . import auth, documents, events, executors, metrics, protocol, rebasing, replies, selectors, services
 from .models import Role
 from .presence import user_check
 from .protocol import ProtocolError
@@ -149,39 +149,49 @@ async def join(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
     return outcome.data
 
 
-@state("patch", schema=PatchSchema, needs_session=True, reply=replies.VersionReply)
+@state("patch", schema=PatchSchema, needs_session=True, reply=replies.PatchReply)
 async def patch(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
-    """Apply an RFC 6902 patch at ``version``: ``{"version", "ops"}`` -> ``{"version": new}``.
+    """Apply an RFC 6902 patch made on ``version``: ``{"version", "ops"}`` -> ``{"version": new}``,
+    with ``"rebased": true`` and the ``ops`` as applied when it was made on an older version and
+    rebased on the changes since (sessions_app/rebasing.py; docs/protocol.md, section 7, "Rebase").
 
-    A patch on a version older than one this connection has already seen (in its snapshot, a
-    reply or a push) must conflict, since versions only grow: it is answered at once, without a
-    database hop, with that newer version. Under load, when members of a busy session patch on
-    stale versions, this keeps conflicts from costing as much as accepted patches.
+    A patch on a version too far behind one this connection has already seen (in its snapshot, a
+    reply or a push: more than ``SESSIONS_REBASE_MAX_CHANGES``) cannot be rebased: it is answered
+    ``conflict`` at once, without a database hop.
 
     A patch on a small document is applied in the database hop; one on a large document (or one
     that does more work than the database thread may spend) is applied in a patch worker between
-    a read and a short conditional write (sessions_app/executors.py).
+    a read and a short conditional write (sessions_app/executors.py). When another patch was
+    stored between them, the patch is rebased on it (a second try) rather than refused.
     """
-    if data["version"] < conn.session_version and conn.role != Role.VIEWER:
-        raise ProtocolError(
-            protocol.CONFLICT,
-            "The session has changed; rebase on the current version.",
-            data={"version": conn.session_version},
-        )
-    try:
-        outcome = await call(
-            services.session_patch,
-            user=conn.user,
-            channel_name=conn.channel_name,
-            session_id=conn.session_id,
-            version=data["version"],
-            ops=data["ops"],
-            editor=conn.role != Role.VIEWER,
-            inline_work=executors.INLINE_WORK,
-        )
-    except services.NeedsWorker as handed_on:
-        outcome = await _patch_in_worker(conn, handed_on.base, data["ops"])
-    conn.session_version = outcome.version
+    if conn.role != Role.VIEWER and data["version"] < conn.session_version:
+        if rebasing.too_old(data["version"], conn.session_version):
+            raise rebasing.conflict(conn.session_version)
+    for attempt in range(2):
+        try:
+            outcome = await call(
+                services.session_patch,
+                user=conn.user,
+                channel_name=conn.channel_name,
+                session_id=conn.session_id,
+                version=data["version"],
+                ops=data["ops"],
+                editor=conn.role != Role.VIEWER,
+                inline_work=executors.INLINE_WORK,
+                key=data["key"],
+            )
+        except services.NeedsWorker as handed_on:
+            try:
+                outcome = await _patch_in_worker(conn, handed_on.base, handed_on.ops)
+            except ProtocolError as exc:
+                if exc.code != protocol.CONFLICT or attempt:
+                    raise
+                continue  # a patch was stored between the read and the write: rebase on it
+        break
+    if not outcome.data.get("rebased") and not outcome.data.get("duplicate"):
+        # A rebased patch's author may not have the versions between its base and this one yet:
+        # their pushes, which may come after this reply, must not be dropped as seen.
+        conn.session_version = outcome.version
     await conn.publish(outcome.pushes)
     return outcome.data
 
@@ -189,7 +199,7 @@ async def patch(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
 async def _patch_in_worker(conn: Connection, base: services.PatchBase, ops: list[Any]) -> services.Outcome:
     """Apply ``ops`` to ``base`` in a patch worker, then store the result (a second database hop,
     conditional on the version and role ``base`` was read at, so nothing that changed meanwhile is
-    lost: a concurrent patch makes this one a CONFLICT)."""
+    lost: a concurrent patch makes this one a CONFLICT, which the caller tries once more)."""
     text = await executors.in_patch_worker(documents.apply_patch_text, base.text, ops, work=Work(limit_for(base.size)))
     return await call(
         services.session_patch_write, user=conn.user, channel_name=conn.channel_name, base=base, ops=ops, text=text

@@ -67,11 +67,17 @@ class Change(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # The number of the revision this change made the document equal to (the ``restore`` state).
     restored = models.PositiveIntegerField(null=True, blank=True)
+    # The patch's idempotency key (``patch``'s ``key``, chosen by the client; "" for none): a patch
+    # sent again with the key of one its author already has in the log is not applied twice.
+    key = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["session", "version"]
         constraints = [models.UniqueConstraint(fields=["session", "version"], name="change_unique_version")]
-        indexes = [models.Index(fields=["session", "start"], name="change_session_start")]
+        indexes = [
+            models.Index(fields=["session", "start"], name="change_session_start"),
+            models.Index(fields=["session", "key"], name="change_session_key"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.session_id} v{self.version}"

@@ -14,7 +14,7 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import documents, events, protocol, selectors
+from . import documents, events, protocol, rebasing, selectors
 from .conf import app_settings
 from .events import Outcome
 from .models import Change, Membership, Role, Session
@@ -26,11 +26,13 @@ logger = logging.getLogger(__name__)
 
 class NeedsWorker(Exception):
     """Raised by ``session_patch(inline_work=...)`` for a patch to apply in a patch worker:
-    ``base`` is what it applies to (sessions_app/executors.py), ``session_patch_write`` stores it."""
+    ``base`` is what it applies to (sessions_app/executors.py), ``ops`` the operations to apply
+    (rebased when the patch was stale), ``session_patch_write`` stores it."""
 
-    def __init__(self, base: "PatchBase") -> None:
+    def __init__(self, base: "PatchBase", ops: list[Any]) -> None:
         super().__init__(base.session_id)
         self.base = base
+        self.ops = ops
 
 
 @dataclass(slots=True, frozen=True)
@@ -39,7 +41,10 @@ class PatchBase:
     ``version``, ``role`` the user's, ``ops_text`` the patch's operations as compact JSON (``size``
     bytes) and ``log_end`` the session's ``log_end`` (where the patch's change starts in its log).
     ``restored``: the number of the revision the patch restores (``restore``, sessions_app/history.py),
-    kept with its change and pushed as ``patched``'s ``restored``."""
+    kept with its change and pushed as ``patched``'s ``restored``. ``rebased``: the patch named an
+    older version and its operations were rebased on the changes since (sessions_app/rebasing.py);
+    the reply then carries them. ``key``: the patch's idempotency key ("" for none), kept with its
+    change."""
 
     session_id: UUID
     version: int
@@ -49,6 +54,8 @@ class PatchBase:
     size: int
     log_end: int
     restored: int | None = None
+    rebased: bool = False
+    key: str = ""
 
 
 def session_patch(
@@ -60,20 +67,29 @@ def session_patch(
     ops: list[Any],
     editor: bool = False,
     inline_work: int | None = None,
+    key: str = "",
 ) -> Outcome:
-    """Apply an RFC 6902 patch (the jsonpatch library) at ``version``; returns ``{"version": new}``.
+    """Apply an RFC 6902 patch (the jsonpatch library) made on ``version``; returns ``{"version":
+    new}``, with ``"rebased": true`` and the ``ops`` as applied when ``version`` was not the current
+    one and the patch was rebased on the changes since (sessions_app/rebasing.py).
 
     The document, the version bump and the change-log row commit together. The update is
     conditional on the version and on the user's role (``UPDATE ... WHERE version = n AND EXISTS
     (editor or owner)``), so concurrent patches from several processes never lose an update: the
-    loser gets ProtocolError(CONFLICT) with the current version in ``data``. Also raises NOT_FOUND,
+    loser gets ProtocolError(CONFLICT) with the current version in ``data`` (its client sends it
+    again and it is rebased then), as does a stale patch that collides with a change since, or is
+    more than ``SESSIONS_REBASE_MAX_CHANGES`` versions behind. Also raises NOT_FOUND,
     PERMISSION_DENIED (viewer), INVALID_DATA (an operation that cannot be applied, a failed
     ``test``, a result that is not an object or is too large) and PATCH_TOO_COSTLY (past the work
     budget of the patch's size, sessions_app/work.py). Trims the change log to
     ``SESSIONS_CHANGE_LOG_KEEP`` entries and ``SESSIONS_CHANGE_LOG_BYTES`` bytes of operations.
 
     ``editor``: the caller knows the user may edit (a viewer must get PERMISSION_DENIED, not
-    CONFLICT), so a patch on a version older than one this process has seen conflicts at once.
+    CONFLICT), so a patch on a version too far behind one this process has seen conflicts at once.
+
+    ``key``: the patch's idempotency key. When the change log already holds a change of this user
+    with that key, nothing is applied and the reply is that change's: ``{"version", "duplicate":
+    true, "ops"}`` (a client that lost a reply sends the patch again, safely).
 
     ``inline_work``: the caller runs this in the database thread every connection shares
     (``handlers.call``). The patch is applied here only when the stored document is at most
@@ -82,22 +98,41 @@ def session_patch(
     it in a patch worker and store it with ``session_patch_write``.
     """
     _refuse_stale(session_id, version, editor)
-    ops_text = protocol.encode(ops)
     with _seeing_versions(session_id), transaction.atomic():
-        base = _patch_base(user=user, session_id=session_id, version=version, ops_text=ops_text)
-        limit = limit_for(base.size)
-        if inline_work is not None and len(base.text) > app_settings.PATCH_INLINE_BYTES:
-            raise NeedsWorker(base)
-        work = Work(limit if inline_work is None else min(limit, inline_work))
-        try:
-            text = documents.apply_patch_text(base.text, ops, work=work)
-        except OverBudget:
-            if work.limit < limit:
-                raise NeedsWorker(base) from None
-            raise
-        outcome = _patch_write(user=user, channel_name=channel_name, base=base, ops=ops, text=text)
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                base, applied = _patch_base_rebased(user=user, session_id=session_id, version=version, ops=ops, key=key)
+            except rebasing.AlreadyApplied as done:
+                return Outcome({"version": done.version, "duplicate": True, "ops": done.ops}, [], session_id, None, 0)
+            limit = limit_for(base.size)
+            if inline_work is not None and len(base.text) > app_settings.PATCH_INLINE_BYTES:
+                raise NeedsWorker(base, applied)
+            work = Work(limit if inline_work is None else min(limit, inline_work))
+            try:
+                text = documents.apply_patch_text(base.text, applied, work=work)
+            except OverBudget:
+                if work.limit < limit:
+                    raise NeedsWorker(base, applied) from None
+                raise
+            try:
+                outcome = _patch_write(user=user, channel_name=channel_name, base=base, ops=applied, text=text)
+            except _LostRace:
+                if attempt + 1 == _WRITE_ATTEMPTS:
+                    raise
+                continue  # another process stored a change after our read: rebase on it too
+            break
     _saw_version(session_id, outcome.version)
     return outcome
+
+
+# A patch whose conditional update found the version moved since its read (another process's
+# patch committed in between) is read, rebased and applied again, in the same transaction (READ
+# COMMITTED: each statement sees what was committed before it), at most this many times in all.
+_WRITE_ATTEMPTS = 3
+
+
+class _LostRace(ProtocolError):
+    """The conflict of a conditional update that found the version moved since the read."""
 
 
 def session_patch_write(
@@ -135,10 +170,8 @@ def _saw_version(session_id: UUID, version: int | None) -> None:
 
 def _refuse_stale(session_id: UUID, version: int, editor: bool) -> None:
     seen = _versions_seen.get(session_id, 0)
-    if editor and version < seen:
-        raise ProtocolError(
-            protocol.CONFLICT, "The session has changed; rebase on the current version.", data={"version": seen}
-        )
+    if editor and version < seen and rebasing.too_old(version, seen):
+        raise rebasing.conflict(seen)
 
 
 @contextmanager
@@ -153,9 +186,26 @@ def _seeing_versions(session_id: UUID) -> Iterator[None]:
 
 
 def _conflict(version: Any) -> ProtocolError:
-    return ProtocolError(
-        protocol.CONFLICT, "The session has changed; rebase on the current version.", data={"version": version}
-    )
+    return rebasing.conflict(version)
+
+
+def _patch_base_rebased(
+    *, user: dict[str, Any], session_id: UUID, version: int, ops: list[Any], key: str
+) -> tuple[PatchBase, list[Any]]:
+    """The session as the patch finds it, at its current version, and the operations to apply
+    there: ``ops`` themselves when ``version`` is current, else rebased on the changes since.
+    Raises rebasing.AlreadyApplied for a ``key`` the user's changes in the log already have."""
+    role, current, log_end, text = selectors.patch_target(session_id=session_id, user_id=user["id"])
+    if role == Role.VIEWER:
+        raise ProtocolError(protocol.PERMISSION_DENIED, "Viewers cannot change the session.")
+    if key:
+        rebasing.refuse_duplicate(session_id=session_id, user_id=user["id"], key=key)
+    rebased = current != version
+    if rebased:
+        ops = rebasing.rebase_stale(session_id=session_id, version=version, current=current, ops=ops, text=text)
+    ops_text = protocol.encode(ops)
+    size = len(ops_text.encode())
+    return PatchBase(session_id, current, role, text, ops_text, size, log_end, rebased=rebased, key=key), ops
 
 
 def _patch_base(*, user: dict[str, Any], session_id: UUID, version: int, ops_text: str) -> PatchBase:
@@ -186,8 +236,8 @@ def _write_sql(vendor: str) -> tuple[str, str, str]:
         "WHERE session_id = %s AND user_id = %s AND role IN (%s, %s))"
     )
     insert = (
-        f"INSERT INTO {changes} (session_id, version, ops, start, author_id, created_at, restored) "  # noqa: S608
-        f"VALUES (%s, %s, {json}, %s, %s, %s, %s)"
+        f"INSERT INTO {changes} (session_id, version, ops, start, author_id, created_at, restored, key) "  # noqa: S608
+        f"VALUES (%s, %s, {json}, %s, %s, %s, %s, %s)"
     )
     trim = f"DELETE FROM {changes} WHERE session_id = %s AND (version <= %s OR start < %s)"  # noqa: S608
     return update, insert, trim
@@ -205,7 +255,8 @@ def _patch_write(*, user: dict[str, Any], channel_name: str, base: PatchBase, op
         cursor.execute(update, [text, new_version, now, log_end, pk, version, pk, user["id"], Role.OWNER, Role.EDITOR])
         updated = cursor.rowcount
         if updated:
-            cursor.execute(insert, [pk, new_version, base.ops_text, base.log_end, user["id"], now, base.restored])
+            row = [pk, new_version, base.ops_text, base.log_end, user["id"], now, base.restored, base.key]
+            cursor.execute(insert, row)
             # The log keeps at most CHANGE_LOG_KEEP changes and CHANGE_LOG_BYTES bytes: the changes
             # kept are those that start at most that many bytes before its end (a change larger
             # than the bound is not kept; a join since before it gets the snapshot).
@@ -216,12 +267,16 @@ def _patch_write(*, user: dict[str, Any], channel_name: str, base: PatchBase, op
         current = Session.objects.filter(pk=session_id).values_list("version", flat=True).first()
         if current is None or current == version:  # the session or the membership changed meanwhile
             _patch_base(user=user, session_id=session_id, version=version, ops_text=base.ops_text)
-        raise _conflict(current)
+        lost = _conflict(current)
+        raise _LostRace(lost.code, lost.message, data=lost.data)
     pushed = {"session": str(session_id), "version": new_version, "ops": ops, "by": _by(user)}
     if base.restored is not None:
         pushed["restored"] = base.restored
     push = events.push(session_id, "patched", pushed, exclude=channel_name, version=new_version)
-    return Outcome({"version": new_version}, [push], session_id, base.role, new_version)
+    reply: dict[str, Any] = {"version": new_version}
+    if base.rebased:
+        reply.update(rebased=True, ops=ops)
+    return Outcome(reply, [push], session_id, base.role, new_version)
 
 
 def _by(user: dict[str, Any]) -> dict[str, Any]:

@@ -155,6 +155,21 @@ class VersionReply(serializers.Serializer):
     version = serializers.IntegerField(min_value=1, help_text="The session's new version.")
 
 
+class PatchReply(serializers.Serializer):
+    """``patch``'s reply (docs/protocol.md, section 7, "Rebase")."""
+
+    version = serializers.IntegerField(
+        min_value=1, help_text="The session's new version (the change's, for a duplicate)."
+    )
+    rebased = serializers.BooleanField(
+        required=False, help_text="Present (true) when the patch was made on an older version and rebased."
+    )
+    duplicate = serializers.BooleanField(
+        required=False, help_text="Present (true) when a change of this user with the patch's key was applied already."
+    )
+    ops = OpsField(required=False, help_text="The operations as applied: with rebased or duplicate.")
+
+
 class PresentReply(serializers.Serializer):
     present = UserSerializer(many=True)
 

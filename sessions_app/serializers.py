@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -99,11 +100,17 @@ class JoinSchema(serializers.Serializer):
     since = StrictIntegerField(min_value=0, required=False, allow_null=True, default=None)
 
 
+KEY_VALIDATOR = RegexValidator(r"\A[A-Za-z0-9_.~-]{1,64}\Z", "Letters, digits, _ - . ~ only, at most 64.")
+
+
 class PatchSchema(serializers.Serializer):
-    """``patch``: ``{"version": int >= 0, "ops": [RFC 6902 operation, ...]}`` (at least one)."""
+    """``patch``: ``{"version": int >= 0, "ops": [RFC 6902 operation, ...]}`` (at least one), and
+    an optional ``key``: 1-64 characters of letters, digits, ``_``, ``-``, ``.``, ``~`` (an
+    idempotency key: docs/protocol.md, section 7, "Rebase")."""
 
     version = StrictIntegerField(min_value=0)
     ops = OperationsField(child=serializers.DictField(), min_length=1, max_length=MAX_OPS)
+    key = StrictCharField(max_length=64, required=False, default="", validators=[KEY_VALIDATOR])
 
 
 class InviteSchema(serializers.Serializer):

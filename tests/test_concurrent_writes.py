@@ -74,6 +74,7 @@ def test_concurrent_patches_on_one_session_never_lose_an_update(editors: list[di
 
     accepted: list[tuple[str, int]] = []
     conflicts: list[int] = []
+    rebased: list[int] = []
     lock = threading.Lock()
 
     def writer(index: int) -> None:
@@ -91,11 +92,18 @@ def test_concurrent_patches_on_one_session_never_lose_an_update(editors: list[di
                         ops=[{"op": "add", "path": "/items/-", "value": item}],
                     )
                 except ProtocolError as exc:
+                    # Only a version read by a concurrent writer between this one's read and
+                    # its conditional update: appends never collide, they are rebased.
                     assert exc.code == protocol.CONFLICT, exc.message
                     version = exc.data["version"]
                     with lock:
                         conflicts.append(index)
                     continue
+                if outcome.data.get("rebased"):
+                    assert outcome.data["ops"] == [{"op": "add", "path": "/items/-", "value": item}]
+                    with lock:
+                        rebased.append(index)
+                # The next append is made on this one's version, stale as soon as another lands.
                 version = outcome.data["version"]
                 with lock:
                     accepted.append((item, version))
@@ -117,6 +125,49 @@ def test_concurrent_patches_on_one_session_never_lose_an_update(editors: list[di
     by_version = dict((version, item) for item, version in accepted)
     assert [ops[0]["value"] for _, ops in log] == [by_version[v] for v in range(1, total + 1)]
     assert items == [by_version[v] for v in range(1, total + 1)]
+    assert rebased, "no patch was stale: the test did not exercise concurrency"
+
+
+def test_concurrent_counters_with_test_conflict_and_retry_and_never_lose_an_increment(
+    editors: list[dict[str, Any]],
+) -> None:
+    """Each writer increments one counter with ``test`` then ``replace`` (an exact-base guard): a
+    stale increment collides (a test on a value changed since), is refused, and is made again on
+    the current value; none is lost, none counted twice."""
+    owner = editors[0]
+    session_id = services.session_create(user=owner, channel_name="", title="Count", data={"n": 0}).session_id
+    for person in editors[1:]:
+        services.member_invite(user=owner, session_id=session_id, username=person["username"], role="editor")
+    conflicts: list[int] = []
+    lock = threading.Lock()
+
+    def writer(index: int) -> None:
+        version, value = 0, 0
+        for _ in range(PATCHES_PER_THREAD):
+            while True:
+                ops = [
+                    {"op": "test", "path": "/n", "value": value},
+                    {"op": "replace", "path": "/n", "value": value + 1},
+                ]
+                try:
+                    outcome = services.session_patch(
+                        user=editors[index], channel_name="", session_id=session_id, version=version, ops=ops
+                    )
+                except ProtocolError as exc:
+                    assert exc.code == protocol.CONFLICT, exc.message
+                    with lock:
+                        conflicts.append(index)
+                    session = Session.objects.values("version", "data").get(pk=session_id)
+                    version, value = session["version"], session["data"]["n"]
+                    continue
+                assert not outcome.data.get("rebased") or outcome.data["ops"] == ops
+                version, value = outcome.data["version"], value + 1
+                break
+
+    run_threads(THREADS, writer)
+    session = Session.objects.get(pk=session_id)
+    assert session.data == {"n": THREADS * PATCHES_PER_THREAD}
+    assert session.version == THREADS * PATCHES_PER_THREAD
     assert conflicts, "the writers never collided: the test did not exercise concurrency"
 
 

@@ -115,7 +115,10 @@ async def test_a_user_deactivated_without_a_signal_is_disconnected_within_a_hear
             assert await client.closed() == protocol.CLOSE_AUTH
 
 
-async def test_a_patch_on_a_version_older_than_a_seen_push_conflicts_without_a_database_hop(alice, bob):
+@override_settings(SESSIONS_REBASE_MAX_CHANGES=0)
+async def test_a_patch_too_far_behind_a_seen_push_conflicts_without_a_database_hop(alice, bob):
+    # With SESSIONS_REBASE_MAX_CHANGES=0 no stale patch can be rebased, so one version behind is
+    # too far (by default, 100 versions: tests/test_services.py has the default's case).
     async with connected(alice) as a, connected(bob) as b:
         snap = await a.ok("create", {"title": "stale", "data": {"n": 0}})
         await a.ok("invite", {"username": "bob", "role": "editor"})

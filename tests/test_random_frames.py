@@ -8,7 +8,8 @@ against random documents) go to an authenticated socket. Invariants, checked aft
 - a session's ``version`` equals the number of patches the server accepted;
 - its stored document equals the initial document with the accepted patches applied in order
   (applied here with the jsonpatch library, independently of the server), and a patch is accepted
-  exactly when that model accepts it.
+  exactly when that model accepts it (a stale one after sessions_app/rebase.py rebased it on the
+  changes since, with the applied operations in the reply).
 
 Each example runs on a fresh event loop with fresh channel layers, a fresh connection and fresh
 sessions; the examples are bounded so that the file runs in well under a minute.
@@ -28,6 +29,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from sessions_app.models import Session
+from sessions_app.rebase import RebaseConflict, rebase
 from tests.utils import access_for, open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -87,6 +89,20 @@ def operations(document):
     return st.one_of(*[well_formed] * 7, malformed)
 
 
+def model_rebase(model, session, sent_version, ops):
+    """The operations a patch made on ``sent_version`` is applied with (rebased on the changes
+    since: sessions_app/rebase.py), or None when the server must answer ``conflict``."""
+    version, document = model.sessions[session]
+    if sent_version > version:
+        return None
+    if sent_version == version:
+        return ops
+    try:
+        return rebase(ops, model.logs[session][sent_version:], lambda: document)
+    except RebaseConflict:
+        return None
+
+
 def model_patch(document, ops):
     """The document after ``ops``, or None when the patch must be refused (the server's rules)."""
     if holds_nul(ops):  # operations are stored as sent (jsonb refuses U+0000 anywhere)
@@ -123,6 +139,7 @@ class Model:
 
     def __init__(self):
         self.sessions = {}
+        self.logs = {}  # session id: the operations of each change as applied, oldest first
         self.joined = None
 
 
@@ -225,6 +242,7 @@ def follow(model, frame, answer):
     state = frame["state"]
     if state == "create":
         model.sessions[answer["data"]["id"]] = [0, data.get("data", {})]
+        model.logs[answer["data"]["id"]] = []
         model.joined = answer["data"]["id"]
         assert answer["data"]["version"] == 0
         assert answer["data"]["data"] == data.get("data", {})
@@ -234,11 +252,14 @@ def follow(model, frame, answer):
         model.joined = None
     elif state == "patch":
         version, document = model.sessions[model.joined]
-        assert data["version"] == version
-        after = model_patch(document, data["ops"])
-        assert after is not None, (document, data["ops"])
+        applied = model_rebase(model, model.joined, data["version"], data["ops"])
+        assert applied is not None, (version, data, answer)
+        after = model_patch(document, applied)
+        assert after is not None, (document, applied)
         model.sessions[model.joined] = [version + 1, after]
-        assert answer["data"] == {"version": version + 1}
+        model.logs[model.joined].append(applied)
+        rebased = {"rebased": True, "ops": applied} if data["version"] != version else {}
+        assert answer["data"] == {"version": version + 1, **rebased}
     elif state == "save":
         return False  # replied, then closed with 1000
     return True
@@ -313,6 +334,7 @@ def test_random_patches_version_and_document_follow_the_model(fuzzer, initial, d
             assert answer["state"] == "create", answer
             session = answer["data"]["id"]
             model.sessions[session] = [0, copy.deepcopy(initial)]
+            model.logs[session] = []
             steps = data.draw(st.integers(min_value=1, max_value=6), label="patches") if data else 0
             for _ in range(steps):
                 version, document = model.sessions[session]
@@ -321,16 +343,19 @@ def test_random_patches_version_and_document_follow_the_model(fuzzer, initial, d
                 answer = await socket.exchange(
                     text=json.dumps({"state": "patch", "data": {"version": sent_version, "ops": ops}})
                 )
-                after = model_patch(document, ops)
-                if sent_version != version:
+                applied = model_rebase(model, session, sent_version, ops)
+                after = None if applied is None else model_patch(document, applied)
+                if applied is None:  # ahead, or stale and colliding with the change since
                     assert answer["code"] == "conflict", answer
                     assert answer["data"] == {"version": version}
                 elif after is None:
                     assert answer["state"] == "error", (document, ops, answer)
                     assert answer["code"] == "invalid_data", answer
                 else:
-                    assert answer == {"state": "patch", "data": {"version": version + 1}}, (document, ops, answer)
+                    rebased = {"rebased": True, "ops": applied} if sent_version != version else {}
+                    assert answer == {"state": "patch", "data": {"version": version + 1, **rebased}}, (document, ops)
                     model.sessions[session] = [version + 1, after]
+                    model.logs[session].append(applied)
                 event(f"patch answered {answer.get('code', 'ok')}")
                 await socket.usable()
             version, document = model.sessions[session]

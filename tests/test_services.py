@@ -190,19 +190,69 @@ def test_the_change_log_of_one_session_does_not_trim_another(users: Any, setting
     assert sorted(Change.objects.values_list("session_id", "version")) == sorted([(first, 1), (second, 2)])
 
 
-def test_a_patch_on_an_old_version_is_a_conflict_carrying_the_current_version(users: Any) -> None:
+def test_a_stale_patch_that_collides_is_a_conflict_carrying_the_current_version(users: Any) -> None:
     session_id = create(users["alice"]).session_id
     patch(users["alice"], session_id, 0, add("a"))
-    error = raised(protocol.CONFLICT, patch, users["alice"], session_id, 0, add("b"))
+    error = raised(protocol.CONFLICT, patch, users["alice"], session_id, 0, add("a", 2))
     assert error.data == {"version": 1}
+    assert "/a" in error.message
     assert Session.objects.get().data == {"a": 1}
 
 
-def test_an_editors_patch_older_than_a_version_this_process_saw_conflicts_without_a_query(
-    users: Any, django_assert_num_queries: Any
+def test_a_stale_patch_that_does_not_collide_is_rebased_and_its_applied_operations_stored(users: Any) -> None:
+    session_id = create(users["alice"], data={"items": ["x", "y"]}).session_id
+    first = [{"op": "add", "path": "/items/0", "value": "w"}]
+    assert patch(users["alice"], session_id, 0, first).data == {"version": 1}
+    stale = [{"op": "replace", "path": "/items/1", "value": "Y"}]
+    outcome = patch(users["alice"], session_id, 0, stale)
+    applied = [{"op": "replace", "path": "/items/2", "value": "Y"}]
+    assert outcome.data == {"version": 2, "rebased": True, "ops": applied}
+    assert Session.objects.get().data == {"items": ["w", "x", "Y"]}
+    log = list(Change.objects.filter(session_id=session_id).order_by("version").values_list("version", "ops"))
+    assert log == [(1, first), (2, applied)]  # join with since replays what was applied
+    assert json.loads(outcome.pushes[0].message["text"])["data"]["ops"] == applied  # patched carries them
+    assert (
+        services.session_join(user=users["alice"], channel_name="", session_id=session_id, since=0).data["changes"][1][
+            "ops"
+        ]
+        == applied
+    )
+
+
+def test_a_patch_on_a_version_ahead_of_the_session_is_a_conflict(users: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    assert raised(protocol.CONFLICT, patch, users["alice"], session_id, 5, add("a")).data == {"version": 0}
+
+
+def test_a_patch_further_behind_than_the_rebase_bound_or_the_kept_log_is_a_conflict(users: Any, settings: Any) -> None:
+    session_id = create(users["alice"]).session_id
+    for version, key in enumerate("abc"):
+        patch(users["alice"], session_id, version, add(key))
+    settings.SESSIONS_REBASE_MAX_CHANGES = 2
+    assert raised(protocol.CONFLICT, patch, users["alice"], session_id, 0, add("d")).data == {"version": 3}
+    assert patch(users["alice"], session_id, 1, add("d")).data["version"] == 4
+    settings.SESSIONS_REBASE_MAX_CHANGES = 100
+    Change.objects.filter(session_id=session_id, version=3).delete()  # trimmed from the log
+    error = raised(protocol.CONFLICT, patch, users["alice"], session_id, 2, add("e"))
+    assert error.data == {"version": 4} and "no longer kept" in error.message
+
+
+@pytest.mark.parametrize("max_steps", [0, 1])
+def test_a_rebase_past_its_step_budget_is_a_conflict(users: Any, settings: Any, max_steps: int) -> None:
+    session_id = create(users["alice"]).session_id
+    patch(users["alice"], session_id, 0, add("a"))
+    settings.SESSIONS_REBASE_MAX_STEPS = max_steps
+    raised(protocol.CONFLICT, patch, users["alice"], session_id, 0, add("b"))
+    settings.SESSIONS_REBASE_MAX_STEPS = 100
+    assert patch(users["alice"], session_id, 0, add("b")).data["rebased"] is True
+
+
+def test_an_editors_patch_too_far_behind_a_version_this_process_saw_conflicts_without_a_query(
+    users: Any, django_assert_num_queries: Any, settings: Any
 ) -> None:
     session_id = create(users["alice"]).session_id
     patch(users["alice"], session_id, 0, add("a"))
+    settings.SESSIONS_REBASE_MAX_CHANGES = 0
     with django_assert_num_queries(0):
         error = raised(
             protocol.CONFLICT,
@@ -244,6 +294,31 @@ def test_the_conditional_update_refuses_a_version_bumped_after_it_was_read(users
     assert error.data == {"version": 1}
     assert Change.objects.count() == 0
     assert "lost" not in Session.objects.get().data
+
+
+def test_a_patch_whose_version_moved_between_its_read_and_its_update_is_rebased_on_that_change(
+    users: Any,
+) -> None:
+    # Another process's patch commits between this patch's read and its conditional update: the
+    # update finds the version moved, and the patch is read, rebased and applied again.
+    session_id = create(users["alice"]).session_id
+    raced: list[Any] = []
+
+    def concurrent_patch(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.startswith('UPDATE "sessions_app_session"') and not raced:
+            raced.append(None)  # before: the other patch's own update passes through here too
+            raced[0] = patch(users["alice"], session_id, 0, add("first"))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(concurrent_patch):
+        outcome = patch(users["alice"], session_id, 0, add("second"))
+    assert raced and raced[0].data == {"version": 1}
+    assert outcome.data == {"version": 2, "rebased": True, "ops": add("second")}
+    assert Session.objects.get().data == {"first": 1, "second": 1}
+    assert list(Change.objects.order_by("version").values_list("version", "ops")) == [
+        (1, add("first")),
+        (2, add("second")),
+    ]
 
 
 def handed_on(user: dict[str, Any], session_id: Any, version: int, ops: list[Any]) -> services.PatchBase:

@@ -131,7 +131,12 @@ export interface Requests {
   create: { data: { title: string; data?: JsonObject }; reply: Snapshot };
   list: { data: Empty; reply: { sessions: SessionSummary[] } };
   join: { data: { session: SessionId; since?: number }; reply: Snapshot | CatchUp };
-  patch: { data: { version: number; ops: PatchOperation[] }; reply: { version: number } };
+  /**
+   * `version`: the one the patch was made on; an older one is rebased on the changes since
+   * (`rebased`, with the operations as applied). `key`: an idempotency key; a patch sent again
+   * with it is not applied twice (`duplicate`, with that change's version and operations).
+   */
+  patch: { data: { version: number; ops: PatchOperation[]; key?: string }; reply: { version: number; rebased?: true; duplicate?: true; ops?: PatchOperation[] } };
   presence: { data: Empty; reply: { present: User[] } };
   /** Owner only; on an existing member, changes the role. */
   invite: { data: { username: string; role: "editor" | "viewer" }; reply: { members: Member[] } };

@@ -74,7 +74,12 @@ export class SyncedDocument {
     this.inFlight = true;
   }
 
-  /** Our patch was accepted at `version`. */
+  /**
+   * Our patch was accepted at `version`, with `ops` as the server applied them (the reply's `ops`
+   * when it was rebased, docs/protocol.md section 7, "Rebase"). A rebased patch can land more than
+   * one version ahead: the others' changes in between come as pushes, maybe after the reply, so
+   * our change is held until they do (BUFFERED; the caller re-joins if they never come).
+   */
   accepted(version, ops) {
     this.inFlight = false;
     let result = STALE;
@@ -83,7 +88,9 @@ export class SyncedDocument {
       this.version = version;
       result = APPLIED;
     } else if (version > this.version + 1) {
-      return GAP;
+      this.buffer.set(version, ops);
+      this.drain();
+      return this.version >= version ? APPLIED : BUFFERED;
     }
     this.drain();
     return this.buffer.size === 0 ? result : GAP;

@@ -15,19 +15,21 @@
 // it, across reconnects, reloads and closed tabs; no outage, however long, drops it.
 //
 // Exactly once: before a patch leaves, the version it is made on (`base`) and its ops are written
-// down. If the reply never comes (the socket dropped, the tab was reloaded), the server's change
-// log says what happened: the patch could only have become version base + 1, so the change at
-// base + 1 is ours if it is by this user with these ops (applied: done), and otherwise ours was
-// refused by the version check (compute it again on the new data and send it). docs/client.md,
-// "Unsent changes", has the whole argument.
+// down, and every send carries the change's key. If the reply never comes (the socket dropped,
+// the tab was reloaded), the server's change log says what happened: a change after base by this
+// user with these ops is ours (applied: done); otherwise the intent is computed again and sent
+// with the same key, which the server answers `duplicate` if the first copy landed after all
+// (rebased, maybe with its pointers moved). docs/client.md, "Unsent changes", has the argument.
 
 import { Emitter } from "./emitter.js";
-import { APPLIED, GAP, SyncedDocument } from "./document.js";
+import { APPLIED, BUFFERED, GAP, SyncedDocument } from "./document.js";
 import { PatchError, applyPatch, deepClone, deepEqual } from "./jsonpatch.js";
+import { RebaseConflict, rebase } from "./rebase.js";
 import { CLOSED, CONNECTION_LOST, ProtocolError, QUEUE_FULL, TIMEOUT } from "./requests.js";
 
 const HISTORY = 500; // changes remembered by version, to recognise our own after a lost reply
 const FOREVER = Infinity;
+const PUSH_WAIT = 2000; // ms a rebased reply waits for the others' pushes before re-joining
 
 // A failure that says nothing about the change itself: wait for the connection and go on.
 const transient = (err) => err?.code === CONNECTION_LOST || err?.code === TIMEOUT;
@@ -120,19 +122,50 @@ export class LiveSession extends Emitter {
     return this.dropped;
   }
 
-  /** The data with the pending local changes applied on top (what the page shows). */
+  /**
+   * The data with the pending local changes applied on top (what the page shows). A change on
+   * its way is shown as the server will apply it: its operations rebased on the changes pushed
+   * since the version it was made on (rebase.js, the server's rules), so the view does not move
+   * when the reply comes; a change not sent yet, or one that collides (the server will refuse
+   * it, and the intent is computed again), is its intent on the data shown.
+   */
   view() {
     if (!this.doc) return null;
     let data = this.doc.data;
     for (const entry of this.entries) {
       try {
-        const ops = entry.intent(data);
+        const ops = this.inFlightOps(entry, data) ?? entry.intent(data);
         if (ops && ops.length) data = applyPatch(data, ops);
       } catch {
         // This change no longer applies (or meets someone else's edit); the send will say so.
       }
     }
     return data;
+  }
+
+  // The operations of a change on its way rebased on the changes since it left, or null.
+  inFlightOps(entry, data) {
+    const sent = entry.sent;
+    if (!sent || entry !== this.entries[0] || data !== this.doc.data) return null;
+    const since = this.changesBetween(sent.base, this.doc.version);
+    if (!since) return null;
+    try {
+      return rebase(sent.ops, since, () => data);
+    } catch (err) {
+      if (err instanceof RebaseConflict) return null;
+      throw err;
+    }
+  }
+
+  // The operations of the changes after `from` up to `to`, oldest first, or null if one is not known.
+  changesBetween(from, to) {
+    const ops = [];
+    for (let v = from + 1; v <= to; v += 1) {
+      const change = this.history.get(v);
+      if (!change) return null;
+      ops.push(change.ops);
+    }
+    return ops;
   }
 
   /** Changes not yet acknowledged by the server. */
@@ -333,7 +366,8 @@ export class LiveSession extends Emitter {
       doc.begin();
       let reply;
       try {
-        reply = await this.client.requestNow("patch", { version: doc.version, ops });
+        // The key makes a second copy harmless: the server does not apply one twice.
+        reply = await this.client.requestNow("patch", { version: doc.version, ops, key: entry.key });
       } catch (err) {
         const followUp = doc.failed();
         // Lost or late reply: it may have been applied. Catch up; settle() decides next time.
@@ -361,18 +395,39 @@ export class LiveSession extends Emitter {
         }
         throw err;
       }
+      // Rebased (or a copy already applied): the server's operations, not ours, are what it stored.
+      const applied = Array.isArray(reply.ops) ? reply.ops : ops;
+      this.remember({ version: reply.version, ops: applied, by: this.client.user });
+      const outcome = doc.accepted(reply.version, applied);
+      if (outcome === BUFFERED) await this.untilVersion(doc, reply.version);
+      else if (outcome === GAP) await this.catchUp().catch(() => {});
       entry.sent = null;
-      if (doc.accepted(reply.version, ops) === GAP) await this.catchUp().catch(() => {});
       this.emit("document");
       return reply;
     }
   }
 
+  // After a rebased reply: wait for the others' pushes between our base and `version` (the entry
+  // stays pending meanwhile, so the view does not move); re-join if they do not come in time.
+  async untilVersion(doc, version) {
+    if (doc.version >= version) return;
+    const arrived = await new Promise((resolve) => {
+      const timer = this.client.timers.set(() => done(false), PUSH_WAIT);
+      const off = this.on("document", () => doc.version >= version && done(true));
+      const done = (ok) => {
+        this.client.timers.clear(timer);
+        off();
+        resolve(ok);
+      };
+    });
+    if (!arrived && this.doc === doc && doc.version < version) await this.catchUp().catch(() => {});
+  }
+
   /**
-   * A patch of ours went out on version `base` and its reply never came. It could only have
-   * become version base + 1 (the server applies a patch only on the version it names), so look
-   * at that change: by us with these ops means applied. {applied, version} or {applied: false};
-   * {unknown: true} when the server no longer keeps that change (the intent's check decides).
+   * A patch of ours went out on version `base` and its reply never came. Rebased, it may have
+   * become any later version: a change after base by us with these ops means applied.
+   * {applied, version} or {applied: false} (sent again with its key: never applied twice);
+   * {unknown: true} when the server no longer keeps the change at base + 1 (the intent decides).
    */
   async settle(entry) {
     const { base, ops } = entry.sent;
@@ -387,10 +442,15 @@ export class LiveSession extends Emitter {
       }
       this.emit("document");
     }
-    const change = this.history.get(base + 1);
-    if (!change) return { unknown: true };
-    const ours = change.by?.id === this.client.user?.id && deepEqual(change.ops, ops);
-    return ours ? { applied: true, version: base + 1 } : { applied: false };
+    if (!this.history.has(base + 1)) return { unknown: true };
+    // Rebased, it may be at any later version; its operations as sent when nothing moved them.
+    // One moved by the rebase is not recognised here: it is sent again, with its key, and the
+    // server answers that it has it (`duplicate`) instead of applying it twice.
+    for (let v = base + 1; v <= this.doc.version; v += 1) {
+      const change = this.history.get(v);
+      if (change && change.by?.id === this.client.user?.id && deepEqual(change.ops, ops)) return { applied: true, version: v };
+    }
+    return { applied: false };
   }
 
   remember(change) {

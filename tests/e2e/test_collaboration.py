@@ -61,13 +61,16 @@ def test_two_users_see_each_others_edits_and_presence(server, new_page):
     bob.get_by_role("button", name="Remove “Milk”").click()
     expect_items(alice, ["Free-range eggs"])
 
-    # Both type at once (timers aimed at the same instant): the patches collide on the version and
-    # are rebased and retried without the user seeing it.
-    conflicts: list[str] = []
+    # Both type at once (timers aimed at the same instant): the patches meet on the version and
+    # are rebased by the server (appends commute) without the user seeing it.
+    collided: list[str] = []
     for page in (alice, bob):
         page.on(
             "websocket",
-            lambda ws: ws.on("framereceived", lambda f: conflicts.append(f) if '"conflict"' in f else None),
+            lambda ws: ws.on(
+                "framereceived",
+                lambda f: collided.append(f) if '"conflict"' in f or '"rebased":true' in f else None,
+            ),
         )
         page.reload()  # reconnect, so the new socket is observed
         expect(page.locator("#connection")).to_have_attribute("data-status", "connected")
@@ -91,7 +94,7 @@ def test_two_users_see_each_others_edits_and_presence(server, new_page):
     texts = item_texts(alice)
     assert [t for t in texts if t.startswith("A")] == ["A1", "A2", "A3", "A4", "A5"]
     assert [t for t in texts if t.startswith("B")] == ["B1", "B2", "B3", "B4", "B5"]
-    assert conflicts, "the two pages were meant to collide at least once"
+    assert collided, "the two pages were meant to meet on one version at least once"
     assert error_notices(alice) == [] and error_notices(bob) == [], "conflicts must not reach the user"
 
     # Bob leaves: alice's presence bar drops him.

@@ -62,11 +62,21 @@ describe("SyncedDocument", () => {
     assert.equal(doc.failed(), GAP);
   });
 
-  it("reports a gap when its own patch lands further on than expected", () => {
+  it("holds its own patch, rebased further on, until the pushes before it arrive", () => {
     const doc = new SyncedDocument(snapshot(1));
     doc.begin();
-    assert.equal(doc.accepted(3, add("mine")), GAP);
+    assert.equal(doc.accepted(3, add("mine")), BUFFERED);
     assert.equal(doc.version, 1);
+    assert.equal(doc.receive(2, add("theirs")), APPLIED);
+    assert.equal(doc.version, 3);
+    assert.deepEqual(doc.data.items, ["theirs", "mine"]);
+  });
+
+  it("reports the gap when a push after its own rebased patch skips the one before", () => {
+    const doc = new SyncedDocument(snapshot(1));
+    doc.begin();
+    assert.equal(doc.accepted(3, add("mine")), BUFFERED);
+    assert.equal(doc.receive(4, add("later")), GAP);
   });
 
   it("throws PatchError when a push does not apply (the copies diverged)", () => {

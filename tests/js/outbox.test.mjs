@@ -199,7 +199,8 @@ describe("LiveSession with an outbox: no change is ever dropped, none is applied
     first.live.change(addText("eggs")).catch(() => {}); // two "eggs" would be a visible double
     await flush();
     const sent = first.ws.take("patch");
-    assert.deepEqual(sent.data, { version: 1, ops: [{ op: "add", path: "/items/-", value: "eggs" }] });
+    assert.deepEqual(sent.data, { version: 1, ops: [{ op: "add", path: "/items/-", value: "eggs" }], key: sent.data.key });
+    assert.match(sent.data.key, /^[A-Za-z0-9_.~-]{1,64}$/, "an idempotency key the server accepts");
     assert.deepEqual(stored(storage)[0].sent, { base: 1, ops: sent.data.ops }, "written down before it left");
     first.ws.serverClose(1006); // the server applied it as version 2; the reply is lost
 
@@ -241,7 +242,7 @@ describe("LiveSession with an outbox: no change is ever dropped, none is applied
     ws.reply(since, { id: SID, version: 2, changes: [change(2, [{ op: "add", path: "/items/-", value: "bread" }])] });
     await flush();
     const [patch] = patches(ws);
-    assert.deepEqual(patch.data, { version: 2, ops: sent.data.ops });
+    assert.deepEqual(patch.data, { version: 2, ops: sent.data.ops, key: sent.data.key }, "the same key: a second copy is harmless");
     ws.reply(patch, { version: 3 });
     await flush();
     assert.deepEqual(second.live.doc.data.items, ["milk", "bread", "eggs"]);

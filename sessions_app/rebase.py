@@ -1,0 +1,296 @@
+"""Rebase a stale RFC 6902 patch on the changes made since its version (operational transformation).
+
+A patch made on version ``v`` while the session is at ``v + k`` is transformed against the ``k``
+changes since (their operations as applied, in order) so that applying the result to the current
+document does what its author meant on the document they saw; or it is refused with
+``RebaseConflict`` when it really collides. Pure functions, no Django: the server
+(sessions_app/patching.py) and the browser client (static/sessions/rebase.js, a line-by-line
+port: tests/rebase_cases.json holds cases both must agree on) use the same rules.
+
+The rules are json0's, the JSON type of ShareDB (github.com/ottypes/json0, ``lib/json0.js``,
+``transformComponent``), carried over to RFC 6902 operations:
+
+- Every operation is seen as primitive effects at JSON Pointers (RFC 6901): ``add`` inserts
+  (into an array: at an index, ``-`` appends, RFC 6902 section 4.1) or sets an object member;
+  ``remove`` deletes (from an array: the later elements shift down, section 4.2); ``replace``
+  sets a value; ``move`` is a delete at ``from`` then an insert at ``path`` (section 4.4);
+  ``copy`` reads ``from`` then inserts at ``path``; ``test`` reads.
+- Index shifting, as json0's list insert / delete (``li`` / ``ld``): an insert at index ``i`` of
+  an array moves the elements at ``i`` and after, and every pointer through them, up by one; a
+  delete at ``i`` moves those after ``i`` down by one. Two inserts at the same index: the patch
+  being rebased stays at the index, before the element inserted meanwhile (json0's ``left``
+  side, the side ShareDB's server gives a submitted operation in ``lib/ot.js`` ``transform``). An
+  append (``-``) never shifts an index, and two appends commute (both land, in the server's order).
+- An insert into an array never collides with a change to the elements around it (json0: ``li``
+  against anything below the same index only shifts).
+- Everything else that overlaps collides (json0 would overwrite; here the author decides again):
+  the same value changed by both (``replace``/``remove``/object ``add`` at one pointer); one
+  pointer a prefix of the other (a parent replaced, removed or set while the other changed
+  inside it, or a child changed while the other replaced its parent); a ``test``, or a ``copy``
+  source, at a value changed since: a patch that uses ``test`` to insist on the exact base
+  document so conflicts as soon as that value changed, and a ``test`` whose pointer only
+  shifted is checked against the current document when the patch is applied.
+
+Whether a pointer token is an array index or an object member name is decided by the current
+document (the one the result is applied to): the containers along a pointer that survives the
+transformation are the same containers as at version ``v`` (any change that replaced or removed
+one of them collides), so their kinds have not changed. For an operation after the first of a
+patch, its pointers are mapped back through the patch's earlier (transformed) operations first;
+a container the patch itself created meanwhile was untouched by the changes since.
+
+Bounded: ``max_steps`` pairs of pointer comparisons (``RebaseTooCostly``, a RebaseConflict).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+INSERT, DELETE, SET, READ, THROUGH = "insert", "delete", "set", "read", "through"
+_INDEX = re.compile(r"0|[1-9][0-9]*\Z")
+CREATED = object()  # a pointer into a value the patch itself placed (see _unapply)
+
+
+class RebaseConflict(Exception):
+    """The patch collides with a change made since its version: ``reason`` says how."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RebaseTooCostly(RebaseConflict):
+    """The transformation would take more than its step budget."""
+
+
+def parse_pointer(pointer: Any) -> tuple[str, ...]:
+    """RFC 6901 reference tokens of ``pointer``, unescaped; raises RebaseConflict for a malformed
+    one (the patch cannot be reasoned about: applied on its own version it would be refused)."""
+    if not isinstance(pointer, str) or (pointer and pointer[0] != "/"):
+        raise RebaseConflict("an operation has a malformed pointer")
+    if pointer == "":
+        return ()
+    tokens = pointer[1:].split("/")
+    if any(re.search(r"~[^01]|~\Z", token) for token in tokens):
+        raise RebaseConflict("an operation has a malformed pointer")
+    return tuple(token.replace("~1", "/").replace("~0", "~") for token in tokens)
+
+
+def format_pointer(tokens: Sequence[str]) -> str:
+    """The JSON Pointer of ``tokens`` (``~`` and ``/`` escaped, RFC 6901 section 3)."""
+    return "".join("/" + token.replace("~", "~0").replace("/", "~1") for token in tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """One primitive effect of an operation: ``kind`` at ``path`` (tokens). ``arrays[d]`` tells
+    whether the container at ``path[:d]`` is an array (None: not known), for d < len(path)."""
+
+    kind: str
+    path: tuple[str, ...]
+    arrays: tuple[bool | None, ...] = ()
+
+
+def effects(op: Any) -> list[Effect]:
+    """The primitive effects of one RFC 6902 operation, in order (kinds of containers unknown)."""
+    if not isinstance(op, dict):
+        raise RebaseConflict("an operation is not an object")
+    name = op.get("op")
+    path = parse_pointer(op.get("path"))
+    if name == "add":
+        return [Effect(INSERT, path)]
+    if name == "remove":
+        return [Effect(DELETE, path)]
+    if name == "replace":
+        return [Effect(SET, path)]
+    if name == "test":
+        return [Effect(READ, path)]
+    if name in ("move", "copy"):
+        source = parse_pointer(op.get("from"))
+        if name == "move" and source == path:
+            return [Effect(READ, path)]  # a move onto itself changes nothing (RFC 6902 4.4)
+        return [Effect(DELETE if name == "move" else READ, source), Effect(INSERT, path)]
+    raise RebaseConflict("an operation is not an RFC 6902 operation")
+
+
+def _is_index(token: str) -> bool:
+    return _INDEX.match(token) is not None
+
+
+def _array_at(a: Effect, b: Effect, depth: int) -> bool:
+    """Whether the container at ``a.path[:depth]`` is an array, from ``a``'s kinds or, when the
+    two pointers share that prefix, ``b``'s. False for the root's parent (depth -1)."""
+    if depth < 0:
+        return False
+    if depth < len(a.arrays) and a.arrays[depth] is not None:
+        return bool(a.arrays[depth])
+    if depth < len(b.arrays) and a.path[:depth] == b.path[:depth]:
+        return bool(b.arrays[depth])
+    return False
+
+
+def _shifted(path: tuple[str, ...], depth: int, by: int) -> tuple[str, ...]:
+    return (*path[:depth], str(int(path[depth]) + by), *path[depth + 1 :])
+
+
+def transform(a: Effect, b: Effect, *, left: bool) -> Effect:
+    """``a`` as it applies after ``b`` (both made on the same document); raises RebaseConflict
+    when they overlap. ``left``: at a tie of two inserts at one array index, ``a`` stays before
+    ``b`` (json0's side); otherwise it moves after it."""
+    if b.kind == READ:
+        return a
+    p, q = a.path, b.path
+    m, n = len(p), len(q)
+    if m <= n and q[:m] == p:  # a's pointer is b's or one of its parents
+        a_inserts = a.kind == INSERT and m > 0 and _array_at(a, b, m - 1)
+        if m == n:
+            if a_inserts:
+                if b.kind == INSERT and not left and _is_index(p[-1]) and _is_index(q[-1]):
+                    return replace(a, path=_shifted(p, m - 1, 1))
+                return a  # before the element b inserted, removed or set
+            if b.kind == INSERT and n > 0 and _array_at(b, a, n - 1) and _is_index(q[-1]):
+                return replace(a, path=_shifted(p, m - 1, 1))  # the element a meant moved up
+            raise RebaseConflict(f"both change {format_pointer(p) or 'the document'}")
+        if a_inserts or a.kind == THROUGH:
+            return a  # b changed inside an element a inserts before, or inside a's container
+        raise RebaseConflict(f"{format_pointer(q)} changed inside {format_pointer(p) or 'the document'}")
+    if n < m and p[:n] == q:  # a is inside b's value
+        if b.kind == INSERT and _array_at(b, a, n - 1) and _is_index(q[-1]) and _is_index(p[n - 1]):
+            return replace(a, path=_shifted(p, n - 1, 1))
+        raise RebaseConflict(f"{format_pointer(q) or 'the document'} changed around {format_pointer(p)}")
+    if n and n - 1 < m and p[: n - 1] == q[: n - 1] and b.kind in (INSERT, DELETE) and _array_at(a, b, n - 1):
+        x, i = p[n - 1], q[n - 1]  # the same array, other indices
+        if _is_index(x) and _is_index(i) and int(i) < int(x):
+            return replace(a, path=_shifted(p, n - 1, 1 if b.kind == INSERT else -1))
+    return a
+
+
+def _unapply(path: tuple[str, ...], e: Effect) -> tuple[str, ...] | object:
+    """``path`` (a pointer after ``e``) as a pointer before ``e``, or CREATED when it points into
+    a value ``e`` placed."""
+    q = e.path
+    n = len(q)
+    if e.kind in (READ, THROUGH) or len(path) < n:
+        return path
+    if e.kind in (INSERT, DELETE) and n and _array_at(e, e, n - 1) and path[: n - 1] == q[: n - 1]:
+        x, i = path[n - 1], q[n - 1]
+        if not _is_index(x):
+            return path
+        if not _is_index(i):
+            return path  # an append: the element is past the end of the array before
+        if e.kind == INSERT:
+            if int(x) == int(i):
+                return CREATED
+            return _shifted(path, n - 1, -1) if int(x) > int(i) else path
+        return _shifted(path, n - 1, 1) if int(x) >= int(i) else path
+    if e.kind in (INSERT, SET) and path[:n] == q:
+        return CREATED
+    return path
+
+
+def kind_at(document: Any, path: Sequence[str]) -> bool | None:
+    """True when ``document`` has an array at ``path``, False for an object, None for anything
+    else (no such value, a scalar)."""
+    node = document
+    for token in path:
+        if isinstance(node, list):
+            if not _is_index(token) or int(token) >= len(node):
+                return None
+            node = node[int(token)]
+        elif isinstance(node, dict) and token in node:
+            node = node[token]
+        else:
+            return None
+    return True if isinstance(node, list) else False if isinstance(node, dict) else None
+
+
+class _Budget:
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    def spend(self, steps: int) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise RebaseTooCostly("the patch and the changes since its version are too many to rebase")
+
+
+def _through(a: Effect, theirs: list[Effect], budget: _Budget) -> Effect:
+    budget.spend(len(theirs))
+    for b in theirs:
+        a = transform(a, b, left=True)  # a THROUGH effect never ties
+    return a
+
+
+def _resolve(
+    e: Effect, theirs: list[Effect], mine: list[Effect], document: Callable[[], Any], budget: _Budget
+) -> Effect:
+    """``e`` (an effect of the patch) with the kind of every container along its pointer, read
+    from the current document (``document()``) at the pointer's transformed prefix."""
+    arrays: list[bool | None] = [False]  # the root of a session's document is an object
+    for depth in range(1, len(e.path)):
+        if not any(len(b.path) > depth for b in theirs):
+            arrays.append(None)  # no change since reaches this depth: its kind does not matter
+            continue
+        prefix = _through(Effect(THROUGH, e.path[:depth], tuple(arrays)), theirs, budget).path
+        for done in reversed(mine):
+            prefix = _unapply(prefix, done)  # type: ignore[arg-type]
+            if prefix is CREATED:
+                break
+        arrays.append(None if prefix is CREATED else kind_at(document(), prefix))  # type: ignore[arg-type]
+    return replace(e, arrays=tuple(arrays))
+
+
+def rebase(
+    ops: list[Any],
+    changes: Sequence[list[Any]],
+    document: Callable[[], Any],
+    *,
+    max_steps: int = 100_000,
+    left: bool = True,
+) -> list[Any]:
+    """``ops`` (RFC 6902 operations made on some version) transformed to apply after ``changes``
+    (the operations of each change since, oldest first, as applied); ``document()`` returns the
+    current document (the one after ``changes``), read only when a container's kind is needed.
+
+    Returns new operation objects: a copy of each operation with ``path`` (and ``from``) moved,
+    every other member as sent. Raises RebaseConflict (``reason``) when an operation collides
+    with a change since, RebaseTooCostly past ``max_steps`` pointer comparisons. The result's
+    ``test`` operations and values are not checked here: applying it does that. ``left``: the
+    patch's inserts stay before those made at the same index since (the server's rule; False
+    puts them after, the other side of json0's tie, for checking that both orders agree).
+    """
+    budget = _Budget(max_steps)
+    theirs = [e for change in changes for op in change for e in effects(op) if e.kind != READ]
+    out: list[Any] = []
+    mine: list[Effect] = []  # the patch's effects so far, transformed
+    appended: list[tuple[str, ...]] = []  # arrays the patch appended to whose length changed since
+    for op in ops:
+        moved: list[Effect] = []
+        for e in effects(op):
+            for array in appended:
+                n = len(array)
+                if len(e.path) > n and e.path[:n] == array and _is_index(e.path[n]):
+                    # An index into an array this patch appended to (with "-") while others
+                    # changed its length: where the appended element is now is not known here.
+                    raise RebaseConflict(f"{format_pointer(array)} changed length since")
+            e = _resolve(e, theirs, mine, document, budget)
+            if e.kind == INSERT and e.path and e.path[-1] == "-":
+                if any(b.kind in (INSERT, DELETE) and b.path[:-1] == e.path[:-1] for b in theirs):
+                    appended.append(e.path[:-1])
+            budget.spend(2 * len(theirs))
+            after: list[Effect] = []
+            for b in theirs:
+                a = transform(e, b, left=left)
+                after.append(transform(b, e, left=not left))
+                e = a
+            theirs = after
+            mine.append(e)
+            moved.append(e)
+        rebuilt = dict(op)
+        rebuilt["path"] = format_pointer(moved[-1].path)
+        if "from" in op:
+            rebuilt["from"] = format_pointer(moved[0].path)
+        out.append(rebuilt)
+    return out
