@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sessions_app', '0003_change_restored'),
+        ('sessions_app', '0005_second_factor'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
