@@ -228,6 +228,18 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
         if self.state is ConnectionState.OPEN:
             self.send_in_order({"type": "websocket.send", "text": text}, _size(text))
 
+    def write_shared(self, text: str) -> None:
+        """``write`` for a frame that many sockets of this process get alike (a push): on daphne,
+        framed once for all of them (sockets.TwistedBuffer.send_shared; ``DAPHNE_PREPARED_PUSHES``),
+        else as ``write``. Same order and send buffer bound as ``write``."""
+        if self.state is not ConnectionState.OPEN:
+            return
+        sock = self._socket
+        if self._outbox is not None or sock is None or not sock.send_shared(text):
+            self.send_in_order({"type": "websocket.send", "text": text}, _size(text))
+        elif sock.buffered() > app_settings.MAX_SEND_BUFFER:
+            self._too_slow()
+
     def send_in_order(self, message: dict[str, Any], size: int = 0) -> None:
         """Hand an ASGI message to the server without waiting, in order; enforce the send buffer.
 
