@@ -95,6 +95,9 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
                     self._drain()
                 if self._close_when_idle is not None:
                     self.close_now(self._close_when_idle)
+                # Not held while waiting for the next one: an idle socket would keep its last frame
+                # (the token frame, or up to SESSIONS_MAX_MESSAGE_BYTES of a request; issue 16).
+                message = None
         except StopConsumer:
             pass
         finally:
