@@ -51,10 +51,14 @@ class Params:
     warmup: float = 1.0
     duration: float = 3.0
     repeats: int = 3
-    ping_connections: tuple[int, ...] = (50, 500)
+    ping_connections: tuple[int, ...] = (50, 500, 5000)
     connect_concurrency: int = 50
     patch_connections: int = 10
-    fanout_members: tuple[int, ...] = (100, 1000)
+    # patch-size (issue 16): document sizes in bytes of compact JSON (the largest just under
+    # SESSIONS_MAX_DOCUMENT_BYTES, 1 MiB), and the editors, each on its own document.
+    patch_sizes: tuple[int, ...] = (1024, 65536, 262144, 1040000)
+    patch_size_connections: int = 4
+    fanout_members: tuple[int, ...] = (10, 100, 1000)
     fanout_samples: int = 20
     fanout_warmup: int = 3
     memory_steps: tuple[int, ...] = (1000, 5000)
@@ -67,6 +71,8 @@ QUICK = Params(
     warmup=1.0,
     duration=1.5,
     repeats=1,
+    ping_connections=(50, 500),
+    patch_sizes=(1024, 1040000),
     fanout_members=(1000,),
     fanout_samples=8,
     fanout_warmup=2,
@@ -78,7 +84,8 @@ WORKLOAD_SERVERS = {
     "ping": ("websockets", "fastapi", "asgi-daphne", "channels", "channels-uvicorn", "ours-daphne", "ours-uvicorn"),
     "connect": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn"),
     "patch": ("ours-daphne", "ours-uvicorn"),
-    "fanout": ("channels", "ours-daphne+stocklayer", "ours-daphne"),
+    "patch-size": ("ours-daphne",),
+    "fanout": ("channels", "ours-daphne+stocklayer", "ours-daphne+stocksend", "ours-daphne", "ours-uvicorn"),
     "memory": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn"),
 }
 

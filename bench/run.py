@@ -24,7 +24,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import plots
 import report
+import targets
 from environment import describe
 from harness import BENCH, LOADGEN_CPU, QUICK, Bench, Params
 from scenarios import LAYERS, RUNNERS, WORKLOADS
@@ -69,6 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "0,1 gives each a core, the second shared with the load generator)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON (default %(default)s)")
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        help="directory of the PNG scale curves (default: bench/plots on full runs, the committed ones; "
+        "bench/results/plots with --quick)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.workloads = [w for w in args.workloads.split(",") if w]
@@ -127,11 +136,18 @@ def main(argv: list[str] | None = None) -> int:
             bench.close()
     report.add_ratios(bench.rows)
     wanted = report.targets(
-        [f"{n} conns" for n in params.ping_connections],
+        [f"{n} conns" for n in params.ping_connections if n <= 500],  # issue 6 names these two
         [f"{n} members, {layer}" for n in params.fanout_members for layer in LAYERS],
         [f"{n} idle" for n in params.memory_steps],
     )
     checked = report.evaluate(bench.rows, wanted)
+    checked16 = report.evaluate(
+        bench.rows,
+        targets.issue16(
+            [f"{n} members, {layer}" for n in params.fanout_members for layer in LAYERS],
+            [f"{n} idle" for n in params.memory_steps],
+        ),
+    )
     elapsed = time.perf_counter() - started
     mode = "quick" if args.quick else "full"
     print(f"\n## Benchmark ({mode} run, {elapsed:.0f} s, medians of {params.repeats} repeats)\n")
@@ -141,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     print("and the same channels_redis layer); x Channels CPU: fan-out CPU µs per delivered push.\n")
     print("Targets (issue 6):")
     print(report.targets_text(checked))
+    print("\nTargets (issue 16):")
+    print(report.targets_text(checked16))
     for text in bench.notes:
         print(f"note: {text}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -149,10 +167,20 @@ def main(argv: list[str] | None = None) -> int:
         "params": asdict(params),
         "rows": bench.rows,
         "targets": checked,
+        "targets_issue16": checked16,
         "notes": bench.notes,
     }
+    results["meta"]["load_average_at_start"] = round(load, 2)
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nwrote {args.output}")
+    directory = args.plots or (RESULTS.parent / "plots" if args.quick else plots.PLOTS)
+    try:
+        written = plots.write(bench.rows, directory, title=f"git {results['meta']['git']}, {mode} run")
+    except ImportError:
+        print("plots: matplotlib is not installed (pip install -r bench/requirements.txt)")
+    else:
+        for path in written:
+            print(f"wrote {path}")
     return 0
 
 

@@ -68,6 +68,15 @@ SERVERS: dict[str, ServerSpec] = {
             ours=True,
             env={"CHANNEL_LAYER_FANOUT": "0"},
         ),
+        # Our consumer with every push sent through daphne's own send path (issue 16): separates
+        # what framing a push once for all members (autobahn's prepared messages) gains. Fan-out only.
+        ServerSpec(
+            "ours-daphne+stocksend",
+            "ours (daphne) [stock send]",
+            daphne("project.asgi:application"),
+            ours=True,
+            env={"DAPHNE_PREPARED_PUSHES": "0"},
+        ),
         ServerSpec(
             "ours-uvicorn", "ours (uvicorn)", uvicorn("project.asgi:application", "--lifespan", "off"), ours=True
         ),
