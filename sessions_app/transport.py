@@ -255,6 +255,8 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
             self._queued += size
         else:
             sending = self.base_send(message)
+            if not hasattr(sending, "send"):  # an awaitable that is not a coroutine: granian's future
+                sending = _awaiting(sending)
             try:
                 waiting_on = sending.send(None)
             except StopIteration:
@@ -329,6 +331,14 @@ def _size(frame: str | bytes) -> int:
     if isinstance(frame, bytes) or frame.isascii():
         return len(frame)
     return len(frame.encode())
+
+
+async def _awaiting(awaitable: Any) -> Any:
+    """``awaitable`` as a coroutine. ASGI's ``send`` returns an awaitable, not always a coroutine:
+    granian's is a future-like ``PyFutureAwaitable`` (``__await__`` and ``__next__``, no ``send``),
+    which ``send_in_order`` could not start in place (the handshake failed with AttributeError and
+    the client saw 1005 instead of the application's close code; issue 16)."""
+    return await awaitable
 
 
 @types.coroutine
