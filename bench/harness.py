@@ -81,12 +81,21 @@ QUICK = Params(
 )
 
 WORKLOAD_SERVERS = {
-    "ping": ("websockets", "fastapi", "asgi-daphne", "channels", "channels-uvicorn", "ours-daphne", "ours-uvicorn"),
-    "connect": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn"),
+    "ping": (
+        "websockets",
+        "fastapi",
+        "asgi-daphne",
+        "channels",
+        "channels-uvicorn",
+        "ours-daphne",
+        "ours-uvicorn",
+        "ours-granian",
+    ),
+    "connect": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn", "ours-granian"),
     "patch": ("ours-daphne", "ours-uvicorn"),
     "patch-size": ("ours-daphne",),
     "fanout": ("channels", "ours-daphne+stocklayer", "ours-daphne+stocksend", "ours-daphne", "ours-uvicorn"),
-    "memory": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn"),
+    "memory": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn", "ours-granian"),
 }
 
 

@@ -77,6 +77,31 @@ SERVERS: dict[str, ServerSpec] = {
             ours=True,
             env={"DAPHNE_PREPARED_PUSHES": "0"},
         ),
+        # granian (issue 16 target 5): Rust HTTP and WebSocket, the ASGI interface without lifespan
+        # (Django's handler has none), one worker, its default loop (uvloop when installed); ping,
+        # connect and memory only (bench/README.md, "A third server"). Needs `pip install granian`.
+        ServerSpec(
+            "ours-granian",
+            "ours (granian)",
+            (
+                PYTHON,
+                "-m",
+                "granian",
+                "--interface",
+                "asginl",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--workers",
+                "1",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "project.asgi:application",
+            ),
+            ours=True,
+        ),
         ServerSpec(
             "ours-uvicorn", "ours (uvicorn)", uvicorn("project.asgi:application", "--lifespan", "off"), ours=True
         ),
