@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one short repeat of each, for smoke runs")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats of each measurement (default: 3, quick 1)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: %(default)s")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated: %(default)s")
     parser.add_argument(
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # servers inherit it: 5,000 sockets
     params = QUICK if args.quick else Params()
+    if args.repeats:
+        memory_repeats = min(args.repeats, params.memory_repeats)
+        params = dataclasses.replace(params, repeats=args.repeats, memory_repeats=memory_repeats)
     load = os.getloadavg()[0]
     if load > 1.0:
         logger.warning("load average %.1f before the run: other work shares these CPUs", load)
