@@ -61,6 +61,8 @@ class Params:
     fanout_members: tuple[int, ...] = (10, 100, 1000)
     fanout_samples: int = 20
     fanout_warmup: int = 3
+    # The fan-out's stock-path rows (`[stock layer]`, `[stock send]`); --quick leaves them out.
+    fanout_stock_rows: bool = True
     memory_steps: tuple[int, ...] = (1000, 5000)
     memory_repeats: int = 2
     users: int = 20
@@ -76,6 +78,7 @@ QUICK = Params(
     fanout_members=(1000,),
     fanout_samples=8,
     fanout_warmup=2,
+    fanout_stock_rows=False,
     memory_steps=(1000,),
     memory_repeats=1,
 )
@@ -156,6 +159,8 @@ class Bench:
         its `--variant`s."""
         specs = []
         for key in WORKLOAD_SERVERS[workload]:
+            if workload == "fanout" and "+stock" in key and not self.params.fanout_stock_rows:
+                continue
             if key in self.args.servers:
                 specs.append(SERVERS[key])
             specs += [v for v in self.args.variants if v.key.split("+")[0] == key]
