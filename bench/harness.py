@@ -51,12 +51,18 @@ class Params:
     warmup: float = 1.0
     duration: float = 3.0
     repeats: int = 3
-    ping_connections: tuple[int, ...] = (50, 500)
+    ping_connections: tuple[int, ...] = (50, 500, 5000)
     connect_concurrency: int = 50
     patch_connections: int = 10
-    fanout_members: tuple[int, ...] = (100, 1000)
+    # patch-size (issue 16): document sizes in bytes of compact JSON (the largest just under
+    # SESSIONS_MAX_DOCUMENT_BYTES, 1 MiB), and the editors, each on its own document.
+    patch_sizes: tuple[int, ...] = (1024, 65536, 262144, 1040000)
+    patch_size_connections: int = 4
+    fanout_members: tuple[int, ...] = (10, 100, 1000)
     fanout_samples: int = 20
     fanout_warmup: int = 3
+    # The fan-out's stock-path rows (`[stock layer]`, `[stock send]`); --quick leaves them out.
+    fanout_stock_rows: bool = True
     memory_steps: tuple[int, ...] = (1000, 5000)
     memory_repeats: int = 2
     users: int = 20
@@ -67,19 +73,32 @@ QUICK = Params(
     warmup=1.0,
     duration=1.5,
     repeats=1,
+    ping_connections=(50, 500),
+    patch_sizes=(1024, 1040000),
     fanout_members=(1000,),
     fanout_samples=8,
     fanout_warmup=2,
+    fanout_stock_rows=False,
     memory_steps=(1000,),
     memory_repeats=1,
 )
 
 WORKLOAD_SERVERS = {
-    "ping": ("websockets", "fastapi", "asgi-daphne", "channels", "channels-uvicorn", "ours-daphne", "ours-uvicorn"),
-    "connect": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn"),
+    "ping": (
+        "websockets",
+        "fastapi",
+        "asgi-daphne",
+        "channels",
+        "channels-uvicorn",
+        "ours-daphne",
+        "ours-uvicorn",
+        "ours-granian",
+    ),
+    "connect": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn", "ours-granian"),
     "patch": ("ours-daphne", "ours-uvicorn"),
-    "fanout": ("channels", "ours-daphne+stocklayer", "ours-daphne"),
-    "memory": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn"),
+    "patch-size": ("ours-daphne",),
+    "fanout": ("channels", "ours-daphne+stocklayer", "ours-daphne+stocksend", "ours-daphne", "ours-uvicorn"),
+    "memory": ("websockets", "fastapi", "asgi-daphne", "channels", "ours-daphne", "ours-uvicorn", "ours-granian"),
 }
 
 
@@ -140,6 +159,8 @@ class Bench:
         its `--variant`s."""
         specs = []
         for key in WORKLOAD_SERVERS[workload]:
+            if workload == "fanout" and "+stock" in key and not self.params.fanout_stock_rows:
+                continue
             if key in self.args.servers:
                 specs.append(SERVERS[key])
             specs += [v for v in self.args.variants if v.key.split("+")[0] == key]

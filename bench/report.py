@@ -16,6 +16,7 @@ PRIMARY: dict[str, tuple[str, bool]] = {
     "ping": ("cpu_us_per_op", True),
     "connect": ("rate", False),
     "patch": ("cpu_us_per_op", True),
+    "patch-size": ("cpu_us_per_op", True),
     "fanout": ("p99_ms", True),
     "memory": ("kib_per_conn", True),
 }

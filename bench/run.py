@@ -24,7 +24,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import plots
 import report
+import targets
 from environment import describe
 from harness import BENCH, LOADGEN_CPU, QUICK, Bench, Params
 from scenarios import LAYERS, RUNNERS, WORKLOADS
@@ -39,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one short repeat of each, for smoke runs")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats of each measurement (default: 3, quick 1)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: %(default)s")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated: %(default)s")
     parser.add_argument(
@@ -69,6 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "0,1 gives each a core, the second shared with the load generator)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON (default %(default)s)")
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        help="directory of the PNG scale curves (default: bench/plots on full runs, the committed ones; "
+        "bench/results/plots with --quick)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.workloads = [w for w in args.workloads.split(",") if w]
@@ -114,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # servers inherit it: 5,000 sockets
     params = QUICK if args.quick else Params()
+    if args.repeats:
+        memory_repeats = min(args.repeats, params.memory_repeats)
+        params = dataclasses.replace(params, repeats=args.repeats, memory_repeats=memory_repeats)
     load = os.getloadavg()[0]
     if load > 1.0:
         logger.warning("load average %.1f before the run: other work shares these CPUs", load)
@@ -127,11 +140,18 @@ def main(argv: list[str] | None = None) -> int:
             bench.close()
     report.add_ratios(bench.rows)
     wanted = report.targets(
-        [f"{n} conns" for n in params.ping_connections],
+        [f"{n} conns" for n in params.ping_connections if n <= 500],  # issue 6 names these two
         [f"{n} members, {layer}" for n in params.fanout_members for layer in LAYERS],
         [f"{n} idle" for n in params.memory_steps],
     )
     checked = report.evaluate(bench.rows, wanted)
+    checked16 = report.evaluate(
+        bench.rows,
+        targets.issue16(
+            [f"{n} members, {layer}" for n in params.fanout_members for layer in LAYERS],
+            [f"{n} idle" for n in params.memory_steps],
+        ),
+    )
     elapsed = time.perf_counter() - started
     mode = "quick" if args.quick else "full"
     print(f"\n## Benchmark ({mode} run, {elapsed:.0f} s, medians of {params.repeats} repeats)\n")
@@ -141,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     print("and the same channels_redis layer); x Channels CPU: fan-out CPU µs per delivered push.\n")
     print("Targets (issue 6):")
     print(report.targets_text(checked))
+    print("\nTargets (issue 16):")
+    print(report.targets_text(checked16))
     for text in bench.notes:
         print(f"note: {text}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -149,10 +171,20 @@ def main(argv: list[str] | None = None) -> int:
         "params": asdict(params),
         "rows": bench.rows,
         "targets": checked,
+        "targets_issue16": checked16,
         "notes": bench.notes,
     }
+    results["meta"]["load_average_at_start"] = round(load, 2)
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nwrote {args.output}")
+    directory = args.plots or (RESULTS.parent / "plots" if args.quick else plots.PLOTS)
+    try:
+        written = plots.write(bench.rows, directory, title=f"git {results['meta']['git']}, {mode} run")
+    except ImportError:
+        print("plots: matplotlib is not installed (pip install -r bench/requirements.txt)")
+    else:
+        for path in written:
+            print(f"wrote {path}")
     return 0
 
 

@@ -11,7 +11,7 @@ from servers import ServerSpec, running
 
 logger = logging.getLogger("bench")
 
-WORKLOADS = ("ping", "connect", "patch", "fanout", "memory")
+WORKLOADS = ("ping", "connect", "patch", "patch-size", "fanout", "memory")
 LAYERS = {
     "core": "channels_redis.core.RedisChannelLayer",
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -26,17 +26,22 @@ def interleaved(
     env: dict[str, str],
     db: fixtures.Database,
     cpus: tuple[str, ...] = (SERVER_CPU,),
+    across_variants: bool = False,
 ) -> None:
     """Run each variant's job `repeats` times over all `specs`, round-robin, servers side by side,
-    each server as one process per entry of `cpus`."""
+    each server as one process per entry of `cpus`; with `across_variants`, the repeats go
+    round-robin over the variants as well."""
     tokens, _ = bench.tokens(db)
     with bench.side_by_side(specs, env, db, cpus) as started:
         every_pid = [run.pid for runs in started.values() for run in runs]
-        for variant, job in variants:
-            for repeat in range(bench.params.repeats):
-                for runs in started.values():
-                    job_once = {**job, "tokens": tokens, "repeats": 1, "idle_pids": every_pid}
-                    bench.measure(workload, variant, runs[0].spec, job_once, runs, repeat=repeat + 1, cpus=cpus)
+        if across_variants:  # round-robin over the variants too (patch-size: a slow spell hits every size)
+            order = [(v, r) for r in range(bench.params.repeats) for v in variants]
+        else:
+            order = [(v, r) for v in variants for r in range(bench.params.repeats)]
+        for (variant, job), repeat in order:
+            for runs in started.values():
+                job_once = {**job, "tokens": tokens, "repeats": 1, "idle_pids": every_pid}
+                bench.measure(workload, variant, runs[0].spec, job_once, runs, repeat=repeat + 1, cpus=cpus)
 
 
 def run_ping(bench: Bench) -> None:
@@ -70,6 +75,28 @@ def run_patch(bench: Bench) -> None:
         bench.note("patch: PostgreSQL not reachable on 127.0.0.1:5432, skipped")
         return
     interleaved(bench, "patch", [("postgresql", job)], specs, bench.env(pg), pg)
+
+
+def size_label(size: int) -> str:
+    """A document size as the variants name it: `1 KiB`, `64 KiB`, `1 MiB`."""
+    return f"{round(size / 1048576)} MiB" if size >= 1000 * 1024 else f"{round(size / 1024)} KiB"
+
+
+def run_patch_size(bench: Bench) -> None:
+    """(f) one-number `replace` patches to documents of each of `patch_sizes` bytes (issue 16
+    target 1), on SQLite, then on PostgreSQL; each size is a variant, interleaved over the servers."""
+    p = bench.params
+    specs = bench.specs_for("patch-size")
+    if not specs:
+        return
+    base = {"job": "patch", "connections": p.patch_size_connections, "warmup": p.warmup, "duration": p.duration}
+    base["timeout"] = 400
+    for name, db in (("sqlite", bench.sqlite), ("postgresql", bench.postgres())):
+        if db is None:
+            bench.note("patch-size: PostgreSQL not reachable on 127.0.0.1:5432, skipped")
+            continue
+        variants = [(f"{size_label(n)}, {name}", base | {"doc_bytes": n}) for n in p.patch_sizes]
+        interleaved(bench, "patch-size", variants, specs, bench.env(db), db, across_variants=True)
 
 
 def run_fanout(bench: Bench) -> None:
@@ -122,4 +149,11 @@ def run_memory(bench: Bench) -> None:
                 bench.failed("memory", "-", spec, exc)
 
 
-RUNNERS = {"ping": run_ping, "connect": run_connect, "patch": run_patch, "fanout": run_fanout, "memory": run_memory}
+RUNNERS = {
+    "ping": run_ping,
+    "connect": run_connect,
+    "patch": run_patch,
+    "patch-size": run_patch_size,
+    "fanout": run_fanout,
+    "memory": run_memory,
+}

@@ -68,6 +68,40 @@ SERVERS: dict[str, ServerSpec] = {
             ours=True,
             env={"CHANNEL_LAYER_FANOUT": "0"},
         ),
+        # Our consumer with every push sent through daphne's own send path (issue 16): separates
+        # what framing a push once for all members (autobahn's prepared messages) gains. Fan-out only.
+        ServerSpec(
+            "ours-daphne+stocksend",
+            "ours (daphne) [stock send]",
+            daphne("project.asgi:application"),
+            ours=True,
+            env={"DAPHNE_PREPARED_PUSHES": "0"},
+        ),
+        # granian (issue 16 target 5): Rust HTTP and WebSocket, the ASGI interface without lifespan
+        # (Django's handler has none), one worker, its default loop (uvloop when installed); ping,
+        # connect and memory only (bench/README.md, "A third server"). Needs `pip install granian`.
+        ServerSpec(
+            "ours-granian",
+            "ours (granian)",
+            (
+                PYTHON,
+                "-m",
+                "granian",
+                "--interface",
+                "asginl",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--workers",
+                "1",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "project.asgi:application",
+            ),
+            ours=True,
+        ),
         ServerSpec(
             "ours-uvicorn", "ours (uvicorn)", uvicorn("project.asgi:application", "--lifespan", "off"), ours=True
         ),

@@ -107,15 +107,62 @@ async def connect(job: Job) -> dict:
     return {"repeats": await _measure(job, [loop(i) for i in range(job["connections"])])}
 
 
+# A patch of the document builder carries at most this many bytes of items (frames are limited to
+# SESSIONS_MAX_MESSAGE_BYTES, 64 KiB by default).
+BUILD_CHUNK_BYTES = 48 * 1024
+
+
+def _items(start: int, size: int) -> list[dict]:
+    """Items of a to-do-like list, ~`size` bytes of compact JSON together (at least one)."""
+    items, used, i = [], 0, start
+    while used < size or not items:
+        item = {"id": i, "title": f"item {i}", "text": "lorem ipsum dolor sit amet " * 2, "done": i % 3 == 0}
+        items.append(item)
+        used += len(orjson.dumps(item)) + 1
+        i += 1
+    return items
+
+
+async def build_document(client: Client, index: int, size: int) -> int:
+    """Create a session whose document is `{"n": 0, "chunks": [[item, ...], ...]}` of about `size`
+    bytes of compact JSON, made with `add` patches of at most BUILD_CHUNK_BYTES; returns its version."""
+    data: dict[str, Any] = {"n": 0, "chunks": []}
+    base = len(orjson.dumps(data))
+    first = _items(0, min(max(size - base, 0), BUILD_CHUNK_BYTES))
+    data["chunks"].append(first)
+    snapshot = await client.request("create", {"title": f"bench {index}", "data": data})
+    version, made, next_id = snapshot["version"], len(orjson.dumps(data)), len(first)
+    while made + 64 < size:
+        chunk = _items(next_id, min(size - made - 64, BUILD_CHUNK_BYTES))
+        next_id += len(chunk)
+        reply = await client.request(
+            "patch", {"version": version, "ops": [{"op": "add", "path": "/chunks/-", "value": chunk}]}
+        )
+        version = reply["version"]
+        made += len(orjson.dumps(chunk)) + 1
+    return version
+
+
 async def patch(job: Job) -> dict:
-    """(c) `patch` round trips, one session per connection (no conflicts between loops)."""
+    """(c) `patch` round trips, one session per connection (no conflicts between loops); with
+    `doc_bytes`, each session's document is first grown to about that size (the `patch-size`
+    workload) and every measured patch still replaces one number."""
     url_for, token_for = _pickers(job)
     clients = await open_many(url_for, token_for, job["connections"])
     windows = job["_windows"] = Windows(process_tree(job["server_pids"]))
+    size = job.get("doc_bytes")
+    versions = {}
+    if size:  # built before the windows start (the loops below begin measuring at once)
+        built = await asyncio.gather(*(build_document(c, i, size) for i, c in enumerate(clients)))
+        versions = dict(enumerate(built))
+        await wait_idle(process_tree(job["server_pids"]))
 
     async def loop(client: Client, index: int) -> None:
-        snapshot = await client.request("create", {"title": f"bench {index}", "data": {"n": 0}})
-        version = snapshot["version"]
+        if index in versions:
+            version = versions[index]
+        else:
+            snapshot = await client.request("create", {"title": f"bench {index}", "data": {"n": 0}})
+            version = snapshot["version"]
         while not windows.stop:
             ops = [{"op": "replace", "path": "/n", "value": version}]
             start = time.perf_counter()

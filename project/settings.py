@@ -83,6 +83,9 @@ _redis_sentinel_password = env.str("REDIS_SENTINEL_PASSWORD", "")
 _layer_backend = env.str("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer")
 CHANNEL_LAYER_CAPACITY = env.int("CHANNEL_LAYER_CAPACITY", 1000, validate=Range(min=1))
 _layer_fanout = env.bool("CHANNEL_LAYER_FANOUT", True)
+# On daphne, a push to many sockets is framed once (autobahn's prepared messages,
+# sessions_app/sockets.py TwistedBuffer.send_shared); 0: every send through daphne (stock Channels).
+DAPHNE_PREPARED_PUSHES = env.bool("DAPHNE_PREPARED_PUSHES", True)
 # See GIL_SWITCH_INTERVAL in sessions_app/conf.py; applied by project.asgi when the server loads.
 SESSIONS_GIL_SWITCH_INTERVAL = sessions_setting(env.float, "GIL_SWITCH_INTERVAL")
 _jwt_access_lifetime = env.int("JWT_ACCESS_LIFETIME", 300, validate=Range(min=0))

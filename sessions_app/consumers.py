@@ -237,7 +237,7 @@ class SessionConsumer(OrderedConsumer):
         if event["exclude"] == self.channel_name or groups is None:
             return
         if groups.accepts(event["group"], event.get("version", 0)):
-            self.write(event["text"])
+            self.write_shared(event["text"])
 
     def deliver(self, message: dict[str, Any]) -> None:
         """As ``OrderedConsumer.deliver``; a ``socket.close`` (events.socket_close) is never held."""

@@ -18,7 +18,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.tokens import Token
 
-from . import events, protocol, selectors, tokens
+from . import events, protocol, selectors, userlookup
 from .conf import app_settings
 from .models import Connection, ServerProcess
 from .protocol import ProtocolError
@@ -57,17 +57,17 @@ def server_heartbeat() -> list[events.Event]:
 
 
 def user_check(*, token: Token) -> dict[str, Any]:
-    """The token's user as ``{"id", "username"}``, through SimpleJWT's ``JWTAuthentication.get_user``
-    (``tokens.JWTAuthentication``, the REST API's too).
+    """The token's user as ``{"id", "username"}``, with SimpleJWT's ``JWTAuthentication.get_user``
+    rules (``tokens.JWTAuthentication``, the REST API's too) in one prepared SELECT
+    (sessions_app.userlookup).
 
     Raises ProtocolError(NOT_AUTHENTICATED) for an unknown or inactive user, or a token made before
     the user's password changed (``CHECK_REVOKE_TOKEN``; sessions_app/tokens.py).
     """
     try:
-        user = tokens.JWTAuthentication().get_user(token)
+        return userlookup.user_summary(token)
     except (InvalidToken, AuthenticationFailed):
         raise ProtocolError(protocol.NOT_AUTHENTICATED, "The token's user is unknown or inactive.") from None
-    return selectors.user_summary(user)
 
 
 def connection_open(*, token: Token, channel_name: str) -> dict[str, Any]:

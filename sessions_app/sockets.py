@@ -30,6 +30,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+
 logger = logging.getLogger(__name__)
 
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
@@ -56,17 +58,52 @@ class SocketBuffer(typing.Protocol):
         ``websocket.close`` (True), else nothing (False: send ``websocket.close``)."""
         ...
 
+    def send_shared(self, text: str) -> bool:
+        """Send ``text``, a frame many sockets of this process get alike (a push), framed once for
+        all of them (True), else nothing (False: send ``websocket.send``)."""
+        ...
+
+
+class _Prepared:
+    """The last frame autobahn framed for ``send_shared``: ``(text, PreparedMessage)``. A push
+    goes to every member of a process in one loop, each with the same ``str`` object, so one entry
+    frames it once (and holds at most one frame's bytes)."""
+
+    last: tuple[str, Any] | None = None
+
 
 class TwistedBuffer:
     """daphne: the bytes in the Twisted TCP transport under the WebSocket protocol."""
 
-    __slots__ = ("_aborted", "_descriptor", "_protocol", "_transport")
+    __slots__ = ("_aborted", "_descriptor", "_prepared", "_protocol", "_transport")
 
-    def __init__(self, protocol: Any, transport: Any, descriptor: Any) -> None:
+    def __init__(self, protocol: Any, transport: Any, descriptor: Any, prepared: bool = True) -> None:
         self._protocol = protocol
         self._transport = transport  # the TCP transport, or the TLS layer over it
         self._descriptor = descriptor  # the twisted.internet.abstract.FileDescriptor at the bottom
         self._aborted = False
+        self._prepared = prepared  # DAPHNE_PREPARED_PUSHES
+
+    def send_shared(self, text: str) -> bool:
+        """autobahn's ``prepareMessage`` / ``sendPreparedMessage`` (``autobahn/websocket/protocol.py``):
+        the frame of ``text`` is built once (UTF-8 encoding, header) and each socket's send is one
+        ``sendData`` of those bytes, instead of daphne's ``handle_reply`` -> ``serverSend`` ->
+        ``sendMessage`` -> ``sendFrame`` per socket. What daphne checks first is checked here: a
+        socket that is not open gets nothing (daphne drops a send to a disconnected socket;
+        autobahn's ``sendData`` does not check). With permessage-deflate negotiated,
+        ``sendPreparedMessage`` compresses per socket (``sendMessage``), as daphne would.
+        False (not sent) when ``DAPHNE_PREPARED_PUSHES`` is off: the caller sends it daphne's way.
+        """
+        if not self._prepared:
+            return False
+        protocol = self._protocol
+        if self._aborted or protocol.state != protocol.STATE_OPEN:
+            return True  # dropped, as daphne drops it
+        last = _Prepared.last
+        if last is None or last[0] is not text:
+            last = _Prepared.last = (text, protocol.factory.prepareMessage(text.encode(), False))
+        protocol.sendPreparedMessage(last[1])
+        return True
 
     def buffered(self) -> int:
         """``len(dataBuffer) + _tempDataLen``: the memory of ``abstract.FileDescriptor``'s two buffers,
@@ -143,6 +180,10 @@ class AsyncioBuffer:
         """False: uvicorn sends every valid close code the application asks for."""
         return False
 
+    def send_shared(self, text: str) -> bool:
+        """False: uvicorn's ``websockets`` protocols frame each send themselves (no prepared frames)."""
+        return False
+
     def abort(self) -> None:
         """``WriteTransport.abort()``: drops the buffer, closes the socket, then calls the protocol's
         ``connection_lost``, which queues ``websocket.disconnect`` and wakes a send awaiting the buffer.
@@ -194,7 +235,8 @@ def _daphne_buffer(send: functools.partial) -> SocketBuffer | None:
     transport = descriptor = protocol.transport
     for _ in range(4):
         if isinstance(descriptor, abstract.FileDescriptor):
-            return TwistedBuffer(protocol, transport, descriptor)
+            prepared = getattr(settings, "DAPHNE_PREPARED_PUSHES", True) if settings.configured else True
+            return TwistedBuffer(protocol, transport, descriptor, prepared)
         descriptor = getattr(descriptor, "transport", None)
     logger.debug("daphne transport %r has no Twisted file descriptor under it", transport)
     return None

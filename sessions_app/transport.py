@@ -95,6 +95,9 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
                     self._drain()
                 if self._close_when_idle is not None:
                     self.close_now(self._close_when_idle)
+                # Not held while waiting for the next one: an idle socket would keep its last frame
+                # (the token frame, or up to SESSIONS_MAX_MESSAGE_BYTES of a request; issue 16).
+                message = None
         except StopConsumer:
             pass
         finally:
@@ -228,6 +231,18 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
         if self.state is ConnectionState.OPEN:
             self.send_in_order({"type": "websocket.send", "text": text}, _size(text))
 
+    def write_shared(self, text: str) -> None:
+        """``write`` for a frame that many sockets of this process get alike (a push): on daphne,
+        framed once for all of them (sockets.TwistedBuffer.send_shared; ``DAPHNE_PREPARED_PUSHES``),
+        else as ``write``. Same order and send buffer bound as ``write``."""
+        if self.state is not ConnectionState.OPEN:
+            return
+        sock = self._socket
+        if self._outbox is not None or sock is None or not sock.send_shared(text):
+            self.send_in_order({"type": "websocket.send", "text": text}, _size(text))
+        elif sock.buffered() > app_settings.MAX_SEND_BUFFER:
+            self._too_slow()
+
     def send_in_order(self, message: dict[str, Any], size: int = 0) -> None:
         """Hand an ASGI message to the server without waiting, in order; enforce the send buffer.
 
@@ -240,6 +255,8 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
             self._queued += size
         else:
             sending = self.base_send(message)
+            if not hasattr(sending, "send"):  # an awaitable that is not a coroutine: granian's future
+                sending = _awaiting(sending)
             try:
                 waiting_on = sending.send(None)
             except StopIteration:
@@ -314,6 +331,14 @@ def _size(frame: str | bytes) -> int:
     if isinstance(frame, bytes) or frame.isascii():
         return len(frame)
     return len(frame.encode())
+
+
+async def _awaiting(awaitable: Any) -> Any:
+    """``awaitable`` as a coroutine. ASGI's ``send`` returns an awaitable, not always a coroutine:
+    granian's is a future-like ``PyFutureAwaitable`` (``__await__`` and ``__next__``, no ``send``),
+    which ``send_in_order`` could not start in place (the handshake failed with AttributeError and
+    the client saw 1005 instead of the application's close code; issue 16)."""
+    return await awaitable
 
 
 @types.coroutine

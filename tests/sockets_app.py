@@ -8,6 +8,8 @@ No Django. Each connection records what it sees as JSON lines in ``$SOCKETS_APP_
   not returned within ``BLOCKED_AFTER`` seconds (uvicorn's backpressure); then ``flooded``.
 - ``abort``: ``socket_buffer(send).abort()``.
 - ``register-producer``: try Twisted's ``registerProducer`` on daphne's transport; records the error.
+- ``shared TEXT``: ``socket_buffer(send).send_shared`` of ``TEXT`` twice, the same ``str`` (a push's
+  frame, framed once on daphne); records what each returned (``shared``).
 
 Records: ``connect`` (which buffer, the server's RSS), ``sent``, ``blocked``, ``flooded`` and ``abort``
 (RSS and malloc's heap), ``flood-error`` (a send raised), ``register-producer``, ``disconnect`` (its code).
@@ -114,6 +116,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         elif command == "abort":
             buffer.abort()
             record("abort", buffered=buffer.buffered(), rss=rss(), heap=heap())
+        elif command == "shared":
+            text = " ".join(args)
+            record("shared", sent=[buffer.send_shared(text), buffer.send_shared(text)])
         elif command == "register-producer":
             try:
                 send.args[0].transport.registerProducer(object(), True)

@@ -96,3 +96,20 @@ async def test_root_path_is_stripped_and_must_prefix_the_path() -> None:
     elsewhere.scope["root_path"] = "/prefix"
     with pytest.raises(ValueError, match="No route found"):
         await elsewhere.connect()  # a root_path that does not prefix the path is a server misconfiguration
+
+
+async def test_an_idle_connection_does_not_hold_its_last_frame(alice: Any) -> None:
+    # The token frame (or any request, up to SESSIONS_MAX_MESSAGE_BYTES) would stay referenced by
+    # the consumer's loop while it waits for the next frame (issue 16: memory per idle connection).
+    client = await open_socket()
+    try:
+        await client.send({"token": access_for(alice)})
+        assert (await client.recv())["state"] == "initialised"
+        consumer = client.ws.future.get_coro().cr_await
+        assert consumer.cr_code.co_qualname == "OrderedConsumer.__call__"
+        assert consumer.cr_frame.f_locals["message"] is None
+        await client.send({"state": "ping", "data": {}, "id": 1})
+        assert (await client.recv())["state"] == "ping"
+        assert consumer.cr_frame.f_locals["message"] is None
+    finally:
+        await client.ws.disconnect()

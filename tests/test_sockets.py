@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,30 @@ def test_daphne_abort_resets_the_connection_and_the_app_gets_disconnect(
     if flooded["heap"] is not None:
         assert client.wait_for("abort")["heap"] < flooded["heap"] - flooded["buffered"] // 2
     assert client.wait_for("disconnect")["code"] == 1006
+
+
+@pytest.mark.parametrize("server", ["daphne", "daphne_tls"])
+def test_daphne_send_shared_writes_the_prepared_frame(server: str, request: pytest.FixtureRequest) -> None:
+    client = Client(request.getfixturevalue(server), log=f"shared-{server}")
+    client.send_text("shared héllo wörld")
+    assert client.wait_for("shared")["sent"] == [True, True]
+    payload = "héllo wörld".encode()
+    frame = bytes([0x81, len(payload)]) + payload  # FIN + text, unmasked (a server's frame), no extension bits
+    received = b""
+    while len(received) < 2 * len(frame):
+        chunk = client.sock.recv(4096)
+        assert chunk, f"closed after {received!r}"
+        received += chunk
+    assert received == frame * 2
+    client.sock.close()
+    client.wait_for("disconnect")
+
+
+def test_uvicorn_send_shared_declines(uvicorn: AppServer) -> None:
+    client = Client(uvicorn, log=f"shared-uvicorn-{uuid.uuid4().hex}")
+    client.send_text("shared hello")
+    assert client.wait_for("shared")["sent"] == [False, False]
+    client.sock.close()
 
 
 def test_daphne_transport_already_has_twisted_http_channel_as_its_producer(daphne: AppServer) -> None:

@@ -61,6 +61,40 @@ async def test_a_send_that_waits_queues_that_connections_frames_in_order_and_blo
     assert slow_gate.sent[-1] == "4"
 
 
+class FutureSend:
+    """An ASGI ``send`` returning a future, not a coroutine, as granian's does (``PyFutureAwaitable``:
+    ``__await__``, no ``send``); each future completes when the test says the frame went out."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.pending: list[asyncio.Future[None]] = []
+
+    def send(self, message: dict[str, Any]) -> asyncio.Future[None]:
+        future = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda _: self.sent.append(message.get("text", message["type"])))
+        self.pending.append(future)
+        return future
+
+    def complete(self) -> None:
+        for future in self.pending:
+            if not future.done():
+                future.set_result(None)
+
+
+async def test_a_send_that_returns_a_future_writes_in_order_and_closes_with_the_code() -> None:
+    gate = FutureSend()
+    consumer = opened(gate.send)
+    consumer.write("1")
+    consumer.write("2")
+    await consumer.close(4401)
+    assert [m.get("text", m["type"]) for m in consumer._outbox] == ["2", "websocket.close"]
+    for _ in range(5):
+        gate.complete()
+        await asyncio.sleep(0)
+    assert gate.sent == ["1", "2", "websocket.close"]
+    assert consumer._outbox is None and consumer.timers._tasks == ()
+
+
 async def test_cancelling_a_waiting_send_ends_it_cleanly() -> None:
     gate = Gate()
     consumer = opened(gate.send)
