@@ -3,7 +3,6 @@ RFC 6902 JSON Patch (the jsonpatch library) without ever growing past its bound 
 """
 
 import json
-import re
 from typing import Any
 
 import jsonpatch
@@ -31,7 +30,6 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (RecursionError, "it nests too deeply"),
 )
 _PATCH_ERRORS = tuple(kind for kind, _ in _REASONS)
-_LONG_DIGITS = re.compile(r"\d{19}")
 
 
 def check_document(data: Any, *, depth_checked: bool = False) -> str:
@@ -75,7 +73,7 @@ def load(text: str) -> dict[str, Any]:
     through the standard library instead (as ``protocol.decode`` does). The document was checked
     when it was stored: its depth is not walked again.
     """
-    return json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
+    return json.loads(text) if protocol.LONG_DIGITS.search(text) else orjson.loads(text)
 
 
 def apply_patch_text(text: str, ops: list[dict[str, Any]], *, work: Work | None = None) -> str:
