@@ -30,6 +30,9 @@ import { CLOSED, CONNECTION_LOST, ProtocolError, QUEUE_FULL, TIMEOUT } from "./r
 const HISTORY = 500; // changes remembered by version, to recognise our own after a lost reply
 const FOREVER = Infinity;
 const PUSH_WAIT = 2000; // ms a rebased reply waits for the others' pushes before re-joining
+// ms a push ahead of our copy waits for the ones before it before a re-join: with stale patches
+// rebased on the server, two members' changes commit moments apart, and their pushes may cross.
+export const GAP_WAIT = 300;
 
 // A failure that says nothing about the change itself: wait for the connection and go on.
 const transient = (err) => err?.code === CONNECTION_LOST || err?.code === TIMEOUT;
@@ -58,6 +61,7 @@ export class LiveSession extends Emitter {
     this.lastRemote = null; // the latest change by someone else (or another tab): {version, by}
     this.tail = Promise.resolve(); // patches and re-joins run one at a time, in order
     this.resyncQueued = false;
+    this.gapTimer = null; // awaitGap's timer
     this.needsSnapshot = false;
     this.frozen = false; // the client closed for good: the outbox is left as it is for next time
     this.ended = false; // end(): the session can no longer be joined; nothing is kept for it
@@ -533,9 +537,30 @@ export class LiveSession extends Emitter {
       result = GAP; // the ops do not apply to our copy: it diverged, take a fresh snapshot
       this.needsSnapshot = true;
     }
-    if (result === APPLIED) this.emit("document");
-    if (result === GAP) this.queueResync();
+    if (result === APPLIED) {
+      this.endGapWait();
+      this.emit("document");
+    }
+    if (result === GAP) this.awaitGap();
     this.emit("patched", data);
+  }
+
+  // A push ahead of our copy: the ones before it may be on their way (docs/protocol.md section 7,
+  // "Gaps"); re-join with `since` only if the copy still lacks them after GAP_WAIT. A copy that
+  // diverged re-joins at once.
+  awaitGap() {
+    if (this.needsSnapshot) return this.queueResync();
+    if (this.gapTimer !== null) return;
+    this.gapTimer = this.client.timers.set(() => {
+      this.gapTimer = null;
+      if (this.doc?.buffer.size > 0) this.queueResync();
+    }, GAP_WAIT);
+  }
+
+  endGapWait() {
+    if (this.gapTimer === null || this.doc?.buffer.size > 0) return;
+    this.client.timers.clear(this.gapTimer);
+    this.gapTimer = null;
   }
 
   presence(data) {

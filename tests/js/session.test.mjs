@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 
 import { addItem, setDone } from "../../static/sessions/checklist.js";
 import { SessionClient } from "../../static/sessions/client.js";
-import { LiveSession } from "../../static/sessions/session.js";
+import { GAP_WAIT, LiveSession } from "../../static/sessions/session.js";
 import { FakeSocket, FakeTokens, ManualTimers, flush } from "./helpers.mjs";
 
 const SID = "6f1c2e9a-0000-4000-8000-000000000001";
@@ -66,10 +66,13 @@ describe("LiveSession", () => {
   });
 
   it("closes a version gap by re-joining with since and applying the changes", async () => {
-    const { live } = await joined();
+    const { live, timers } = await joined();
     const ws = FakeSocket.last;
     ws.deliver({ state: "patched", data: { session: SID, version: 4, ops: [{ op: "add", path: "/items/-", value: item("d") }] } });
     assert.equal(live.doc.version, 1, "nothing applied across a gap");
+    await flush();
+    assert.equal(ws.sent.filter((f) => f.state === "join").length, 0, "the pushes before it may be on their way");
+    timers.advance(GAP_WAIT);
     await flush();
     const join = ws.take("join");
     assert.deepEqual(join.data, { session: SID, since: 1 });
@@ -83,10 +86,24 @@ describe("LiveSession", () => {
     assert.deepEqual(live.view().items.map((i) => i.id), ["2", "3", "4"]);
   });
 
+  it("applies pushes that crossed on the way in version order, without a re-join", async () => {
+    const { live, timers } = await joined();
+    const ws = FakeSocket.last;
+    const push = (version, id) => ({ state: "patched", data: { session: SID, version, ops: [{ op: "add", path: "/items/-", value: item(id) }] } });
+    ws.deliver(push(3, "c"));
+    ws.deliver(push(2, "b"));
+    assert.equal(live.doc.version, 3);
+    assert.deepEqual(live.view().items.map((i) => i.id), ["b", "c"]);
+    timers.advance(GAP_WAIT);
+    await flush();
+    assert.equal(ws.sent.filter((f) => f.state === "join").length, 0);
+  });
+
   it("takes the snapshot when the server answers a join with since by full data", async () => {
-    const { live } = await joined();
+    const { live, timers } = await joined();
     const ws = FakeSocket.last;
     ws.deliver({ state: "patched", data: { session: SID, version: 9, ops: [] } });
+    timers.advance(GAP_WAIT);
     await flush();
     ws.reply(ws.take("join"), { id: SID, title: "Groceries", version: 9, data: { items: [item("z")] }, role: "editor", members: [], present: [] });
     await flush();
