@@ -121,10 +121,10 @@ def copy_checkout(target: Path) -> Path:
     """A copy of this checkout's tracked files (as they are on disk) at ``target``, for a test that
     deploys changed code to it; the same .venv runs it (sys.executable)."""
     files = subprocess.run(
-        ["git", "ls-files", "-z"],
+        ["git", "ls-files", "-z"],  # noqa: S607
         cwd=ROOT,
         capture_output=True,
-        check=True,  # noqa: S607 - git
+        check=True,
     ).stdout.split(b"\0")
     for name in filter(None, files):
         source = ROOT / os.fsdecode(name)
