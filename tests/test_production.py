@@ -11,6 +11,7 @@ nginx (Debian's package), PostgreSQL and Redis.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -298,6 +299,24 @@ def test_a_daphne_that_dies_is_started_again_and_nginx_serves_meanwhile(restarte
                 return False
 
     live.wait_until(answers_on_its_socket, 60, "the new daphne-1 to answer /healthz on its socket", 0.2)
+
+
+@pytest.mark.slow
+def test_a_rolling_restart_asked_for_during_one_follows_it(restarted: Layout) -> None:
+    """A deploy that updates the checkout twice: the second `make rolling-restart` comes while the
+    first restart runs; it is queued (not dropped), and waits for the restart that follows."""
+    status_path = restarted.run_dir / "rolling-restart.json"
+    before = json.loads(status_path.read_text())["number"] if status_path.exists() else 0
+    os.kill(restarted.process.pid, signal.SIGHUP)
+    live.wait_until(
+        lambda: status_path.exists() and json.loads(status_path.read_text())["number"] == before + 1, 30, "the restart"
+    )
+    result = restart_through_the_script(restarted.run_dir)
+    assert result.returncode == 0, result.stderr + restarted.log()[-3000:]
+    assert "a rolling restart is under way" in result.stderr and "rolling restart done" in result.stderr
+    assert "a SIGHUP came during the rolling restart: one more rolling restart follows" in restarted.log()
+    outcome = json.loads(status_path.read_text())
+    assert outcome["number"] == before + 2 and outcome["state"] == "done", outcome
 
 
 # --- failures of the layout itself -------------------------------------------------------------------
