@@ -70,7 +70,8 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platfo
 def _die_with_parent(parent: int) -> Callable[[], None]:
     """A ``preexec_fn``: in the child, ask Linux for SIGTERM when the parent (the thread that
     forked it: the script's main thread) dies (prctl(2), PR_SET_PDEATHSIG); and if it already
-    died between fork and prctl, SIGTERM now. Only async-signal-safe calls (no allocation)."""
+    died between fork and prctl, SIGTERM now. Kept to two system calls: a preexec_fn runs
+    in the forked child while the script's output threads exist (subprocess's caveat)."""
 
     def preexec() -> None:
         if _libc is not None:
