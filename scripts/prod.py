@@ -9,8 +9,9 @@ that directory and starts Debian's nginx on it in the foreground (``-p <run dir>
 in /etc/nginx is read). It then stays in the foreground, every child's output on its own with the
 child's name in front, until Ctrl-C or SIGTERM, which stops nginx and every daphne (SIGKILL after
 20 s). SIGHUP (or ``make rolling-restart RUN_DIR=<run dir>``) restarts the daphnes one at a time
-while nginx goes on; a daphne that exits by itself is started again, and only one that keeps
-exiting, or nginx exiting, stops everything with exit status 1 (scripts/prod_supervisor.py).
+while nginx goes on (one that comes during a restart is queued); a daphne that exits by itself is
+started again, and only one that keeps exiting, or nginx exiting, stops everything with exit
+status 1 (scripts/prod_supervisor.py).
 The run directory holds ``prod.pid`` (this script), ``daphne-<n>.pid`` and ``rolling-restart.json``
 (scripts/rolling_restart.py, "A supervised run directory").
 
@@ -170,11 +171,14 @@ def run(config: Config) -> int:
         while not stopping.wait(0.2):
             if nginx.process.poll() is not None:
                 say(f"nginx exited with {nginx.process.returncode}: stopping everything")
+                nginx.kill_group()  # its workers, if the master was killed: they hold PROD_LISTEN
                 status = 1
                 break
             if hangup.is_set():
+                hangup.clear()  # a SIGHUP during the restart sets it again: one more restart follows
                 daphnes.rolling_restart()
-                hangup.clear()  # a SIGHUP during the restart: nothing more
+                if hangup.is_set():
+                    say("a SIGHUP came during the rolling restart: one more rolling restart follows")
             if not daphnes.supervise():
                 status = 1
                 break

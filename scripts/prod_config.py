@@ -57,8 +57,20 @@ class Config:
                     "REDIS_URL must name the Redis server (redis://host:6379/0), or REDIS_SENTINELS and "
                     "REDIS_SENTINEL_MASTER the sentinels"
                 )
-            if not env.get("DJANGO_SECRET_KEY"):
+            key = env.get("DJANGO_SECRET_KEY", "")
+            if not key:
                 problems.append("DJANGO_SECRET_KEY must be set (50 random characters, the same for every process)")
+            elif len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-"):
+                # Django's own rule (security.W009, `manage.py check --deploy`).
+                problems.append(
+                    "DJANGO_SECRET_KEY is too weak: at least 50 characters, 5 different, not django-insecure-... "
+                    "(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')"
+                )
+            if not [name for name in env.get("DJANGO_ALLOWED_HOSTS", "").split(",") if name.strip()]:
+                problems.append(
+                    "DJANGO_ALLOWED_HOSTS must name the host(s) clients use (sessions.example.com): "
+                    "without it every request is refused (400)"
+                )
             if env.get("DJANGO_DEBUG", "0").lower() not in ("0", "false", "no", "off", "f", "n"):
                 problems.append("DJANGO_DEBUG must be 0: with 1, every request nginx forwards is refused (403)")
 

@@ -2,6 +2,9 @@
 
 - ``Child``: a process in a session of its own (a terminal's Ctrl-C reaches only the script, which
   stops the children in order), its output copied to the script's, each line with its name in front.
+  On Linux it gets SIGTERM when the script dies, even by SIGKILL (``prctl(PR_SET_PDEATHSIG)``), so
+  no daphne or nginx runs on unsupervised; when it exits, whatever is left of its process group
+  (nginx's workers, whose master was killed) is killed.
 - ``Daphnes``: the PROCESSES daphne processes, ``daphne-<n>`` on ``<run dir>/daphne-<n>.sock``.
 
   **Rolling restart** (SIGHUP to the script, or ``make rolling-restart RUN_DIR=<run dir>``, which
@@ -11,8 +14,18 @@
   ``STOP_TIMEOUT``), start its replacement on the same socket, and wait until ``/healthz`` answers
   200 through that socket, before the next. nginx keeps running, and passes each new connection
   to another process while one is down (deploy/nginx.conf.template, ``upstream``). The outcome goes to
-  ``<run dir>/rolling-restart.json`` (scripts/supervised_run_dir.py). A SIGHUP that comes while a
-  restart is under way is ignored.
+  ``<run dir>/rolling-restart.json`` (scripts/supervised_run_dir.py), with each step as it is
+  done. A SIGHUP that comes while a restart is under way is queued: one more restart follows
+  (several SIGHUPs meanwhile: one more), so a checkout updated twice never leaves old code running.
+
+  **A replacement that does not become healthy** (it exits, or ``/healthz`` does not answer 200
+  within ``START_TIMEOUT``: bad code, a bad setting) stops the restart there: it is stopped
+  (SIGTERM, SIGKILL after ``STOP_TIMEOUT``), its socket file removed, and its slot left empty,
+  not started again by the crash policy below, until the next rolling restart. nginx's connect()
+  to that socket then fails at once (ENOENT) and the request goes to the next process
+  (``proxy_next_upstream error``); a process answering 500 at once would otherwise get most
+  requests (``least_conn``). The script says how many processes serve, and the outcome is
+  ``failed``, so ``make rolling-restart`` exits 1 saying so.
 
   **A daphne that exits by itself** (a crash, the kernel's OOM killer, a SIGKILL) is started again
   after ``RESTART_DELAY`` seconds times the number of its unexpected exits in the last
@@ -27,6 +40,8 @@ Only the standard library.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -48,6 +63,23 @@ RESTART_DELAY = 1.0  # seconds before a daphne that exited by itself is started 
 CRASH_WINDOW = 60.0  # seconds
 CRASH_LIMIT = 5  # unexpected exits of one daphne within CRASH_WINDOW that are tolerated
 _output_lock = threading.Lock()
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn``: in the child, ask Linux for SIGTERM when the parent (the thread that
+    forked it: the script's main thread) dies (prctl(2), PR_SET_PDEATHSIG); and if it already
+    died between fork and prctl, SIGTERM now. Kept to two system calls: a preexec_fn runs
+    in the forked child while the script's output threads exist (subprocess's caveat)."""
+
+    def preexec() -> None:
+        if _libc is not None:
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def say(line: str) -> None:
@@ -72,7 +104,7 @@ class Child:
         self.name = name
         self.process = subprocess.Popen(  # noqa: S603 - our own commands
             argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
         )  # fmt: skip
         self.started = time.monotonic()
         assert self.process.stdout is not None
@@ -83,13 +115,25 @@ class Child:
             self.process.send_signal(sig)
 
     def wait(self, timeout: float) -> None:
-        """Wait for the exit; SIGKILL (and wait) after ``timeout`` seconds."""
+        """Wait for the exit; SIGKILL (and wait) after ``timeout`` seconds; then kill what is left
+        of its process group (``kill_group``)."""
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             say(f"{self.name} did not stop in {timeout:g} s: SIGKILL")
             self.process.kill()
             self.process.wait()
+        self.kill_group()
+
+    def kill_group(self) -> None:
+        """SIGKILL every process left in the child's process group (its session, ``pgid`` = its
+        pid) once it has exited: nginx's workers outlive a master killed by SIGKILL (re-parented
+        to PID 1, still listening on PROD_LISTEN). Nothing when the group is empty."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        say(f"{self.name}: killed the processes left in its process group {self.process.pid}")
 
 
 def daphne_argv(config: Config, index: int) -> list[str]:
@@ -120,13 +164,16 @@ class Daphnes:
         self.children: dict[str, Child] = {}
         self.exits: dict[str, list[float]] = {name: [] for name in self.names}  # unexpected, monotonic times
         self.due: dict[str, float] = {}  # name -> when to start it again
+        self.empty: set[str] = set()  # stopped after a failed rolling restart: not started again
         self.restarts = 0
+        self.steps: list[str] = []  # the current rolling restart's progress lines
 
     def start(self, name: str) -> int:
         """Start ``name`` on its socket (a stale socket file, left by a process that was killed,
         is removed first: daphne cannot listen on it); record its pid; returns it."""
         index = self.names.index(name)
         self.due.pop(name, None)  # a restart of a process that had exited by itself
+        self.empty.discard(name)
         self.config.socket_path(index).unlink(missing_ok=True)
         child = Child(name, daphne_argv(self.config, index))
         self.children[name] = child
@@ -151,23 +198,54 @@ class Daphnes:
     def pids(self) -> str:
         return ", ".join(f"{name} pid {child.process.pid}" for name, child in self.children.items())
 
+    def serving(self) -> list[str]:
+        """The names whose process runs (not an empty slot, not exited)."""
+        return [n for n, c in self.children.items() if n not in self.empty and c.process.poll() is None]
+
+    def leave_empty(self, name: str) -> None:
+        """The replacement ``name`` did not become healthy: stop it (SIGTERM, SIGKILL after
+        STOP_TIMEOUT), remove its socket file (nginx's connect() fails at once: the next process),
+        and leave its slot empty until the next rolling restart (the module's docstring)."""
+        self.empty.add(name)
+        self.stop(name)
+        self.config.socket_path(self.names.index(name)).unlink(missing_ok=True)
+        (self.config.run_dir / f"{name}.pid").unlink(missing_ok=True)
+        serving = self.serving()
+        self._step(
+            f"WARNING: {name} stopped, its slot empty until the next rolling restart: "
+            f"{len(serving)} of {len(self.names)} processes serve ({', '.join(serving) or 'none'})"
+        )
+
+    def _step(self, line: str) -> None:
+        """One line of the rolling restart's progress: in the output and rolling-restart.json."""
+        say(line)
+        self.steps.append(line)
+        write_status(self.config.run_dir, self.restarts, "running", steps=self.steps)
+
     def rolling_restart(self) -> bool:
         """Restart every daphne, one at a time (the module's docstring); True when all did."""
         self.restarts += 1
+        self.steps = []
         write_status(self.config.run_dir, self.restarts, "running")
         say(f"rolling restart {self.restarts}: {len(self.names)} processes, one at a time")
         began = time.monotonic()
         status = rolling_restart.roll(
             self.names, self.stop, self.start, self.health_url, START_TIMEOUT,
             alive=self.alive, host=allowed_host(dict(os.environ)), abort=self.stopping,
+            unhealthy=self.leave_empty, progress=self._step,
         )  # fmt: skip
         took = f"{time.monotonic() - began:.1f} s"
         if status == 0:
             say(f"rolling restart {self.restarts} done in {took} ({self.pids()})")
-            write_status(self.config.run_dir, self.restarts, "done", f"in {took}: {self.pids()}")
+            write_status(self.config.run_dir, self.restarts, "done", f"in {took}: {self.pids()}", self.steps)
         else:
-            say(f"rolling restart {self.restarts} failed after {took} (the output above says where)")
-            write_status(self.config.run_dir, self.restarts, "failed", f"after {took}: see the script's output")
+            serving = self.serving()
+            message = (
+                f"after {took}: {len(serving)} of {len(self.names)} processes serve "
+                f"({', '.join(serving) or 'none'}); the steps above say where"
+            )
+            say(f"rolling restart {self.restarts} failed {message}")
+            write_status(self.config.run_dir, self.restarts, "failed", message, self.steps)
         return status == 0
 
     def supervise(self) -> bool:
@@ -176,7 +254,7 @@ class Daphnes:
         now = time.monotonic()
         for name, child in self.children.items():
             code = child.process.poll()
-            if code is None or name in self.due:
+            if code is None or name in self.due or name in self.empty:
                 continue
             recent = [t for t in self.exits[name] if now - t < CRASH_WINDOW] + [now]
             self.exits[name] = recent

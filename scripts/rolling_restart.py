@@ -212,27 +212,34 @@ def roll(
     alive: Callable[[int], bool] = running,
     host: str = "localhost",
     abort: Callable[[], bool] = lambda: False,
+    unhealthy: Callable[[str], None] = lambda name: None,
+    progress: Callable[[str], None] = log,
 ) -> int:
     """The rolling restart: for each name in turn, ``stop(name)`` (returns once the process has
     exited), ``start(name)`` (returns the new process id), then wait until ``health(name)``'s URL
     answers 200 (``healthy``, with ``host``), at most ``start_timeout`` seconds, before the next.
-    Returns 0, or 1 (the rest left untouched) when a new process exits or does not become healthy,
-    or ``abort()`` turned true (the caller is being stopped)."""
+    Returns 0, or 1 (the rest left untouched) when a new process exits or does not become healthy
+    (then ``unhealthy(name)`` is called: the supervisor stops it, scripts/prod_supervisor.py), or
+    ``abort()`` turned true (the caller is being stopped). Each step is one line to ``progress``."""
     for name in names:
         began = time.monotonic()
+        progress(f"{name}: stopping (it drains)")
         stop(name)
         stopped = time.monotonic()
         pid = start(name)
         url = health(name)
+        progress(f"{name}: stopped in {stopped - began:.2f} s; waiting for pid {pid} to answer 200 at {url}")
 
         def settled(pid: int = pid, url: str = url) -> bool:
             return abort() or not alive(pid) or healthy(url, host)
 
         if not wait_for(settled, start_timeout) or abort() or not alive(pid):
-            log(f"{name} (pid {pid}) did not become healthy at {url}: stopping the restart")
+            progress(f"{name} (pid {pid}) did not become healthy at {url}: stopping the restart")
+            if not abort():
+                unhealthy(name)
             return 1
         ready = time.monotonic() - stopped
-        log(f"{name} restarted (pid {pid}): stopped in {stopped - began:.2f} s, healthy {ready:.2f} s later")
+        progress(f"{name} restarted (pid {pid}): stopped in {stopped - began:.2f} s, healthy {ready:.2f} s later")
     return 0
 
 

@@ -35,25 +35,38 @@ def status(run_dir: Path) -> dict[str, Any]:
         return {"number": 0}
 
 
-def write_status(run_dir: Path, number: int, state: str, message: str = "") -> None:
-    """Write ``DIR/rolling-restart.json`` (written by the supervisor, read by ``restart``)."""
+def write_status(run_dir: Path, number: int, state: str, message: str = "", steps: list[str] | None = None) -> None:
+    """Write ``DIR/rolling-restart.json`` (written by the supervisor, read by ``restart``):
+    ``steps``, the restart's progress lines so far, which ``restart`` prints as they come."""
     temporary = run_dir / f"{STATUS}.tmp"
-    temporary.write_text(json.dumps({"number": number, "state": state, "message": message}) + "\n")
+    entry = {"number": number, "state": state, "message": message, "steps": steps or []}
+    temporary.write_text(json.dumps(entry) + "\n")
     temporary.replace(run_dir / STATUS)
 
 
 def restart_supervised(run_dir: Path, pid: int, timeout: float) -> int:
-    """SIGHUP the supervisor and wait (``timeout`` seconds) for the restart's outcome; 0 or 1."""
+    """SIGHUP the supervisor and wait (``timeout`` seconds) for the restart's outcome, printing
+    each step it writes; 0 or 1. A SIGHUP while a restart is under way is queued by the
+    supervisor: one more restart follows it (so a checkout updated meanwhile is picked up), and
+    this waits for that one."""
     before = status(run_dir)
-    if before.get("state") == "running":
-        log(f"a rolling restart is already under way in {run_dir} (supervisor pid {pid})")
-        return 1
     os.kill(pid, signal.SIGHUP)
-    log(f"asked the supervisor (pid {pid}) to restart its processes one at a time")
+    if before.get("state") == "running":
+        log(f"a rolling restart is under way (supervisor pid {pid}): another one follows it")
+        timeout *= 2
+    else:
+        log(f"asked the supervisor (pid {pid}) to restart its processes one at a time")
+    printed: dict[int, int] = {}  # restart number -> steps printed
 
     def finished() -> bool:
         now = status(run_dir)
-        return now["number"] > before["number"] and now.get("state") != "running"
+        steps = now.get("steps") or []
+        number = now["number"]
+        if number > before["number"] or now.get("state") == "running":
+            for step in steps[printed.get(number, 0) :]:
+                log(step)
+            printed[number] = len(steps)
+        return number > before["number"] and now.get("state") != "running"
 
     if not wait_for(lambda: finished() or not running(pid), timeout) or not finished():
         log(f"the supervisor (pid {pid}) did not finish the rolling restart in {timeout:g} s")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,9 +76,11 @@ def alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_layout(workdir: Path, **settings: Any) -> Iterator[Layout]:
-    """``scripts/prod.py`` on a fresh database and a private Redis, with ``settings`` as variables,
-    until the block ends; then SIGTERM, and every process it started must be gone."""
+def running_layout(workdir: Path, checkout: Path = ROOT, expect: int = 0, **settings: Any) -> Iterator[Layout]:
+    """``scripts/prod.py`` of ``checkout`` (this one, or a copy: ``copy_checkout``) on a fresh
+    database and a private Redis, with ``settings`` as variables, until the block ends; then
+    SIGTERM, and every process it started must be gone. ``expect``: the script's exit status (0: a
+    clean stop; else the test stopped it otherwise, and the final ``stopped`` line is not checked)."""
     with live.processes(workdir) as started:
         redis = started.redis()
         _, database_url = started.postgres(prefix=f"{live.PG_PREFIX}_prod")
@@ -90,7 +93,7 @@ def running_layout(workdir: Path, **settings: Any) -> Iterator[Layout]:
         log_path = workdir / "prod.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "scripts/prod.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "scripts/prod.py"], cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
         running = Layout(port, database_url, workdir / "run", log_path, process)
@@ -108,9 +111,33 @@ def running_layout(workdir: Path, **settings: Any) -> Iterator[Layout]:
                 os.killpg(process.pid, signal.SIGKILL)
                 raise
     # Outside the finally: a start-up failure above is reported as itself.
-    assert status == 0, running.log()[-4000:]
-    assert running.log().rstrip().endswith("prod | stopped")
+    assert status == expect, running.log()[-4000:]
+    if expect == 0:
+        assert running.log().rstrip().endswith("prod | stopped")
     assert [pid for pid in child_pids(running.log()) if alive(pid)] == []
+
+
+def copy_checkout(target: Path) -> Path:
+    """A copy of this checkout's tracked files (as they are on disk) at ``target``, for a test that
+    deploys changed code to it; the same .venv runs it (sys.executable)."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = ROOT / os.fsdecode(name)
+        if source.is_file():
+            (target / source.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / source.relative_to(ROOT))
+    return target
+
+
+def nginx_workers(master: int) -> list[int]:
+    """The process ids of nginx's workers (the master's children, /proc)."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

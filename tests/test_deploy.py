@@ -246,3 +246,40 @@ def test_a_daphne_unit_removes_the_socket_a_killed_process_left_before_it_starts
     subprocess.run(remove, check=True, timeout=10)  # noqa: S603 - the unit's own command
     assert sorted(path.name for path in tmp_path.iterdir()) == ["daphne-0.sock"]
     subprocess.run(remove, check=True, timeout=10)  # noqa: S603 - none left: no error either
+
+
+def example_blocks() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """deploy/systemd/environment.example: its active ``KEY=VALUE`` lines, and each commented TLS
+    block ``(b)``, ``(c)`` (``# KEY=VALUE`` lines after a ``# (x) ...`` line) by its letter."""
+    active: dict[str, str] = {}
+    blocks: dict[str, dict[str, str]] = {}
+    letter = ""
+    for line in (UNITS / "environment.example").read_text().splitlines():
+        if match := re.match(r"# \(([a-z])\) ", line):
+            letter = match[1]
+        elif match := re.fullmatch(r"# ([A-Z_]+)=(\S*)", line):
+            if letter:
+                blocks.setdefault(letter, {})[match[1]] = match[2]
+        elif match := re.fullmatch(r"([A-Z_]+)=(\S*)", line):
+            active[match[1]] = match[2]
+    return active, blocks
+
+
+def test_the_environment_example_redirects_to_https_only_with_a_tls_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As shipped (block (a): plain HTTP) nothing redirects to an https:// the port does not speak;
+    block (b) (TLS at nginx) and (c) (at a load balancer) each set the two HTTPS settings; every
+    block is an environment scripts/prod.py accepts (with a real secret key)."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from prod_config import Config, ConfigError
+
+    active, blocks = example_blocks()
+    assert "DJANGO_HTTPS" not in active and "DJANGO_PROXY_SSL_HEADER" not in active
+    assert sorted(blocks) == ["b", "c"]
+    with pytest.raises(ConfigError, match="DJANGO_SECRET_KEY is too weak"):
+        Config.from_env(active)  # change-me: refused until the copy is edited
+    key = {"DJANGO_SECRET_KEY": secrets.token_urlsafe(50)}
+    assert Config.from_env({**active, **key}).tls_cert == ""
+    for letter, block in blocks.items():
+        assert block["DJANGO_HTTPS"] == "1" and block["DJANGO_PROXY_SSL_HEADER"] == "1", letter
+        config = Config.from_env({**active, **block, **key})
+        assert bool(config.tls_cert) == (letter == "b") and config.listen == block["PROD_LISTEN"]

@@ -5,6 +5,7 @@ itself runs in tests/test_production.py (marker ``prod``)."""
 import importlib
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+KEY = secrets.token_urlsafe(50)  # a key Django's check W009 accepts
 
 
 def prod(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
@@ -31,7 +33,12 @@ def prod(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
 def test_it_refuses_to_start_without_postgresql_redis_and_a_secret_key(tmp_path: Path) -> None:
     result = prod(PROD_RUN_DIR=str(tmp_path / "run"))
     assert result.returncode == 2 and result.stdout == ""
-    for name in ("DATABASE_URL must name the PostgreSQL database", "REDIS_URL", "DJANGO_SECRET_KEY"):
+    for name in (
+        "DATABASE_URL must name the PostgreSQL database",
+        "REDIS_URL",
+        "DJANGO_SECRET_KEY",
+        "DJANGO_ALLOWED_HOSTS",
+    ):
         assert name in result.stderr
     assert not (tmp_path / "run").exists()  # nothing was started or made
 
@@ -40,7 +47,8 @@ def test_it_refuses_sqlite_debug_and_bad_numbers() -> None:
     result = prod(
         DATABASE_URL="sqlite:///db.sqlite3",
         REDIS_URL="redis://127.0.0.1:6379/0",
-        DJANGO_SECRET_KEY="k" * 50,
+        DJANGO_SECRET_KEY=KEY,
+        DJANGO_ALLOWED_HOSTS="localhost",
         DJANGO_DEBUG="1",
         PROCESSES="0",
         PROD_LISTEN="everywhere",
@@ -56,7 +64,12 @@ def test_it_refuses_sqlite_debug_and_bad_numbers() -> None:
 def test_redis_sentinel_takes_the_place_of_redis_url(tmp_path: Path) -> None:
     """REDIS_SENTINELS with REDIS_SENTINEL_MASTER instead of REDIS_URL (docs/deployment.md, "Redis
     Sentinel"); not with it, nor without the master name."""
-    base = {"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "DJANGO_SECRET_KEY": "k" * 50, "PROCESSES": "0"}
+    base = {
+        "DATABASE_URL": "postgres://x@127.0.0.1:1/x",
+        "DJANGO_SECRET_KEY": KEY,
+        "DJANGO_ALLOWED_HOSTS": "localhost",
+        "PROCESSES": "0",
+    }
     accepted = prod(REDIS_SENTINELS="127.0.0.1:26379", REDIS_SENTINEL_MASTER="mymaster", **base)
     assert accepted.returncode == 2 and "PROCESSES='0'" in accepted.stderr
     assert "REDIS" not in accepted.stderr
@@ -108,7 +121,8 @@ def test_the_readme_documents_every_variable_the_script_reads() -> None:
     readme = (ROOT / "README.md").read_text()
     layout = readme.split("\n## Settings of the production layout\n", 1)[1].split("\n## ", 1)[0]
     own = set(re.findall(r"^\| `([A-Z_]+)` \|", layout, re.MULTILINE))
-    service = ["DATABASE_URL", "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"]
+    service = ["DATABASE_URL", "DJANGO_ALLOWED_HOSTS", "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "REDIS_SENTINELS"]
+    service.append("REDIS_SENTINEL_MASTER")
     assert sorted(read - own) == [*service, "REDIS_URL"]  # in "Settings"
     assert sorted(own - read) == []
 
@@ -121,7 +135,8 @@ def test_it_refuses_a_listen_address_in_use_before_starting_anything(tmp_path: P
         result = prod(
             DATABASE_URL="postgres://nobody@127.0.0.1:1/none",  # never reached: the check comes first
             REDIS_URL="redis://127.0.0.1:1/0",
-            DJANGO_SECRET_KEY="k" * 50,
+            DJANGO_SECRET_KEY=KEY,
+            DJANGO_ALLOWED_HOSTS="localhost",
             PROD_LISTEN=f"127.0.0.1:{port}",
             PROD_RUN_DIR=str(tmp_path / "run"),
             NGINX="/bin/true",  # any executable: this test needs no nginx
@@ -145,7 +160,8 @@ def test_a_daphne_that_keeps_exiting_is_started_again_until_the_limit_then_given
     exits by itself is started again (its count and delay said), and only one that exits more than
     CRASH_LIMIT times within CRASH_WINDOW seconds makes supervise() give up (the layout: exit 1)."""
     config_module = importlib.import_module("prod_config")
-    env = {"DATABASE_URL": "postgres://x@127.0.0.1/x", "REDIS_URL": "redis://127.0.0.1:1/0", "DJANGO_SECRET_KEY": "k"}
+    env = {"DATABASE_URL": "postgres://x@127.0.0.1/x", "REDIS_URL": "redis://127.0.0.1:1/0", "DJANGO_SECRET_KEY": KEY}
+    env["DJANGO_ALLOWED_HOSTS"] = "localhost"
     config = config_module.Config.from_env({**env, "PROCESSES": "1", "PROD_RUN_DIR": str(tmp_path)})
     monkeypatch.setattr(supervisor_module, "daphne_argv", lambda config, index: [sys.executable, "-c", "exit(3)"])
     monkeypatch.setattr(supervisor_module, "RESTART_DELAY", 0.0)
@@ -165,3 +181,11 @@ def test_a_daphne_that_keeps_exiting_is_started_again_until_the_limit_then_given
     assert starts == supervisor_module.CRASH_LIMIT + 1
     assert "exited by itself with 3 after" in output and "(unexpected exit 1 in 60 s): starting it again" in output
     assert f"its {supervisor_module.CRASH_LIMIT + 1}th unexpected exit in 60 s: giving up" in output
+
+
+@pytest.mark.parametrize("key", ["short", "k" * 50, "django-insecure-" + "abcdefghij" * 5])
+def test_it_refuses_a_weak_secret_key_as_django_check_w009_does(key: str) -> None:
+    result = prod(DATABASE_URL="postgres://x@127.0.0.1:1/x", REDIS_URL="redis://127.0.0.1:1/0",
+                  DJANGO_SECRET_KEY=key, DJANGO_ALLOWED_HOSTS="localhost")  # fmt: skip
+    assert result.returncode == 2 and "DJANGO_SECRET_KEY is too weak: at least 50 characters" in result.stderr
+    assert "ALLOWED_HOSTS" not in result.stderr

@@ -11,6 +11,7 @@ nginx (Debian's package), PostgreSQL and Redis.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests import live, rolling, wsclient
-from tests.prodlayout import Layout, alive, daphne_access_lines, get, running_layout
+from tests.prodlayout import Layout, alive, copy_checkout, daphne_access_lines, get, nginx_workers, running_layout
 from tests.scrape import labels_of, scrape, total, value
 
 pytestmark = pytest.mark.prod
@@ -298,3 +299,121 @@ def test_a_daphne_that_dies_is_started_again_and_nginx_serves_meanwhile(restarte
                 return False
 
     live.wait_until(answers_on_its_socket, 60, "the new daphne-1 to answer /healthz on its socket", 0.2)
+
+
+@pytest.mark.slow
+def test_a_rolling_restart_asked_for_during_one_follows_it(restarted: Layout) -> None:
+    """A deploy that updates the checkout twice: the second `make rolling-restart` comes while the
+    first restart runs; it is queued (not dropped), and waits for the restart that follows."""
+    status_path = restarted.run_dir / "rolling-restart.json"
+    before = json.loads(status_path.read_text())["number"] if status_path.exists() else 0
+    os.kill(restarted.process.pid, signal.SIGHUP)
+    live.wait_until(
+        lambda: status_path.exists() and json.loads(status_path.read_text())["number"] == before + 1, 30, "the restart"
+    )
+    result = restart_through_the_script(restarted.run_dir)
+    assert result.returncode == 0, result.stderr + restarted.log()[-3000:]
+    assert "a rolling restart is under way" in result.stderr and "rolling restart done" in result.stderr
+    assert "a SIGHUP came during the rolling restart: one more rolling restart follows" in restarted.log()
+    outcome = json.loads(status_path.read_text())
+    assert outcome["number"] == before + 2 and outcome["state"] == "done", outcome
+
+
+# --- failures of the layout itself -------------------------------------------------------------------
+
+
+def socket_health(path: Path) -> int:
+    """The status of GET /healthz on a daphne's own socket (0: no connection)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        try:
+            sock.connect(str(path))
+            sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            return int(sock.recv(64).split(b" ")[1])
+        except (OSError, IndexError, ValueError):
+            return 0
+
+
+def restart_through_the_script(run_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`make rolling-restart RUN_DIR=<run dir>`: scripts/rolling_restart.py restart."""
+    return subprocess.run(  # noqa: S603 - the script under test
+        [sys.executable, "scripts/rolling_restart.py", "restart", "--run-dir", str(run_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=400, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_replacement_that_does_not_become_healthy_is_stopped_and_nginx_uses_the_other(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A deploy of bad code (the health view raises, as in the operator's trial): the rolling
+    restart stops at daphne-0's replacement, which answers 500 at once and so would get every
+    request least_conn gives it. It is stopped, its socket file removed, its slot left empty (not
+    started again); every request through nginx goes to daphne-1. The next rolling restart, of
+    fixed code, fills the slot again."""
+    checkout = copy_checkout(tmp_path_factory.mktemp("checkout"))
+    health = checkout / "sessions_app" / "health.py"
+    good = health.read_text()
+    with running_layout(tmp_path_factory.mktemp("unhealthy"), checkout=checkout) as layout:
+        before = layout.pids()
+        # Each process loads its URLconf (and the health view) at its first request: before the edit.
+        for index in (0, 1):
+            assert socket_health(layout.run_dir / f"daphne-{index}.sock") == 200
+        health.write_text(good + '\nraise RuntimeError("a deploy of bad code")\n')
+        result = restart_through_the_script(layout.run_dir)
+        assert result.returncode == 1, result.stderr
+        # Each step, and the outcome saying how many serve, in the script's own output.
+        assert "daphne-0: stopping (it drains)" in result.stderr
+        assert "daphne-0: stopped in" in result.stderr and "did not become healthy" in result.stderr
+        assert "1 of 2 processes serve (daphne-1)" in result.stderr, result.stderr
+        log = layout.log()
+        assert "WARNING: daphne-0 stopped, its slot empty until the next rolling restart" in log
+        replacement = int(re.findall(r"daphne-0: stopped in [\d.]+ s; waiting for pid (\d+)", log)[-1])
+        assert replacement != before["daphne-0"] and not alive(replacement)
+        assert not (layout.run_dir / "daphne-0.sock").exists()
+        assert alive(before["daphne-1"]) and alive(before["nginx"])
+
+        for _ in range(12):
+            status, _, body = get(layout.http + "/healthz")
+            assert status == 200, (status, body[:300])
+            assert layout.token("alice")
+        # Past the crash policy's delay (1 s): the empty slot is not started again.
+        assert "daphne-0 started again" not in layout.log()
+        assert layout.process.poll() is None
+
+        health.write_text(good)
+        result = restart_through_the_script(layout.run_dir)
+        assert result.returncode == 0, result.stderr + layout.log()[-3000:]
+        after = layout.pids()
+        assert alive(after["daphne-0"]) and after["daphne-1"] != before["daphne-1"]
+        assert sorted(path.name for path in layout.run_dir.glob("daphne-*.sock")) == ["daphne-0.sock", "daphne-1.sock"]
+
+
+def test_nginx_killed_takes_its_workers_with_it_and_the_port_is_free_again(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """kill -9 of nginx's master leaves its workers listening (re-parented to PID 1); the script,
+    which then stops everything (status 1), kills its process group: the port is free again."""
+    with running_layout(tmp_path_factory.mktemp("nginxkilled"), expect=1, NGINX_WORKERS=2) as layout:
+        master = layout.pids()["nginx"]
+        workers = nginx_workers(master)
+        assert len(workers) == 2
+        os.kill(master, signal.SIGKILL)
+        layout.process.wait(120)
+        assert "nginx exited with -9: stopping everything" in layout.log()
+        assert [pid for pid in workers if alive(pid)] == []
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", layout.port))
+
+
+def test_the_children_die_with_a_killed_supervisor(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """kill -9 of the script: Linux sends each child SIGTERM (PR_SET_PDEATHSIG): the daphnes drain
+    and exit, nginx's master stops its workers; nothing serves on unsupervised."""
+    with running_layout(tmp_path_factory.mktemp("supervisorkilled"), expect=-9) as layout:
+        pids = layout.pids()
+        workers = nginx_workers(pids["nginx"])
+        os.kill(layout.process.pid, signal.SIGKILL)
+        layout.process.wait(30)
+        everything = [*pids.values(), *workers]
+        live.wait_until(lambda: not [pid for pid in everything if alive(pid)], 60, "every child to exit", 0.2)
