@@ -78,7 +78,7 @@ DEFAULTS: dict[str, Any] = {
     # it is at most this many versions behind (older: ``conflict``, as is a collision), within
     # this many pointer comparisons (its operations' effects times the changes' effects).
     "REBASE_MAX_CHANGES": 100,
-    "REBASE_MAX_STEPS": 100000,
+    "REBASE_MAX_STEPS": 20000,
     # Threads that apply patches to documents larger than PATCH_INLINE_BYTES (bytes of JSON as
     # stored), away from the one thread every connection's database calls share.
     "PATCH_WORKERS": 2,

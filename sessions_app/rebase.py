@@ -38,7 +38,11 @@ one of them collides), so their kinds have not changed. For an operation after t
 patch, its pointers are mapped back through the patch's earlier (transformed) operations first;
 a container the patch itself created meanwhile was untouched by the changes since.
 
-Bounded: ``max_steps`` pairs of pointer comparisons (``RebaseTooCostly``, a RebaseConflict).
+Bounded: ``max_steps`` pairs of pointer comparisons (``RebaseTooCostly``, a RebaseConflict). Each
+of the patch's operations costs at least three comparisons per operation of the changes since
+(resolving its pointer, transforming it, transforming them), so a patch whose operations times
+the changes' operations, times three, exceed the budget is refused before any work, and so is
+one whose changes since alone hold more operations than the budget.
 """
 
 from __future__ import annotations
@@ -247,7 +251,7 @@ def rebase(
     changes: Sequence[list[Any]],
     document: Callable[[], Any],
     *,
-    max_steps: int = 100_000,
+    max_steps: int = 20_000,
     left: bool = True,
 ) -> list[Any]:
     """``ops`` (RFC 6902 operations made on some version) transformed to apply after ``changes``
@@ -262,6 +266,11 @@ def rebase(
     puts them after, the other side of json0's tie, for checking that both orders agree).
     """
     budget = _Budget(max_steps)
+    # Refused before any work when the least it could cost is over the budget (module docstring).
+    their_ops = sum(len(change) for change in changes)
+    budget.spend(their_ops)
+    if 3 * their_ops * len(ops) > budget.left:
+        raise RebaseTooCostly("the patch and the changes since its version are too many to rebase")
     theirs = [e for change in changes for op in change for e in effects(op) if e.kind != READ]
     out: list[Any] = []
     mine: list[Effect] = []  # the patch's effects so far, transformed

@@ -68,6 +68,23 @@ def test_the_work_is_bounded() -> None:
     assert len(rebase(ops, changes, lambda: {}, max_steps=1_000_000)) == 200
 
 
+def test_a_rebase_that_cannot_fit_the_budget_is_refused_before_any_work() -> None:
+    """60 changes of 250 operations since (a trial's case): a one-operation patch would cost at
+    least 3 x 15,000 comparisons, over the default budget: refused without transforming anything
+    (the document is never read, and no effect of the changes is computed)."""
+    changes = [[{"op": "replace", "path": f"/items/{i}/t", "value": c} for i in range(250)] for c in range(60)]
+
+    def document() -> Any:
+        raise AssertionError("read the document")
+
+    with pytest.raises(RebaseTooCostly):
+        rebase([{"op": "replace", "path": "/items/0/done", "value": True}], changes, document)
+    few = changes[:2]  # 500 operations since: 3 x 500 fits
+    assert rebase([{"op": "add", "path": "/x", "value": 1}], few, lambda: {"items": []}) == [
+        {"op": "add", "path": "/x", "value": 1}
+    ]
+
+
 # --- random documents and patches ----------------------------------------------------------------
 
 

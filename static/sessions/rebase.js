@@ -183,7 +183,7 @@ function resolve(e, theirs, mine, document, budget) {
  * of the operations with `path` and `from` moved; throws RebaseConflict (`reason`) on a collision,
  * RebaseTooCostly past `maxSteps`. `left`: as the server (false: the other side of json0's tie).
  */
-export function rebase(ops, changes, document, { maxSteps = 100_000, left = true } = {}) {
+export function rebase(ops, changes, document, { maxSteps = 20_000, left = true } = {}) {
   let steps = maxSteps;
   const budget = {
     spend(n) {
@@ -191,6 +191,10 @@ export function rebase(ops, changes, document, { maxSteps = 100_000, left = true
       if (steps < 0) throw new RebaseTooCostly("the patch and the changes since its version are too many to rebase");
     },
   };
+  // Refused before any work when the least it could cost is over the budget (sessions_app/rebase.py).
+  const theirOps = changes.reduce((n, change) => n + change.length, 0);
+  budget.spend(theirOps);
+  if (3 * theirOps * ops.length > steps) throw new RebaseTooCostly("the patch and the changes since its version are too many to rebase");
   let theirs = changes.flatMap((change) => change.flatMap((op) => effects(op))).filter((e) => e.kind !== READ);
   const out = [];
   const mine = [];
