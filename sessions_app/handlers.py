@@ -200,7 +200,10 @@ async def _patch_in_worker(conn: Connection, base: services.PatchBase, ops: list
     """Apply ``ops`` to ``base`` in a patch worker, then store the result (a second database hop,
     conditional on the version and role ``base`` was read at, so nothing that changed meanwhile is
     lost: a concurrent patch makes this one a CONFLICT, which the caller tries once more)."""
-    text = await executors.in_patch_worker(documents.apply_patch_text, base.text, ops, work=Work(limit_for(base.size)))
+    with rebasing.applies_or_conflicts(base.rebased, base.version):
+        text = await executors.in_patch_worker(
+            documents.apply_patch_text, base.text, ops, work=Work(limit_for(base.size))
+        )
     return await call(
         services.session_patch_write, user=conn.user, channel_name=conn.channel_name, base=base, ops=ops, text=text
     )

@@ -109,7 +109,8 @@ def session_patch(
                 raise NeedsWorker(base, applied)
             work = Work(limit if inline_work is None else min(limit, inline_work))
             try:
-                text = documents.apply_patch_text(base.text, applied, work=work)
+                with rebasing.applies_or_conflicts(base.rebased, base.version):
+                    text = documents.apply_patch_text(base.text, applied, work=work)
             except OverBudget:
                 if work.limit < limit:
                     raise NeedsWorker(base, applied) from None

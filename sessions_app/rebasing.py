@@ -3,6 +3,8 @@
 sessions_app/rebase.py. Synchronous ORM code, in the database thread with the rest of the patch.
 """
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -44,6 +46,22 @@ def conflict(current: Any, reason: str = "") -> ProtocolError:
         f"The session has changed{detail}; rebase on the current version.",
         data={"version": current},
     )
+
+
+@contextlib.contextmanager
+def applies_or_conflicts(rebased: bool, current: int) -> Iterator[None]:
+    """Around the application of a patch's operations: for a rebased patch, an operation that
+    cannot be applied (INVALID_DATA without ``data.limit``: a failed ``test``, a pointer that does
+    not resolve, a ``move`` into its own child) becomes CONFLICT (``data.version`` = ``current``).
+    The patch was made valid on its own version; what broke it is a change since, which the
+    rules of sessions_app/rebase.py did not name a collision (e.g. a ``move`` whose target was
+    moved under its source). A document that would grow past its limit stays INVALID_DATA."""
+    try:
+        yield
+    except ProtocolError as error:
+        if rebased and error.code == protocol.INVALID_DATA and "limit" not in (error.data or {}):
+            raise conflict(current, f"after the changes since, {error.message[:160]}") from None
+        raise
 
 
 def too_old(version: int, newest: int) -> bool:

@@ -92,14 +92,19 @@ async def test_a_test_on_a_value_changed_since_is_a_conflict(alice: Any) -> None
         assert reply["code"] == protocol.CONFLICT and reply["data"] == {"version": 1}
 
 
-async def test_a_shifted_test_that_fails_on_the_current_document_is_invalid_data(alice: Any) -> None:
+async def test_a_shifted_test_that_fails_on_the_current_document_is_a_conflict(alice: Any) -> None:
+    """A rebased patch that does not apply is ``conflict`` (issue 15: "a failed test against the
+    current document"); sent again on the current version, the same wrong ``test`` is
+    ``invalid_data``."""
     bob = await make_user("bob")
     async with connected(alice) as a, connected(bob) as b:
         await two_editors(alice, a, b, ITEMS)
         await a.ok("patch", {"version": 0, "ops": [{"op": "add", "path": "/items/0", "value": {"id": "n"}}]})
         wrong = [{"op": "test", "path": "/items/0/id", "value": "zzz"}]  # wrong on version 0 already
         reply = await b.request("patch", {"version": 0, "ops": wrong})
-        assert reply["code"] == protocol.INVALID_DATA and "test failed" in reply["error"]
+        assert reply["code"] == protocol.CONFLICT and "test failed" in reply["error"], reply
+        again = await b.request("patch", {"version": reply["data"]["version"], "ops": wrong})
+        assert again["code"] == protocol.INVALID_DATA and "test failed" in again["error"]
 
 
 async def test_two_appends_on_one_version_both_land_in_the_servers_order(alice: Any) -> None:
@@ -145,3 +150,24 @@ async def test_a_patch_sent_again_with_its_key_is_not_applied_twice(alice: Any) 
         for bad in ["", "x" * 65, "a b", 5]:
             reply = await b.request("patch", {"version": 3, "ops": milk, "key": bad})
             assert reply["code"] == protocol.INVALID_DATA and "key" in reply["errors"], reply
+
+
+@pytest.mark.parametrize("inline_bytes", [65536, 10], ids=["in the database hop", "in a patch worker"])
+async def test_a_rebased_patch_that_no_longer_applies_is_a_conflict_not_invalid_data(
+    alice: Any, inline_bytes: int
+) -> None:
+    """A trial's case: alice moves /items/1 out of the list; bob, on version 0, moves /items/0
+    into (what was then) /items/1. Valid where bob made it; after alice's change it would move an
+    item into its own child: ``conflict`` (bob's client re-reads and decides), not ``invalid_data``
+    (which says the patch itself is wrong)."""
+    with override_settings(SESSIONS_PATCH_INLINE_BYTES=inline_bytes):
+        bob = await make_user("bob")
+        async with connected(alice) as a, connected(bob) as b:
+            await two_editors(alice, a, b, {"items": [{"id": "x"}, {"id": "y"}, {"id": "z"}]})
+            assert await a.ok("patch", {"version": 0, "ops": [{"op": "move", "from": "/items/1", "path": "/o"}]})
+            reply = await b.request(
+                "patch", {"version": 0, "ops": [{"op": "move", "from": "/items/0", "path": "/items/1/inner"}]}
+            )
+            assert reply["state"] == "error" and reply["code"] == protocol.CONFLICT, reply
+            assert reply["data"] == {"version": 1}
+            assert await b.ok("ping") is not None  # the connection goes on
