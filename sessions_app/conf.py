@@ -103,6 +103,9 @@ DEFAULTS: dict[str, Any] = {
     "OTP_TICKET_LIFETIME": 300.0,
     # Recovery codes (django-otp static tokens) made at enrolment and at each regeneration.
     "OTP_RECOVERY_CODES": 10,
+    # Seconds since the sign-in (the access token's auth_time) within which two-factor may be
+    # turned on (enrol and confirm; then 403 sign_in_again).
+    "OTP_ENROL_SIGN_IN_AGE": 600,
     # Sign-in by email link (sessions_app/magiclinks.py): seconds a link stays valid; links asked
     # for one username or email, or from one address, within MAGIC_LINK_WINDOW seconds, beyond
     # which more are refused (HTTP 429); messages waiting to be sent (sessions_app/mailer.py).
@@ -149,6 +152,7 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
     "LOGIN_MAX_AGE": (1, None),
     "OTP_TICKET_LIFETIME": (1, 3600),
     "OTP_RECOVERY_CODES": (1, 50),
+    "OTP_ENROL_SIGN_IN_AGE": (1, None),
     "MAGIC_LINK_MAX_AGE": (1, None),
     "MAGIC_LINK_LIMIT": (1, None),
     "MAGIC_LINK_WINDOW": (1, None),
@@ -215,6 +219,7 @@ class AppSettings:
     LOGIN_MAX_AGE: int
     OTP_TICKET_LIFETIME: float
     OTP_RECOVERY_CODES: int
+    OTP_ENROL_SIGN_IN_AGE: int
     MAGIC_LINK_MAX_AGE: int
     MAGIC_LINK_LIMIT: int
     MAGIC_LINK_WINDOW: float

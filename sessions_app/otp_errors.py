@@ -43,6 +43,16 @@ class EnrolmentConflict(CodedError):
     default_code = "otp_enrolled"
 
 
+class SignInTooOld(CodedError):
+    """403 ``sign_in_again``: turning two-factor on needs a sign-in of the last
+    ``SESSIONS_OTP_ENROL_SIGN_IN_AGE`` seconds (the access token's ``auth_time``), so a token
+    taken from an older sign-in cannot enrol its holder's authenticator and lock the user out."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    default_detail = "Sign in again to turn on two-factor sign-in."
+    default_code = "sign_in_again"
+
+
 class TicketRefused(CodedError, exceptions.AuthenticationFailed):
     """401 ``invalid_ticket``: unknown, used, expired, of another endpoint, or its user's
     password changed since. Sign in again."""

@@ -25,6 +25,7 @@ The signed-in user's device (an access token, ``Authorization: Bearer``; 401 wit
 Answers that carry a secret (key, recovery codes, tokens) are sent with ``Cache-Control: no-store``.
 """
 
+import time
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -35,7 +36,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import otp_devices, second_factor
+from .conf import app_settings
 from .cookies import SameOriginOnly, refresh_to_cookie
+from .otp_errors import SignInTooOld
+from .tokens import AUTH_TIME_CLAIM
 
 
 class CodeSerializer(serializers.Serializer):
@@ -64,6 +68,15 @@ _CODE_REFUSED = {
     429: OpenApiResponse(_DETAIL, description="otp_throttled or locked_out (Retry-After)."),
 }
 _RECOVERY = inline_serializer("RecoveryCodes", {"recovery_codes": serializers.ListField(child=serializers.CharField())})
+
+
+def recent_sign_in(request: Request) -> None:
+    """Raise SignInTooOld unless the request's access token comes from a sign-in (password or
+    link, and code) of the last ``SESSIONS_OTP_ENROL_SIGN_IN_AGE`` seconds: its ``auth_time``
+    (tokens.AUTH_TIME_CLAIM), which refreshing keeps."""
+    auth_time = getattr(request.auth, "payload", {}).get(AUTH_TIME_CLAIM)
+    if type(auth_time) is not int or time.time() - auth_time > app_settings.OTP_ENROL_SIGN_IN_AGE:
+        raise SignInTooOld()
 
 
 def no_store(data: Any) -> Response:
@@ -165,10 +178,14 @@ class OtpEnrolView(APIView):
                 },
             ),
             401: OpenApiResponse(_DETAIL, description="No valid access token."),
+            403: OpenApiResponse(
+                _DETAIL, description="sign_in_again: the sign-in is older than SESSIONS_OTP_ENROL_SIGN_IN_AGE."
+            ),
             409: OpenApiResponse(_DETAIL, description="otp_enrolled: a confirmed device exists."),
         },
     )
     def post(self, request: Request) -> Response:
+        recent_sign_in(request)
         return no_store(otp_devices.enrolment_start(request=request, user=request.user))
 
 
@@ -190,6 +207,7 @@ class OtpConfirmView(_CodeView):
         responses={200: _RECOVERY, **_CODE_REFUSED},
     )
     def post(self, request: Request) -> Response:
+        recent_sign_in(request)
         return no_store(otp_devices.enrolment_confirm(request=request, user=request.user, code=self.code(request)))
 
 

@@ -409,3 +409,25 @@ def test_the_admin_login_of_a_user_without_two_factor_is_the_password_alone(dave
     page_text = browser.get("/admin/login/").content.decode()
     assert "Authentication code" not in page_text
     assert browser.post("/admin/login/", {"username": "dave", "password": PASSWORD}).status_code == 302
+
+
+def test_turning_two_factor_on_needs_a_recent_sign_in(dave: Any, settings: Any) -> None:
+    """A token of an older sign-in (refreshing keeps ``auth_time``) cannot enrol its holder's
+    authenticator: 403 ``sign_in_again``, for the start and for the confirmation."""
+    from sessions_app.tokens import LoginRefreshToken
+
+    refresh = LoginRefreshToken.for_user(dave)
+    refresh["auth_time"] = int(timezone.now().timestamp()) - 601
+    old = bearer(str(refresh.access_token))
+    refused = old.post("/api/v1/otp/enrol/")
+    assert refused.status_code == 403, refused.content
+    assert refused.json()["code"] == "sign_in_again"
+    assert not TOTPDevice.objects.filter(user=dave).exists()
+
+    fresh = bearer(password_sign_in("dave").json()["access"])
+    key = secret_key(fresh.post("/api/v1/otp/enrol/").json()["secret"])
+    late = old.post("/api/v1/otp/confirm/", {"code": code_for(key, -1)}, format="json")
+    assert late.status_code == 403 and late.json()["code"] == "sign_in_again"
+    assert TOTPDevice.objects.get(user=dave).confirmed is False
+    settings.SESSIONS_OTP_ENROL_SIGN_IN_AGE = 3600
+    assert old.post("/api/v1/otp/confirm/", {"code": code_for(key, -1)}, format="json").status_code == 200

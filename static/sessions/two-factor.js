@@ -42,6 +42,9 @@ function refusal(result) {
   if (result.status === 429 && result.data?.code === "otp_throttled") return "Too many wrong codes: wait a moment, then try again.";
   if (result.status === 429) return "Too many failed sign-ins for this account. Try again later.";
   if (result.status === 400) return "Enter a code.";
+  if (result.status === 403 && result.data?.code === "sign_in_again") {
+    return "Turning two-factor on needs a recent sign-in: sign out, sign in again, then turn it on.";
+  }
   return result.data?.detail ?? `That did not work (HTTP ${result.status}).`;
 }
 
