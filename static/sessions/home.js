@@ -66,6 +66,7 @@ function passwordStep(message = null) {
   $("#otp-form").reset();
   show($("#otp-form"), false);
   show($("#sign-in-form"));
+  show($("#magic-form"));
   const error = $("#sign-in-error");
   error.textContent = message ?? "";
   show(error, Boolean(message));
@@ -116,6 +117,7 @@ function codeStep(tokens, onSignedIn, result) {
   showSignIn(tokens, onSignedIn);
   pending = { ticket: result.ticket, username: result.username };
   show($("#sign-in-form"), false);
+  show($("#magic-form"), false);
   show($("#otp-form"));
   $("#otp-code").focus();
 }
@@ -153,6 +155,7 @@ function bindPasswordStep(tokens, form) {
       pending = { ticket: result.ticket, username };
       form.password.value = "";
       show(form, false);
+      show($("#magic-form"), false); // the code step alone on the card
       show($("#otp-form"));
       $("#otp-code").focus();
     } catch (err) {
