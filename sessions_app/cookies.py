@@ -68,14 +68,21 @@ def refresh_from_cookie(request: Any) -> str:
 def set_refresh_cookie(response: Response, request: Any, refresh: str) -> None:
     """Put ``refresh`` in the response's cookie, for the rest of its life (its ``exp``, seconds)."""
     exp = tokens.LoginRefreshToken(refresh, verify=False)["exp"]
-    response.set_cookie(
+    set_strict_cookie(
+        response,
+        request,
         cookie_name(request),
         refresh,
         max_age=max(0, exp - datetime_to_epoch(aware_utcnow())),
         path=COOKIE_PATH,
-        secure=request.is_secure(),
-        httponly=True,
-        samesite="Strict",
+    )
+
+
+def set_strict_cookie(response: Any, request: Any, name: str, value: str, *, max_age: int, path: str) -> None:
+    """Set a cookie no script reads and no other site's request carries: ``HttpOnly``,
+    ``SameSite=Strict``, ``Secure`` over HTTPS, for ``max_age`` seconds on ``path``."""
+    response.set_cookie(
+        name, value, max_age=max_age, path=path, secure=request.is_secure(), httponly=True, samesite="Strict"
     )
 
 

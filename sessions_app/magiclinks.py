@@ -123,14 +123,13 @@ def nonce_from_cookie(request: Any) -> str | None:
 def set_nonce_cookie(response: Any, request: Any, nonce: str) -> None:
     """The nonce in an HttpOnly, SameSite=Strict cookie sent to the magic-link endpoints only, for
     the life of a link."""
-    response.set_cookie(
+    cookies.set_strict_cookie(
+        response,
+        request,
         nonce_cookie_name(request),
         nonce,
         max_age=int(app_settings.MAGIC_LINK_MAX_AGE),
         path=NONCE_COOKIE_PATH,
-        secure=request.is_secure(),
-        httponly=True,
-        samesite="Strict",
     )
 
 

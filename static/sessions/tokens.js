@@ -55,6 +55,11 @@ async function postJson(fetchFn, url, body = {}) {
     credentials: "same-origin", // the refresh cookie; the browser adds Origin, which the server checks
     cache: "no-store",
   });
+  return readJson(response);
+}
+
+/** A fetch response as `{status, ok, data}`: `data` its JSON body, or null when it has none. */
+export async function readJson(response) {
   let data = null;
   try {
     data = await response.json();

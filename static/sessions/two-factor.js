@@ -3,7 +3,7 @@
 // needs a fresh code; turning it on or off ends every sign-in of the user, this page's too
 // (docs/client.md, "Two-factor sign-in"). REST calls under /api/v1/otp/ with this tab's access token.
 
-import { SignedOutError } from "./tokens.js";
+import { SignedOutError, readJson } from "./tokens.js";
 import { $, clearNotices, h, notify, show } from "./ui.js";
 
 const STATUS_URL = "/api/v1/otp/";
@@ -27,13 +27,7 @@ async function call(tokens, url, body) {
   } catch {
     return { status: 0, ok: false, data: null };
   }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  return { status: response.status, ok: response.ok, data };
+  return readJson(response);
 }
 
 function refusal(result) {
