@@ -16,6 +16,8 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from . import oplog
+
 logger = logging.getLogger(__name__)
 
 FIRST_DELAY = 0.2  # seconds before the first retry; doubled after each failure, up to MAX_DELAY
@@ -58,7 +60,8 @@ def forget(channel: str) -> None:
 def _failed(channel: str) -> None:
     global _most
     if not _failing:
-        logger.warning("channel layer receive failed; connections retry until it is back", exc_info=True)
+        logger.info("channel layer receive failed; connections retry until it is back")
+    oplog.LAYER.failed("a connection's receive")
     _failing.add(channel)
     _most = max(_most, len(_failing))
 
@@ -67,5 +70,6 @@ def _recovered(channel: str) -> None:
     global _most
     _failing.discard(channel)
     if not _failing:
-        logger.warning("channel layer receive is back (%d connections had lost it)", _most)
+        logger.info("channel layer receive is back (%d connections had lost it)", _most)
+        oplog.LAYER.ok()
         _most = 0
