@@ -1,0 +1,129 @@
+"""Issue 13, item 5: logs for operators (sessions_app/oplog.py), read from a live daphne's output.
+
+One line per connection outcome (normal close, auth timeout, bad token) with the connection id,
+user id, close code and reason; ``LOG_FORMAT=json`` gives one JSON object per line; a request with
+a bad Host is one WARNING line without a traceback; and a Redis outage while a client patches is
+one warning (with its traceback) and one recovery line with the count, not a line per publish.
+"""
+
+import asyncio
+import json
+import signal
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests import live, wsclient
+
+pytestmark = [pytest.mark.slow]
+
+
+def bad_host_request(server):
+    """A GET with a Host that is not in ALLOWED_HOSTS; returns the HTTP status."""
+    request = urllib.request.Request(server.http + "/healthz", headers={"Host": "scanner.example"})  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def outcomes(records):
+    return {record["reason"]: record for record in records if record.get("message", "").startswith("connection ended")}
+
+
+async def test_json_lines_with_connection_outcomes_and_a_one_line_disallowed_host(started):
+    # -v 0: daphne's own access log is not written through logging (README, LOG_FORMAT).
+    server = started.daphne(
+        started.sqlite(), args=("-v", "0"), LOG_FORMAT="json", LOG_LEVEL="DEBUG", SESSIONS_AUTH_TIMEOUT=1
+    )
+    token = server.token("alice")
+    async with wsclient.clients() as opened:
+        alice = await wsclient.login(server.ws, token)
+        opened.append(alice)
+        await alice.ok("ping")
+        await alice.close()  # a normal close: 1000 from the client
+
+        silent = await wsclient.open_client(server.ws)  # never sends its token
+        opened.append(silent)
+        assert (await silent.recv())["code"] == "auth_timeout"
+        assert await silent.closed() == 4408
+
+        forger = await wsclient.open_client(server.ws)
+        opened.append(forger)
+        await forger.send({"token": token + "x"})
+        assert (await forger.recv())["code"] == "not_authenticated"
+        assert await forger.closed() == 4401
+    assert bad_host_request(server) == 400
+    live.wait_until(lambda: server.log().count("connection ended") >= 3, 10, "three outcome lines")
+    server.stop()
+
+    lines = [line for line in server.log().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all({"timestamp", "level", "logger", "message"} <= record.keys() for record in records), records
+    ended = outcomes(records)
+    assert set(ended) == {"client closed", "auth_timeout", "not_authenticated"}, ended
+    normal = ended["client closed"]
+    assert normal["close_code"] == 1000
+    assert normal["user_id"] == alice.user["id"]
+    assert normal["frames_in"] == 2 and normal["frames_out"] == 2  # token + ping; initialised + reply
+    assert len({record["connection"] for record in ended.values()} - {"-"}) == 3  # each its channel name
+    assert ended["auth_timeout"]["close_code"] == 4408 and ended["auth_timeout"]["user_id"] == "-"
+    assert ended["not_authenticated"]["close_code"] == 4401
+    assert all(isinstance(record["duration"], float) for record in ended.values())
+    hosts = [record for record in records if record["logger"] == "django.security.DisallowedHost"]
+    assert len(hosts) == 1, hosts
+    assert hosts[0]["level"] == "WARNING" and "exc_info" not in hosts[0]
+    assert hosts[0]["host"] == "scanner.example" and hosts[0]["client"] == "127.0.0.1"
+    assert token[-20:] not in server.log()
+
+
+def test_a_bad_log_format_stops_start_up():
+    env = live.base_env("sqlite:///unused.sqlite3", LOG_FORMAT="xml")
+    with pytest.raises(RuntimeError) as failed:
+        live.manage(env, "check")
+    assert "LOG_FORMAT='xml': Must be one of: text, json" in str(failed.value)
+
+
+@pytest.mark.redis
+async def test_a_redis_outage_while_patching_is_one_warning_and_one_recovery_line(started):
+    redis = started.redis()
+    server = started.daphne(started.sqlite(), redis.url, SESSIONS_PRESENCE_HEARTBEAT=0.5)
+    async with wsclient.clients() as opened:
+        alice = await wsclient.login(server.ws, server.token("alice"))
+        opened.append(alice)
+        snapshot = await alice.ok("create", {"title": "outage", "data": {"n": 0}})
+        version = snapshot["version"]
+
+        redis.stop(signal.SIGKILL)
+        patched_while_down = 0
+        for _ in range(30):  # about 3 s of patches while Redis is down, each acknowledged
+            ops = [{"op": "replace", "path": "/n", "value": version + 1}]
+            assert await alice.ok("patch", {"version": version, "ops": ops}) == {"version": version + 1}
+            version += 1
+            patched_while_down += 1
+            await asyncio.sleep(0.1)
+        redis.start()
+
+        def recovered():
+            return "channel layer recovered after" in server.log()
+
+        for _ in range(100):  # patch on until a publish (or the layer reader) reaches Redis again
+            if recovered():
+                break
+            ops = [{"op": "replace", "path": "/n", "value": version + 1}]
+            assert await alice.ok("patch", {"version": version, "ops": ops}) == {"version": version + 1}
+            version += 1
+            await asyncio.sleep(0.2)
+        assert recovered(), server.log()[-3000:]
+    server.stop()
+
+    log = server.log()
+    assert log.count("channel layer unavailable (") == 1, log[-6000:]
+    assert log.count("channel layer recovered after") == 1, log[-6000:]
+    assert log.count("Traceback (most recent call last)") == 1, log[-6000:]
+    line = next(line for line in log.splitlines() if "channel layer recovered after" in line)
+    failures = int(line.rsplit(", ", 1)[1].split()[0])
+    assert failures >= patched_while_down, line  # every failed publish was counted
+    print(f"outage: {patched_while_down} patches acknowledged while Redis was down; {line.split(': ', 1)[1]}")
