@@ -8,15 +8,17 @@ one warning (with its traceback) and one recovery line with the count, not a lin
 
 import asyncio
 import json
+import logging
 import signal
+import threading
 import urllib.error
 import urllib.request
 
 import pytest
+from rest_framework.test import APIClient
 
+from sessions_app import oplog
 from tests import live, wsclient
-
-pytestmark = [pytest.mark.slow]
 
 
 def bad_host_request(server):
@@ -33,6 +35,7 @@ def outcomes(records):
     return {record["reason"]: record for record in records if record.get("message", "").startswith("connection ended")}
 
 
+@pytest.mark.slow
 async def test_json_lines_with_connection_outcomes_and_a_one_line_disallowed_host(started):
     # -v 0: daphne's own access log is not written through logging (README, LOG_FORMAT).
     server = started.daphne(
@@ -87,6 +90,7 @@ def test_a_bad_log_format_stops_start_up():
 
 
 @pytest.mark.redis
+@pytest.mark.slow
 async def test_a_redis_outage_while_patching_is_one_warning_and_one_recovery_line(started):
     redis = started.redis()
     server = started.daphne(started.sqlite(), redis.url, SESSIONS_PRESENCE_HEARTBEAT=0.5)
@@ -127,3 +131,45 @@ async def test_a_redis_outage_while_patching_is_one_warning_and_one_recovery_lin
     failures = int(line.rsplit(", ", 1)[1].split()[0])
     assert failures >= patched_while_down, line  # every failed publish was counted
     print(f"outage: {patched_while_down} patches acknowledged while Redis was down; {line.split(': ', 1)[1]}")
+
+
+def test_an_outage_failing_in_many_threads_is_one_warning_then_one_line_with_the_count(caplog):
+    caplog.set_level(logging.WARNING, logger="sessions_app.outages")
+    outage = oplog.Outage("test service")
+    start = threading.Barrier(8)
+
+    def fail_many():
+        start.wait()
+        for _ in range(200):
+            try:
+                raise ConnectionError("down")
+            except ConnectionError:
+                outage.failed("a call")
+
+    threads = [threading.Thread(target=fail_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outage.down
+    outage.ok()
+    outage.ok()  # up already: nothing more
+    lines = [record for record in caplog.records if record.name == "sessions_app.outages"]
+    assert [record.getMessage().split(" (")[0] for record in lines[:1]] == ["test service unavailable"]
+    assert lines[0].exc_info is not None  # the first failure's traceback
+    assert len(lines) == 2, [record.getMessage() for record in lines]
+    assert lines[1].failures == 1600 and lines[1].getMessage().endswith("1600 failures")
+    assert not outage.down
+
+
+@pytest.mark.django_db
+def test_axes_lines_show_the_address_and_mask_the_password(caplog, django_user_model, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    django_user_model.objects.create_user("mallory-target", password="right-Pw-1")
+    caplog.set_level(logging.INFO, logger="axes")
+    body = {"username": "mallory-target", "password": "wrong-Pw-31415"}
+    response = APIClient().post("/api/v1/token/", body, format="json", REMOTE_ADDR="203.0.113.7")
+    assert response.status_code == 401
+    text = "\n".join(record.getMessage() for record in caplog.records if record.name.startswith("axes"))
+    assert "203.0.113.7" in text, text
+    assert "wrong-Pw-31415" not in text
