@@ -4,9 +4,10 @@
 Channels' consumers end when a receive raises; here a failed receive (Redis down, restarting, or
 failing over to a replica under Sentinel) is retried with a growing, jittered delay, the
 connection's groups added again first, so the socket stays open and its client fills the gap by
-version (docs/protocol.md, "Gaps"). The process logs one warning when the first of its
-connections loses the layer and one line with the count when the last gets it back, not a line
-per connection per retry. FanoutChannelLayer has one reader per process instead
+version (docs/protocol.md, "Gaps"). Failures count towards the process's one channel-layer outage
+(sessions_app.oplog.LAYER: one warning at the first, one line with the count when it is back);
+here an INFO line when the first connection loses the layer and when the last gets it back.
+FanoutChannelLayer has one reader per process instead
 (sessions_app.layers), which retries the same way.
 """
 

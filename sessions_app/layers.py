@@ -103,7 +103,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             # The membership expires (group_expiry) or is dropped at the next refresh.
-            logger.warning("channel layer: leaving a group failed", exc_info=task.exception())
+            oplog.LAYER.failed("group_discard", task.exception())
             metrics.layer_error(metrics.GROUP_DISCARD)
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:

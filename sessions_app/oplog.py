@@ -99,9 +99,9 @@ class Outage:
         """True from a failure until the next success."""
         return self._since is not None
 
-    def failed(self, what: str) -> None:
+    def failed(self, what: str, exc: BaseException | None = None) -> None:
         """Record a failure of ``what`` (e.g. ``publish session.push``); call it from the
-        ``except`` block: the first of an outage is logged with its traceback."""
+        ``except`` block, or give ``exc``: the first of an outage is logged with its traceback."""
         with self._lock:
             first = self._since is None
             if first:
@@ -112,7 +112,7 @@ class Outage:
             outage_logger.warning(
                 "%(service)s unavailable (%(operation)s failed); counting failures until it is back",
                 fields,
-                exc_info=True,
+                exc_info=exc or True,
                 extra=fields,
             )
 

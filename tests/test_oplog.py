@@ -89,11 +89,13 @@ def test_a_bad_log_format_stops_start_up():
     assert "LOG_FORMAT='xml': Must be one of: text, json" in str(failed.value)
 
 
+# The default layer (one reader per process) and the core layer alone (a receive loop per connection).
 @pytest.mark.redis
 @pytest.mark.slow
-async def test_a_redis_outage_while_patching_is_one_warning_and_one_recovery_line(started):
+@pytest.mark.parametrize("fanout", [1, 0])
+async def test_a_redis_outage_while_patching_is_one_warning_and_one_recovery_line(started, fanout):
     redis = started.redis()
-    server = started.daphne(started.sqlite(), redis.url, SESSIONS_PRESENCE_HEARTBEAT=0.5)
+    server = started.daphne(started.sqlite(), redis.url, CHANNEL_LAYER_FANOUT=fanout, SESSIONS_PRESENCE_HEARTBEAT=0.5)
     async with wsclient.clients() as opened:
         alice = await wsclient.login(server.ws, server.token("alice"))
         opened.append(alice)
