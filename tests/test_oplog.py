@@ -7,12 +7,15 @@ one warning (with its traceback) and one recovery line with the count, not a lin
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
+import socket
 import threading
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from rest_framework.test import APIClient
@@ -175,3 +178,94 @@ def test_axes_lines_show_the_address_and_mask_the_password(caplog, django_user_m
     text = "\n".join(record.getMessage() for record in caplog.records if record.name.startswith("axes"))
     assert "203.0.113.7" in text, text
     assert "wrong-Pw-31415" not in text
+
+
+class Cut:
+    """A TCP relay from a free port to PostgreSQL that can be cut (listener and every relayed
+    connection closed, as when the database's host goes away) and restored on the same port."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.port = live.free_port()
+        self.sockets = []
+        self.listener = None
+
+    def start(self):
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self.sockets.append(self.listener)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def stop(self):
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.sockets.clear()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_a_database_outage_is_one_warning_and_one_recovery_line(started):
+    _, database_url = started.postgres()
+    parts = urlsplit(database_url)
+    cut = Cut(parts.port or 5432)
+    cut.start()
+    try:
+        relayed = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{cut.port}"))
+        server = started.daphne(relayed, DATABASE_POOL_TIMEOUT=1, DATABASE_CONN_MAX_AGE=0)
+        token = server.token("alice")
+        async with wsclient.clients() as opened:
+            alice = await wsclient.login(server.ws, token)
+            opened.append(alice)
+            await alice.ok("create", {"title": "db outage", "data": {"n": 0}})
+            cut.stop()
+            refused = 0
+            for _ in range(8):  # each handshake needs the database: unavailable, 4503
+                client = await wsclient.open_client(server.ws)
+                opened.append(client)
+                await client.send({"token": token})
+                error = await client.recv(timeout=15)
+                assert error["code"] == "unavailable", error
+                refused += 1
+            cut.start()
+            for _ in range(30):  # until a handshake gets in again (the pool reconnects)
+                if await _login_works(server, token, opened):
+                    break
+                await asyncio.sleep(0.5)
+            else:
+                raise AssertionError("no handshake got in after the database was back")
+        server.stop()
+    finally:
+        cut.stop()
+    log = server.log()
+    assert log.count("database unavailable (") == 1, log[-6000:]
+    assert log.count("database recovered after") == 1, log[-6000:]
+    line = next(line for line in log.splitlines() if "database recovered after" in line)
+    assert int(line.rsplit(", ", 1)[1].split()[0]) >= refused, line
+    print(f"database outage: {refused} handshakes refused; {line.split(': ', 1)[1]}")
+
+
+async def _login_works(server, token, opened):
+    client = await wsclient.open_client(server.ws)
+    opened.append(client)  # closed by wsclient.clients()
+    await client.send({"token": token})
+    return (await client.recv(timeout=15))["state"] == "initialised"
