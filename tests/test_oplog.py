@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import socket
 import threading
@@ -131,7 +132,9 @@ async def test_a_redis_outage_while_patching_is_one_warning_and_one_recovery_lin
     log = server.log()
     assert log.count("channel layer unavailable (") == 1, log[-6000:]
     assert log.count("channel layer recovered after") == 1, log[-6000:]
-    assert log.count("Traceback (most recent call last)") == 1, log[-6000:]
+    # Those two are the only warnings or errors of the run (a traceback is part of the first).
+    loud = [line for line in log.splitlines() if re.match(r"\S+ \S+ (WARNING|ERROR|CRITICAL) ", line)]
+    assert len(loud) == 2, loud
     line = next(line for line in log.splitlines() if "channel layer recovered after" in line)
     failures = int(line.rsplit(", ", 1)[1].split()[0])
     assert failures >= patched_while_down, line  # every failed publish was counted
