@@ -174,8 +174,8 @@ class SessionConsumer(OrderedConsumer):
         except ProtocolError as exc:
             await self.fail(exc)
             return
-        except Exception:
-            logger.exception("handshake failed")
+        except Exception:  # noqa: BLE001 - logged with its traceback by sessions_app.oplog
+            oplog.server_error(self, "handshake")
             await self.fail(ProtocolError(protocol.UNAVAILABLE, "The server cannot authenticate now; retry later."))
             return
         data = {"user": user, "protocol": protocol.PROTOCOL_VERSION, "token_expires_at": protocol.utc_iso(expires_at)}
