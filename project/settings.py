@@ -16,7 +16,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from environs import Env, EnvValidationError
-from marshmallow.validate import Range
+from marshmallow.validate import OneOf, Range
 
 from project.redis_hosts import layer_host
 from sessions_app.conf import BOUNDS, DEFAULTS
@@ -132,6 +132,8 @@ SESSIONS_METRICS_NETWORKS = items(env.list("SESSIONS_METRICS_NETWORKS", list(DEF
 # here only so that it is listed and checked (sessions_app.metrics, docs/metrics.md).
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", "")
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
+# text: one plain line per record; json: one JSON object per line (python-json-logger).
+LOG_FORMAT = env.str("LOG_FORMAT", "text", validate=OneOf(["text", "json"]))
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", "Interactive sessions")  # the authenticator app's label
 OTP_TOTP_THROTTLE_FACTOR = env.int("OTP_TOTP_THROTTLE_FACTOR", 1, validate=Range(min=0))
 OTP_STATIC_THROTTLE_FACTOR = env.int("OTP_STATIC_THROTTLE_FACTOR", 1, validate=Range(min=0))
@@ -364,6 +366,9 @@ AXES_COOLOFF_TIME = "sessions_app.lockout.cool_off"
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = False
 AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in; failures are still recorded
+# axes >= 6.1 masks username and ip_address in its log lines by default; an operator must see the
+# guessing address. The password is always masked (axes.helpers.cleanse_parameters).
+AXES_SENSITIVE_PARAMETERS = ["username"]
 
 # Optional two-factor sign-in (django-otp; sessions_app/second_factor.py). Wrong codes count as
 # failed sign-ins for django-axes above, and each device throttles on its own too: after n wrong
@@ -445,10 +450,23 @@ SIMPLE_JWT = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        # One object per line: timestamp, level, logger, message and the record's extra fields.
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger"},
+        },
+    },
+    # DisallowedHost: one WARNING line with the Host and the client address, no traceback.
+    "filters": {"disallowed_host": {"()": "sessions_app.oplog.DisallowedHostOneLine"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     # sessions_app.signin: sign-in events (password, link, two-factor; sessions_app/signin_log.py),
     # never a secret.
-    "loggers": {"sessions_app": {"level": LOG_LEVEL}},
+    "loggers": {
+        "sessions_app": {"level": LOG_LEVEL},
+        "django.security.DisallowedHost": {"filters": ["disallowed_host"]},
+    },
 }

@@ -4,9 +4,10 @@
 Channels' consumers end when a receive raises; here a failed receive (Redis down, restarting, or
 failing over to a replica under Sentinel) is retried with a growing, jittered delay, the
 connection's groups added again first, so the socket stays open and its client fills the gap by
-version (docs/protocol.md, "Gaps"). The process logs one warning when the first of its
-connections loses the layer and one line with the count when the last gets it back, not a line
-per connection per retry. FanoutChannelLayer has one reader per process instead
+version (docs/protocol.md, "Gaps"). Failures count towards the process's one channel-layer outage
+(sessions_app.oplog.LAYER: one warning at the first, one line with the count when it is back);
+here an INFO line when the first connection loses the layer and when the last gets it back.
+FanoutChannelLayer has one reader per process instead
 (sessions_app.layers), which retries the same way.
 """
 
@@ -15,6 +16,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from . import oplog
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +61,8 @@ def forget(channel: str) -> None:
 def _failed(channel: str) -> None:
     global _most
     if not _failing:
-        logger.warning("channel layer receive failed; connections retry until it is back", exc_info=True)
+        logger.info("channel layer receive failed; connections retry until it is back")
+    oplog.LAYER.failed("a connection's receive")
     _failing.add(channel)
     _most = max(_most, len(_failing))
 
@@ -67,5 +71,6 @@ def _recovered(channel: str) -> None:
     global _most
     _failing.discard(channel)
     if not _failing:
-        logger.warning("channel layer receive is back (%d connections had lost it)", _most)
+        logger.info("channel layer receive is back (%d connections had lost it)", _most)
+        oplog.LAYER.ok()
         _most = 0

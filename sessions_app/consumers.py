@@ -18,7 +18,7 @@ from asgiref.sync import markcoroutinefunction
 from channels.exceptions import StopConsumer
 from rest_framework_simplejwt.tokens import Token
 
-from . import auth, drain, events, limits, metrics, presence, process, protocol, services
+from . import auth, drain, events, limits, metrics, oplog, presence, process, protocol, services
 from .conf import app_settings
 from .groups import SessionGroups
 from .handlers import call
@@ -140,8 +140,8 @@ class SessionConsumer(OrderedConsumer):
         except ProtocolError as exc:
             await self.fail(exc, request_id=request_id, request_state=request_state)
             return
-        except Exception:
-            logger.exception("state %r failed", request_state)
+        except Exception:  # noqa: BLE001 - logged with its traceback by sessions_app.oplog
+            oplog.server_error(self, request_state)
             await self.fail(
                 ProtocolError(protocol.SERVER_ERROR, "The server failed to handle this request."),
                 request_id=request_id,
@@ -174,8 +174,8 @@ class SessionConsumer(OrderedConsumer):
         except ProtocolError as exc:
             await self.fail(exc)
             return
-        except Exception:
-            logger.exception("handshake failed")
+        except Exception:  # noqa: BLE001 - logged with its traceback by sessions_app.oplog
+            oplog.server_error(self, "handshake")
             await self.fail(ProtocolError(protocol.UNAVAILABLE, "The server cannot authenticate now; retry later."))
             return
         data = {"user": user, "protocol": protocol.PROTOCOL_VERSION, "token_expires_at": protocol.utc_iso(expires_at)}
@@ -195,6 +195,9 @@ class SessionConsumer(OrderedConsumer):
         if self.state is not ConnectionState.OPEN:
             return
         metrics.error_sent(exc.code, authenticated=self.user is not None)
+        oplog.error_sent(self, exc.code, request_state)
+        if exc.close_code is not None:
+            self.close_reason = exc.code
         frame = protocol.error(
             exc.code, exc.message, request_id=request_id, request_state=request_state, errors=exc.errors, data=exc.data
         )
@@ -310,6 +313,7 @@ class SessionConsumer(OrderedConsumer):
             await self._cleanup()
         finally:
             drain.unregister(self)
+            oplog.connection_ended(self)
 
     async def _cleanup(self) -> None:
         if self.user is not None:

@@ -30,7 +30,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from . import metrics, protocol
+from . import metrics, oplog, protocol
 
 logger = logging.getLogger(__name__)
 
@@ -200,12 +200,14 @@ async def apublish(events: list[Event]) -> bool:
                 await layer.send(event.channel, event.message)
             else:
                 await layer.group_send(event.group, event.message)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged with its traceback by sessions_app.oplog
             # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
-            target = event.channel or event.group
-            logger.warning("could not publish %s to %s", event.message["type"], target, exc_info=True)
+            # One line per outage, then a count (sessions_app.oplog), not a traceback per publish.
+            oplog.LAYER.failed(f"publish {event.message['type']}")
             metrics.layer_error(metrics.PUBLISH)
             ok = False
+        else:
+            oplog.LAYER.ok()
     return ok
 
 

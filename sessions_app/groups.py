@@ -9,7 +9,7 @@ consumer's ``session_push`` asks ``accepts`` whether a push to a group is still 
 import logging
 from typing import Any, Protocol
 
-from . import events, metrics, protocol
+from . import events, metrics, oplog, protocol
 from .protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -63,9 +63,9 @@ class SessionGroups:
             return
         try:
             await self.conn.channel_layer.group_add(group, self.conn.channel_name)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged with its traceback by sessions_app.oplog
             # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
-            logger.warning("channel layer unavailable for group_add", exc_info=True)
+            oplog.LAYER.failed("group_add")
             metrics.layer_error(metrics.GROUP_ADD)
             raise ProtocolError(protocol.UNAVAILABLE, "Live updates are unavailable; reconnect later.") from None
         self.names = (*self.names, group)
@@ -83,8 +83,8 @@ class SessionGroups:
         self.names = tuple(g for g in self.names if g != group)
         try:
             await self.conn.channel_layer.group_discard(group, self.conn.channel_name)
-        except Exception:
-            logger.warning("channel layer unavailable for group_discard", exc_info=True)
+        except Exception:  # noqa: BLE001 - logged with its traceback by sessions_app.oplog
+            oplog.LAYER.failed("group_discard")
             metrics.layer_error(metrics.GROUP_DISCARD)
 
     async def discard_unless_joined(self, session_id: Any) -> None:

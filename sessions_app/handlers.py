@@ -13,7 +13,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
 
-from . import auth, documents, events, executors, metrics, protocol, rebasing, replies, selectors, services
+from . import auth, documents, events, executors, metrics, oplog, protocol, rebasing, replies, selectors, services
 from .models import Role
 from .presence import user_check
 from .protocol import ProtocolError
@@ -77,11 +77,13 @@ async def _hop(service: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     if wrapped is None:
         wrapped = _async_services[service] = database_sync_to_async(service)
     try:
-        return await wrapped(**kwargs)
+        result = await wrapped(**kwargs)
     except (OperationalError, InterfaceError):
-        logger.warning("database unavailable in %s", service.__name__, exc_info=True)
+        oplog.DATABASE.failed(service.__name__)  # one line per outage, then a count
         metrics.database_error(service.__name__)
         raise ProtocolError(protocol.UNAVAILABLE, "The database is unreachable; reconnect later.") from None
+    oplog.DATABASE.ok()
+    return result
 
 
 # --- built-in states -----------------------------------------------------------------------------

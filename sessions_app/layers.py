@@ -27,7 +27,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from django.utils.module_loading import import_string
 
-from . import batch, metrics
+from . import batch, metrics, oplog
 from .localchannels import PROCESS_MARK, LocalChannel, Sink, process_of
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class FanoutChannelLayer(BaseChannelLayer):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             # The membership expires (group_expiry) or is dropped at the next refresh.
-            logger.warning("channel layer: leaving a group failed", exc_info=task.exception())
+            oplog.LAYER.failed("group_discard", task.exception())
             metrics.layer_error(metrics.GROUP_DISCARD)
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
@@ -265,13 +265,14 @@ class FanoutChannelLayer(BaseChannelLayer):
                     await self.refresh()  # a restarted Redis has forgotten the groups
                     logger.info("channel layer is back; %s rejoined its groups", self.process_channel)
                     delay, self.down = 0.0, False
+                    oplog.LAYER.ok()
                 messages = await receive()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # noqa: BLE001 - logged with its traceback by sessions_app.oplog
                 # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
-                # The traceback once per outage, not at every retry.
-                logger.warning("channel layer reader failed; retrying", exc_info=not delay)
+                # One line per outage, then a count (sessions_app.oplog), not a line per retry.
+                oplog.LAYER.failed("the process channel's receive")
                 metrics.layer_error(metrics.RECEIVE)
                 self.down = True
                 delay = min(delay * 2, 5.0) or 0.2

@@ -34,7 +34,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import DatabaseError, connections
 
-from . import drain, events, metrics, presence, protocol, selectors
+from . import drain, events, metrics, oplog, presence, protocol, selectors
 from .conf import app_settings
 from .models import ServerProcess
 
@@ -114,6 +114,9 @@ def stop_running() -> None:
     _tasks.clear()
 
 
+_HEARTBEAT = oplog.Outage("process heartbeat (database or channel layer)")
+
+
 async def _heartbeat() -> None:
     beat = database_sync_to_async(presence.server_heartbeat)
     not_active = database_sync_to_async(selectors.users_not_active)
@@ -124,9 +127,11 @@ async def _heartbeat() -> None:
                 for user_id in await not_active(user_ids=list(_connections)):
                     close_user(user_id, protocol.DEACTIVATED)
             metrics.heartbeat(True)
-        except Exception:
-            # Broad on purpose: the database or Redis may be down (any driver error); the next beat retries.
-            logger.warning("heartbeat failed", exc_info=True)
+            _HEARTBEAT.ok()
+        except Exception:  # noqa: BLE001 - logged with its traceback by sessions_app.oplog
+            # Broad on purpose: the database or Redis may be down (any driver error); the next beat
+            # retries. One line per outage, then a count (sessions_app.oplog).
+            _HEARTBEAT.failed("heartbeat")
             metrics.heartbeat(False)
         await asyncio.sleep(app_settings.PRESENCE_HEARTBEAT)
 
@@ -146,9 +151,9 @@ async def _account_listener() -> None:
             message = await asyncio.wait_for(layer.receive(channel), GROUP_REFRESH)
         except TimeoutError:
             continue
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged with its traceback by sessions_app.oplog
             # Broad on purpose: channels_redis raises redis-py's, OSError and asyncio errors alike.
-            logger.warning("account listener: channel layer failed; retrying", exc_info=not delay)
+            oplog.LAYER.failed("the account listener's receive")
             metrics.layer_error(metrics.RECEIVE)
             delay = min(delay * 2, 5.0) or 0.2
             await asyncio.sleep(delay)

@@ -16,6 +16,7 @@ docs/channels.md.
 import asyncio
 import enum
 import logging
+import time
 import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Mapping
@@ -63,11 +64,18 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
     _channel_reader: asyncio.Task[None] | None = None
     _handling = False  # True while a message from the client (or the server's connect) is handled
     _close_when_idle: int | None = None  # a close code to send once that message is handled
+    # For the line logged when the socket ends (sessions_app.oplog.connection_ended).
+    close_code: int | None = None  # the close code the server sent
+    close_reason = ""  # why the server closed (an error code, "too_slow")
+    client_close_code: int | None = None  # the code of the client's websocket.disconnect
+    opened_at = 0.0  # time.monotonic() when the connection started
+    frames_in = frames_out = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Run the connection until the client leaves; cleanup runs whatever ends it."""
         self.scope = scope
         self.base_send = send
+        self.opened_at = time.monotonic()
         self.timers = Timers()
         self._socket = sockets.socket_buffer(send)
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
@@ -81,6 +89,10 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
                     self._channel_reader = asyncio.ensure_future(self._read_channel())
             while True:
                 message = await receive()
+                if message["type"] == "websocket.receive":
+                    self.frames_in += 1
+                elif message["type"] == "websocket.disconnect":
+                    self.client_close_code = message.get("code")
                 if self._running is not None:
                     if message["type"] == "websocket.disconnect":
                         self._running.cancel()  # its client is gone
@@ -208,7 +220,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
         if self.state is ConnectionState.OPEN or self.state is ConnectionState.CONNECTING:
             self.state = ConnectionState.CLOSING
             self.timers.cancel_timer()
-            code = code or protocol.CLOSE_NORMAL
+            code = self.close_code = code or protocol.CLOSE_NORMAL
             if self._outbox is None and self._socket is not None and self._socket.close(code):
                 return  # a code daphne refuses from an application (1012), sent by the socket itself
             message: dict[str, Any] = {"type": "websocket.close", "code": code}
@@ -229,6 +241,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
     def write(self, text: str) -> None:
         """Send one text frame now, behind any frame still waiting for the server."""
         if self.state is ConnectionState.OPEN:
+            self.frames_out += 1
             self.send_in_order({"type": "websocket.send", "text": text}, _size(text))
 
     def write_shared(self, text: str) -> None:
@@ -299,6 +312,7 @@ class OrderedConsumer(AsyncJsonWebsocketConsumer):
             self._queued = 0
         self.state = ConnectionState.CLOSING
         self.timers.cancel_timer()
+        self.close_code, self.close_reason = protocol.CLOSE_TOO_SLOW, "too_slow"
         self.send_in_order({"type": "websocket.close", "code": protocol.CLOSE_TOO_SLOW})
         if self._socket is not None:
             asyncio.get_running_loop().call_later(ABORT_GRACE, self._socket.abort)

@@ -111,6 +111,10 @@ async def test_no_token_reaches_the_logs_of_handshakes_renewals_and_errors(every
             assert await client.closed() == 4401
 
     assert caplog.records, "nothing was logged: the capture is not working"
+    # The operator lines (sessions_app.oplog) are among them: outcomes and the errors sent.
+    messages = [record.getMessage() for record in caplog.records if record.name == "sessions_app.connections"]
+    assert any(m.startswith("connection ended:") and "reason=not_authenticated" in m for m in messages), messages
+    assert any(m.startswith("error sent: not_authenticated") for m in messages), messages
     everything = caplog.text + "\n".join(
         f"{record.getMessage()} {record.exc_text or ''} {record.args!r}" for record in caplog.records
     )
@@ -207,6 +211,8 @@ async def test_no_token_reaches_a_live_daphnes_output(started):
     output = server.log()
     assert "WSCONNECT" in output, output[-2000:]  # the access log was on
     assert "/api/v1/token/refresh/" in output
+    assert output.count("connection ended:") >= 7, output[-2000:]  # the operator lines were on
+    assert "error sent: invalid_json" in output
     assert leaks(output, tokens) == []
 
 
