@@ -9,16 +9,19 @@ from channels.db import database_sync_to_async
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from sessions_app import protocol
+from sessions_app.tokens import LoginRefreshToken
 from tests.otp_utils import bearer, code_for, pinned_clock, secret_key  # noqa: F401 - a fixture
 from tests.test_revocation import ended
-from tests.utils import access_for, connected
+from tests.utils import connected
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("pinned_clock")]
 
 
 @database_sync_to_async
 def post(user: Any, path: str, body: dict[str, str] | None = None) -> Any:
-    return bearer(access_for(user)).post(path, body or {}, format="json")
+    # A sign-in's own token (auth_time now): turning two-factor on needs a recent sign-in.
+    access = str(LoginRefreshToken.for_user(user).access_token)
+    return bearer(access).post(path, body or {}, format="json")
 
 
 async def test_confirming_an_enrolment_and_removing_the_device_end_the_users_sockets(
