@@ -242,7 +242,9 @@ def claim_link(*, link_id: Any, token: str, nonce: str | None, address: str | No
         # no other backend (django-axes' counts) sees the token, nor user_login_failed's credentials.
         user = SesameBackend().authenticate(None, sesame=token, scope=scope_of(link.pk), max_age=max_age)
         if user is None or user.pk != link.user_id:
-            if link.used_at is not None:
+            # Read again: a concurrent claim of this very link may have committed since the read
+            # above, and its SESAME_ONE_TIME (last_login) is what made the token fail here.
+            if MagicLink.objects.filter(pk=link.pk, used_at__isnull=False).exists():
                 raise LinkRefused(USED)
             if link.created_at <= timezone.now() - timedelta(seconds=max_age):
                 raise LinkRefused(EXPIRED)
