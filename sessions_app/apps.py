@@ -12,7 +12,7 @@ class SessionsAppConfig(AppConfig):
     def ready(self) -> None:
         """Check the app's settings (ImproperlyConfigured stops start-up, in any project), then
         import the modules that register states, pushes, system checks and signal receivers."""
-        from . import checks, handlers, history_states, openapi, replies, signals  # noqa: F401
+        from . import checks, handlers, history_states, membership_states, openapi, replies, signals  # noqa: F401
         from .conf import app_settings
 
         app_settings.reload()
