@@ -348,9 +348,9 @@ def test_random_patches_version_and_document_follow_the_model(fuzzer, initial, d
                 if applied is None:  # ahead, or stale and colliding with the change since
                     assert answer["code"] == "conflict", answer
                     assert answer["data"] == {"version": version}
-                elif after is None:
+                elif after is None:  # does not apply: a rebased patch conflicts, a current one is wrong
                     assert answer["state"] == "error", (document, ops, answer)
-                    assert answer["code"] == "invalid_data", answer
+                    assert answer["code"] == ("conflict" if sent_version != version else "invalid_data"), answer
                 else:
                     rebased = {"rebased": True, "ops": applied} if sent_version != version else {}
                     assert answer == {"state": "patch", "data": {"version": version + 1, **rebased}}, (document, ops)
