@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from sessions_app.transport import ABORT_GRACE
+from sessions_app.sendbuffer import ABORT_GRACE
 from tests import live, scrape, wsclient
 
 pytestmark = pytest.mark.slow
