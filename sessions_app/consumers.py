@@ -18,9 +18,9 @@ from asgiref.sync import markcoroutinefunction
 from channels.exceptions import StopConsumer
 from rest_framework_simplejwt.tokens import Token
 
-from . import auth, drain, events, limits, metrics, oplog, presence, process, protocol, services
+from . import auth, drain, events, limits, metrics, oplog, presence, process, protocol
 from .conf import app_settings
-from .groups import SessionGroups
+from .groups import GroupMembership
 from .handlers import call
 from .protocol import ProtocolError
 from .registry import MESSAGE_HANDLERS, REGISTRY
@@ -29,7 +29,7 @@ from .transport import ConnectionState, OrderedConsumer
 logger = logging.getLogger(__name__)
 
 
-class SessionConsumer(OrderedConsumer):
+class SessionConsumer(GroupMembership, OrderedConsumer):
     """One WebSocket connection: one user, at most one joined session at a time.
 
     Public attributes, for state handlers (``registry.Connection``): ``user`` (``{"id",
@@ -45,7 +45,6 @@ class SessionConsumer(OrderedConsumer):
     role: str | None = None
     session_version = 0
     close_after_reply: int | None = None
-    _group_state: SessionGroups | None = None  # made at the first subscription (``groups``)
     _expires_at: datetime.datetime | None = None  # the access token's expiry, once authenticated
     _rate: limits.RateLimit | None = None
     message_handlers = MESSAGE_HANDLERS
@@ -253,52 +252,6 @@ class SessionConsumer(OrderedConsumer):
         a task of its own: the caller (a layer message, the heartbeat) waits for no client."""
         text = protocol.END_REASONS.get(reason, "The server closed this connection.")
         self.timers.start(self.fail(ProtocolError(protocol.NOT_AUTHENTICATED, text, data={"reason": reason})))
-
-    # --- groups (sessions_app.groups) ----------------------------------------------------------------
-
-    @property
-    def groups(self) -> SessionGroups:
-        """This connection's groups, made at the first use (an idle connection holds none)."""
-        groups = self._group_state
-        if groups is None:
-            groups = self._group_state = SessionGroups(self)
-        return groups
-
-    async def channel_layer_back(self) -> None:
-        """The layer answers again after failing (a stock layer's receive loop): add this
-        connection's groups again, in case Redis restarted empty; raises what the layer raised."""
-        if self._group_state is not None:
-            await self._group_state.rejoin()
-
-    async def subscribe_group(self, group: str) -> None:
-        """Join ``group`` (``group_add``); raises ProtocolError(UNAVAILABLE) without the layer."""
-        await self.groups.add(group)
-
-    async def unsubscribe_group(self, group: str) -> None:
-        """Leave ``group`` (``group_discard``); a layer failure is logged."""
-        await self.groups.discard(group)
-
-    async def subscribe(self, session_id: Any) -> None:
-        """Subscribe to a session's pushes (before reading it, so that none is missed)."""
-        await self.groups.add(events.session_group(session_id))
-
-    async def unsubscribe_unless_joined(self, session_id: Any) -> None:
-        """Undo ``subscribe`` after a failed join, unless that session is the joined one."""
-        await self.groups.discard_unless_joined(session_id)
-
-    async def enter_session(self, outcome: services.Outcome) -> None:
-        """Make ``outcome``'s session the joined one, leaving the previous one's group."""
-        await self.groups.enter(outcome.session_id, outcome.role, outcome.version)
-        await self.publish(outcome.pushes)
-
-    async def leave_session(self, pushes: list[events.Event]) -> None:
-        """Forget the joined session and leave its group."""
-        await self.groups.leave()
-        await self.publish(pushes)
-
-    async def publish(self, pushes: list[events.Event]) -> None:
-        """Broadcast events after their change committed; a layer failure is logged, not raised."""
-        await events.apublish(pushes)
 
     # --- disconnect --------------------------------------------------------------------------------
 

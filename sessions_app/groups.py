@@ -7,10 +7,13 @@ consumer's ``session_push`` asks ``accepts`` whether a push to a group is still 
 """
 
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import events, metrics, oplog, protocol
 from .protocol import ProtocolError
+
+if TYPE_CHECKING:
+    from .services import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -112,3 +115,55 @@ class SessionGroups:
         """Leave every group (when the connection ends)."""
         for group in self.names:
             await self.discard(group)
+
+
+class GroupMembership:
+    """The group methods of SessionConsumer (a base of it): its groups, made at the first use, and
+    joining, leaving and publishing to them through a SessionGroups. Uses the consumer's
+    ``_group_state`` (None until the first use)."""
+
+    _group_state: SessionGroups | None = None  # made at the first subscription (``groups``)
+
+    @property
+    def groups(self) -> SessionGroups:
+        """This connection's groups, made at the first use (an idle connection holds none)."""
+        groups = self._group_state
+        if groups is None:
+            groups = self._group_state = SessionGroups(self)
+        return groups
+
+    async def channel_layer_back(self) -> None:
+        """The layer answers again after failing (a stock layer's receive loop): add this
+        connection's groups again, in case Redis restarted empty; raises what the layer raised."""
+        if self._group_state is not None:
+            await self._group_state.rejoin()
+
+    async def subscribe_group(self, group: str) -> None:
+        """Join ``group`` (``group_add``); raises ProtocolError(UNAVAILABLE) without the layer."""
+        await self.groups.add(group)
+
+    async def unsubscribe_group(self, group: str) -> None:
+        """Leave ``group`` (``group_discard``); a layer failure is logged."""
+        await self.groups.discard(group)
+
+    async def subscribe(self, session_id: Any) -> None:
+        """Subscribe to a session's pushes (before reading it, so that none is missed)."""
+        await self.groups.add(events.session_group(session_id))
+
+    async def unsubscribe_unless_joined(self, session_id: Any) -> None:
+        """Undo ``subscribe`` after a failed join, unless that session is the joined one."""
+        await self.groups.discard_unless_joined(session_id)
+
+    async def enter_session(self, outcome: "Outcome") -> None:
+        """Make ``outcome``'s session the joined one, leaving the previous one's group."""
+        await self.groups.enter(outcome.session_id, outcome.role, outcome.version)
+        await self.publish(outcome.pushes)
+
+    async def leave_session(self, pushes: list[events.Event]) -> None:
+        """Forget the joined session and leave its group."""
+        await self.groups.leave()
+        await self.publish(pushes)
+
+    async def publish(self, pushes: list[events.Event]) -> None:
+        """Broadcast events after their change committed; a layer failure is logged, not raised."""
+        await events.apublish(pushes)
